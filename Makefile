@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-all lint demo clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+
+# Default suite: everything not marked slow (about 10 minutes on 2 cores).
+test: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Everything, slow tests included.
+test-all: lint
+	$(BIN)/python -m pytest -q
+
+DEMO_DIR ?= demo_output
+
+demo: setup
+	$(BIN)/python -m pipeline.demo --out $(DEMO_DIR)
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,53 @@
+"""The ``trimbert`` command line: one sub-command per pipeline stage.
+
+Each stage module exposes ``add_arguments(parser)`` and ``run(args) -> int`` and
+keeps heavy imports (TensorFlow, Beam) inside ``run`` so ``--help`` stays fast.
+The table below is the whole registry: explicit, no import side effects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pipeline.errors import TrimbertError
+
+# name -> (module with add_arguments/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("pipeline.assets_cli", "fetch and list the embedded data assets"),
+    "config": ("pipeline.config_cli", "show a resolved config and its parameter count"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trimbert", description="Pre-train, trim and evaluate smaller BERT encoders.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Only stages that forward unknown flags (Beam pipeline options) accept extras.
+    if extra and not getattr(args, "accepts_extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra_args = extra
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("trimbert: interrupted", file=sys.stderr)
+        return 130
+    except TrimbertError as error:
+        print(f"trimbert {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

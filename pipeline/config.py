@@ -1,0 +1,444 @@
+"""The one config system: YAML files in configs/ -> frozen, typed dataclasses.
+
+A config file holds up to five sections (``model``, ``trim``, ``data``,
+``pretrain``, ``finetune``); anything left out takes the defaults below. A file
+may name another with ``base: other.yaml`` (resolved next to it) and override
+only what differs. ``--set section.field=value`` overrides any field from the
+command line; the value is parsed as YAML (``--set trim.ffn_blocks=[0,1]``).
+
+Every field is checked on load: an unknown or ill-typed field raises
+:class:`ConfigError` naming the field path and the file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import types
+import typing
+from typing import Any, Literal, Optional
+
+import yaml
+
+from pipeline.errors import TrimbertError
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+AttentionNormalizer = Literal["softmax", "relu", "relu_sum", "sigmoid"]
+
+
+class ConfigError(TrimbertError, ValueError):
+    """A config file or override is malformed; the message names field and file."""
+
+
+# ---------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Encoder dimensions (names follow keras-hub's BertBackbone).
+
+    Args:
+        vocabulary_size: WordPiece vocabulary size V.
+        num_layers: depth D of the source encoder (before ``trim.drop_layers``).
+        num_heads: attention heads A; ``hidden_dim % num_heads == 0``.
+        hidden_dim: model width H.
+        intermediate_dim: feed-forward width I.
+        embedding_dim: embedding width E; ``None`` means E = H. When E != H the
+            embeddings are projected to H (Bort's released config needs this).
+        max_sequence_length: learned position embeddings P.
+        num_segments: segment (token type) embeddings.
+        dropout: dropout rate in embeddings, attention and feed-forward.
+        layer_norm_epsilon: epsilon of every layernorm (BERT 1e-12, Bort 1e-5).
+        activation: feed-forward activation.
+        use_pooler: keep the dense+tanh pooler over [CLS] (BERT has one).
+    """
+
+    vocabulary_size: int = 30522
+    num_layers: int = 12
+    num_heads: int = 12
+    hidden_dim: int = 768
+    intermediate_dim: int = 3072
+    embedding_dim: Optional[int] = None
+    max_sequence_length: int = 512
+    num_segments: int = 2
+    dropout: float = 0.1
+    layer_norm_epsilon: float = 1e-12
+    activation: Literal["gelu", "gelu_approximate", "relu"] = "gelu"
+    use_pooler: bool = True
+
+    def validate(self, where: str) -> None:
+        for name in ("vocabulary_size", "num_layers", "num_heads", "hidden_dim",
+                     "intermediate_dim", "max_sequence_length", "num_segments"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{where}: model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ConfigError(f"{where}: model.embedding_dim must be >= 1 or null")
+        if self.hidden_dim % self.num_heads:
+            raise ConfigError(
+                f"{where}: model.hidden_dim ({self.hidden_dim}) must be divisible by "
+                f"model.num_heads ({self.num_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{where}: model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrimConfig:
+    """Trims, per block, as fields of the one encoder (never forked classes).
+
+    Block indices refer to the source encoder's blocks ``0 .. num_layers-1``;
+    ``None`` for a block list means "every block".
+
+    Args:
+        ffn_blocks: blocks that keep their feed-forward sub-layer (TrimBERT).
+        attention_layernorm_blocks: blocks that keep the post-attention layernorm.
+        ffn_layernorm_blocks: blocks that keep the post-feed-forward layernorm.
+        attention_normalizer: what turns attention scores s into weights, with n
+            the number of unmasked keys and masked keys contributing 0:
+            ``softmax``; ``relu`` = ReLU(s)/n; ``relu_sum`` = ReLU(s)/(sum ReLU(s)+eps);
+            ``sigmoid`` = sigmoid(s - log n).
+        drop_layers: source blocks removed whole (Poor Man's BERT, 0-based,
+            e.g. [9, 10, 11] is the top three of 12).
+    """
+
+    ffn_blocks: Optional[tuple[int, ...]] = None
+    attention_layernorm_blocks: Optional[tuple[int, ...]] = None
+    ffn_layernorm_blocks: Optional[tuple[int, ...]] = None
+    attention_normalizer: AttentionNormalizer = "softmax"
+    drop_layers: tuple[int, ...] = ()
+
+    def validate(self, where: str, num_layers: int) -> None:
+        for name in ("ffn_blocks", "attention_layernorm_blocks", "ffn_layernorm_blocks", "drop_layers"):
+            blocks = getattr(self, name)
+            if blocks is None:
+                continue
+            bad = [b for b in blocks if not 0 <= b < num_layers]
+            if bad:
+                raise ConfigError(
+                    f"{where}: trim.{name} has block indices {bad} outside 0..{num_layers - 1}")
+            if len(set(blocks)) != len(blocks):
+                raise ConfigError(f"{where}: trim.{name} repeats a block index: {list(blocks)}")
+        if len(self.drop_layers) >= num_layers:
+            raise ConfigError(f"{where}: trim.drop_layers would remove all {num_layers} blocks")
+
+    def kept_blocks(self, num_layers: int) -> tuple[int, ...]:
+        """Source indices of the blocks that remain after ``drop_layers``."""
+        dropped = set(self.drop_layers)
+        return tuple(i for i in range(num_layers) if i not in dropped)
+
+    def keeps(self, field_name: str, block: int) -> bool:
+        blocks = getattr(self, field_name)
+        return blocks is None or block in blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Pre-training instances (Google BERT defaults, REFERENCE section 2).
+
+    Args:
+        format: ``bert`` (static masking + next-sentence pairs, Google's schema)
+            or ``packed`` (full-length unmasked sequences, dynamic masking).
+        seq_len: tokens per instance, [CLS] and [SEP] included.
+        max_predictions: masked positions per instance.
+        masked_lm_prob: fraction of tokens chosen for prediction.
+        mask_token_rate: of the chosen, replaced by [MASK] (80%).
+        random_token_rate: of the chosen, replaced by a random token (10%).
+        dupe_factor: times each document is masked with a different seed.
+        short_seq_prob: probability of a shorter target length.
+        lower_case: lower-case text to match an uncased vocabulary.
+        seed: seed of every random choice.
+    """
+
+    format: Literal["bert", "packed"] = "packed"
+    seq_len: int = 128
+    max_predictions: int = 20
+    masked_lm_prob: float = 0.15
+    mask_token_rate: float = 0.8
+    random_token_rate: float = 0.1
+    dupe_factor: int = 10
+    short_seq_prob: float = 0.1
+    lower_case: bool = True
+    seed: int = 12345
+
+    def validate(self, where: str) -> None:
+        if self.seq_len < 8:
+            raise ConfigError(f"{where}: data.seq_len must be >= 8, got {self.seq_len}")
+        if self.max_predictions < 1:
+            raise ConfigError(f"{where}: data.max_predictions must be >= 1")
+        for name in ("masked_lm_prob", "mask_token_rate", "random_token_rate", "short_seq_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{where}: data.{name} must be in [0, 1]")
+        if self.mask_token_rate + self.random_token_rate > 1.0:
+            raise ConfigError(f"{where}: data.mask_token_rate + data.random_token_rate must be <= 1")
+        if self.dupe_factor < 1:
+            raise ConfigError(f"{where}: data.dupe_factor must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseConfig:
+    """One phase of pre-training (e.g. sequence 128, then 512)."""
+
+    steps: int = 1000
+    seq_len: int = 128
+    batch_size: int = 256
+    learning_rate: Optional[float] = None  # None: the pretrain section's rate
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation (Bort's loss, REFERENCE section 1).
+
+    loss = mlm_weight * CE(student, labels)
+         + kd_weight * T^2 * KL(softmax(teacher/T) || softmax(student/T)),
+    over masked positions, normalised by their number. Released values:
+    mlm_weight 0.1, kd_weight 0.5, T 2.0 (de Wynter & Perry 2020).
+    """
+
+    teacher: Optional[str] = None
+    mlm_weight: float = 0.1
+    kd_weight: float = 0.5
+    temperature: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Pre-training loop, optimizer and checkpoints."""
+
+    phases: tuple[PhaseConfig, ...] = (PhaseConfig(),)
+    optimizer: Literal["adamw", "lamb"] = "adamw"
+    learning_rate: float = 1e-4
+    warmup_fraction: float = 0.01
+    decay: Literal["linear", "polynomial", "constant"] = "linear"
+    decay_power: float = 1.0
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-6
+    clip_norm: Optional[float] = 1.0
+    mixed_precision: Literal["float32", "bfloat16", "float16"] = "float32"
+    jit_compile: bool = False
+    gradient_accumulation: int = 1
+    next_sentence: bool = True
+    distill: DistillConfig = DistillConfig()
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    shuffle_buffer: int = 10000
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if not self.phases:
+            raise ConfigError(f"{where}: pretrain.phases must list at least one phase")
+        for index, phase in enumerate(self.phases):
+            for name in ("steps", "seq_len", "batch_size"):
+                if getattr(phase, name) < 1:
+                    raise ConfigError(f"{where}: pretrain.phases[{index}].{name} must be >= 1")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"{where}: pretrain.warmup_fraction must be in [0, 1)")
+        if self.gradient_accumulation < 1:
+            raise ConfigError(f"{where}: pretrain.gradient_accumulation must be >= 1")
+        if self.checkpoint_every < 1 or self.keep_checkpoints < 1:
+            raise ConfigError(f"{where}: pretrain.checkpoint_every and keep_checkpoints must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning on one task (GLUE or an embedded sentiment task)."""
+
+    seq_len: int = 128
+    batch_size: int = 32
+    epochs: float = 3.0
+    learning_rate: float = 2e-5
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    seeds: tuple[int, ...] = (1,)
+    max_train_examples: Optional[int] = None
+
+    def validate(self, where: str) -> None:
+        if self.seq_len < 4 or self.batch_size < 1 or self.epochs <= 0:
+            raise ConfigError(f"{where}: finetune.seq_len, batch_size and epochs must be positive")
+        if not self.seeds:
+            raise ConfigError(f"{where}: finetune.seeds must list at least one seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run: what to build, how to trim it, and how to feed and train it."""
+
+    name: str = "unnamed"
+    model: ModelConfig = ModelConfig()
+    trim: TrimConfig = TrimConfig()
+    data: DataConfig = DataConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+
+    def validate(self, where: str) -> "Config":
+        self.model.validate(where)
+        self.trim.validate(where, self.model.num_layers)
+        self.data.validate(where)
+        self.pretrain.validate(where)
+        self.finetune.validate(where)
+        if self.data.seq_len > self.model.max_sequence_length:
+            raise ConfigError(
+                f"{where}: data.seq_len ({self.data.seq_len}) exceeds "
+                f"model.max_sequence_length ({self.model.max_sequence_length})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def load(path: str | pathlib.Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Loads a YAML config file, applies ``a.b=value`` overrides, validates it.
+
+    Args:
+        path: a YAML file, or the bare name of a shipped config (``bert_base``).
+        overrides: ``section.field=value`` strings; values are parsed as YAML.
+    """
+    path = resolve_path(path)
+    raw = _read_with_bases(path, seen=())
+    for override in overrides:
+        _apply_override(raw, override, path)
+    return from_dict(raw, where=str(path))
+
+
+def from_dict(raw: dict[str, Any], where: str = "<dict>") -> Config:
+    """Builds a validated :class:`Config` from plain data (as read from YAML)."""
+    config = _build(Config, raw, path="", where=where)
+    return config.validate(where)
+
+
+def resolve_path(path: str | pathlib.Path) -> pathlib.Path:
+    candidate = pathlib.Path(path)
+    if candidate.is_file():
+        return candidate
+    shipped = CONFIG_DIR / f"{candidate.name}.yaml" if candidate.suffix == "" else CONFIG_DIR / candidate
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file not found: {path} (shipped configs: {', '.join(shipped_names())})")
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def _read_with_bases(path: pathlib.Path, seen: tuple[pathlib.Path, ...]) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"{path}: 'base' chain loops back on itself")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base file not found: {base}")
+    return _merge(_read_with_bases(base_path, seen + (path,)), raw)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_override(raw: dict[str, Any], override: str, path: pathlib.Path) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected section.field=value")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {override!r}: {part} is not a section (config {path})")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {override!r}: value is not valid YAML: {error}") from error
+
+
+def _build(cls: type, raw: Any, path: str, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {path or 'top level'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        field = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(f"{where}: unknown field '{field}' (known: {', '.join(sorted(names))})")
+    values = {}
+    for name, value in raw.items():
+        field = f"{path}.{name}" if path else name
+        values[name] = _coerce(hints[name], value, field, where)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, field: str, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, field, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: field '{field}' must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: field '{field}' must be a list, got {value!r}")
+        return tuple(_coerce(args[0], item, f"{field}[{i}]", where) for i, item in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, field, where)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: field '{field}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: field '{field}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            # PyYAML reads 1e-4 (no dot) as a string; accept it as the number it is.
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: field '{field}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: field '{field}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"config field '{field}' has unsupported type {hint!r}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,39 @@
+"""Distribution for trimbert.
+
+This file is also what Apache Beam ships to remote workers with
+``--setup_file ./setup.py``: it must stay importable without the project
+installed and must list every runtime dependency the Beam stage needs.
+"""
+
+from setuptools import find_packages, setup
+
+RUNTIME_REQUIREMENTS = [
+    "tensorflow==2.21.0",
+    "tensorflow-text==2.21.1",
+    "keras>=3.15",
+    "keras-hub==0.32.0",
+    "tensorflow-datasets==4.9.10",
+    "apache-beam==2.77.0",
+    "google-crc32c",
+    "safetensors",
+    "pyyaml",
+    "matplotlib",
+]
+
+TEST_REQUIREMENTS = ["pytest", "ruff"]
+
+# Dataflow workers need the GCP extras; kept optional so a local install stays small.
+DATAFLOW_REQUIREMENTS = ["apache-beam[gcp]==2.77.0"]
+
+setup(
+    name="trimbert",
+    version="0.1.0",
+    description="Pre-train, trim and evaluate smaller BERT encoders.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipeline", "pipeline.*", "models", "models.*", "beam_jobs", "beam_jobs.*", "configs"]),
+    package_data={"configs": ["*.yaml", "search/*.yaml"]},
+    include_package_data=True,
+    install_requires=RUNTIME_REQUIREMENTS,
+    extras_require={"test": TEST_REQUIREMENTS, "dataflow": DATAFLOW_REQUIREMENTS},
+    entry_points={"console_scripts": ["trimbert=pipeline.cli:main"]},
+)
