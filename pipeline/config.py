@@ -17,7 +17,7 @@ import pathlib
 import re
 import types
 import typing
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -64,7 +64,7 @@ class ModelConfig:
     num_heads: int = 12
     hidden_dim: int = 768
     intermediate_dim: int = 3072
-    embedding_dim: Optional[int] = None
+    embedding_dim: int | None = None
     max_sequence_length: int = 512
     num_segments: int = 2
     dropout: float = 0.1
@@ -106,9 +106,9 @@ class TrimConfig:
             e.g. [9, 10, 11] is the top three of 12).
     """
 
-    ffn_blocks: Optional[tuple[int, ...]] = None
-    attention_layernorm_blocks: Optional[tuple[int, ...]] = None
-    ffn_layernorm_blocks: Optional[tuple[int, ...]] = None
+    ffn_blocks: tuple[int, ...] | None = None
+    attention_layernorm_blocks: tuple[int, ...] | None = None
+    ffn_layernorm_blocks: tuple[int, ...] | None = None
     attention_normalizer: AttentionNormalizer = "softmax"
     drop_layers: tuple[int, ...] = ()
 
@@ -186,7 +186,7 @@ class PhaseConfig:
     steps: int = 1000
     seq_len: int = 128
     batch_size: int = 256
-    learning_rate: Optional[float] = None  # None: the pretrain section's rate
+    learning_rate: float | None = None  # None: the pretrain section's rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +199,7 @@ class DistillConfig:
     mlm_weight 0.1, kd_weight 0.5, T 2.0 (de Wynter & Perry 2020).
     """
 
-    teacher: Optional[str] = None
+    teacher: str | None = None
     mlm_weight: float = 0.1
     kd_weight: float = 0.5
     temperature: float = 2.0
@@ -217,7 +217,7 @@ class PretrainConfig:
     decay_power: float = 1.0
     weight_decay: float = 0.01
     adam_epsilon: float = 1e-6
-    clip_norm: Optional[float] = 1.0
+    clip_norm: float | None = 1.0
     mixed_precision: Literal["float32", "bfloat16", "float16"] = "float32"
     jit_compile: bool = False
     gradient_accumulation: int = 1
@@ -256,7 +256,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     dropout: float = 0.1
     seeds: tuple[int, ...] = (1,)
-    max_train_examples: Optional[int] = None
+    max_train_examples: int | None = None
 
     def validate(self, where: str) -> None:
         if self.seq_len < 4 or self.batch_size < 1 or self.epochs <= 0:
@@ -276,7 +276,7 @@ class Config:
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
 
-    def validate(self, where: str) -> "Config":
+    def validate(self, where: str) -> Config:
         self.model.validate(where)
         self.trim.validate(where, self.model.num_layers)
         self.data.validate(where)
