@@ -1,0 +1,132 @@
+"""The trimmable BERT encoder: a functional Keras model with keras-hub's inputs and outputs.
+
+inputs  {"token_ids": [B, T] int32, "segment_ids": [B, T] int32, "padding_mask": [B, T] int32}
+outputs {"sequence_output": [B, T, H], "pooled_output": [B, H]}
+
+These are the names keras-hub's ``BertBackbone`` uses, so one can stand in for the other.
+Every trim is a field of the config the encoder is built from (``pipeline.config.TrimConfig``);
+there is one encoder class, never a forked one per trim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import keras
+
+from models.layers.block import TransformerBlock
+from models.layers.embeddings import BertEmbeddings
+from models.layers.initializers import bert_initializer
+from pipeline.config import Config, ModelConfig, TrimConfig
+
+_BLOCK_FIELDS = ("ffn_blocks", "attention_layernorm_blocks", "ffn_layernorm_blocks", "drop_layers")
+
+
+def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    """A validated :class:`ModelConfig` from plain data (e.g. JSON)."""
+    config = ModelConfig(**values)
+    config.validate("encoder config")
+    return config
+
+
+def trim_config_from_dict(values: dict[str, Any], num_layers: int) -> TrimConfig:
+    """A validated :class:`TrimConfig` from plain data; block lists become tuples."""
+    values = dict(values)
+    for field in _BLOCK_FIELDS:
+        if values.get(field) is not None:
+            values[field] = tuple(int(block) for block in values[field])
+    config = TrimConfig(**values)
+    config.validate("encoder config", num_layers)
+    return config
+
+
+def plain(section: ModelConfig | TrimConfig) -> dict[str, Any]:
+    """A config section as JSON-ready data (tuples become lists)."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(section).items()}
+
+
+@keras.saving.register_keras_serializable(package="trimbert")
+class Encoder(keras.Model):
+    """BERT encoder with TrimBERT, Poor Man's BERT and Bort knobs; see ``models.build_encoder``.
+
+    Blocks are named ``transformer_layer_{i}`` with ``i`` counting the blocks that remain
+    after ``trim.drop_layers``; ``source_blocks[i]`` is the source index of block ``i``.
+    Without a pooler (``model.use_pooler: false``) ``pooled_output`` is the [CLS] vector.
+
+    Args:
+        model_config: the ``model`` section as a dict (``ModelConfig`` fields).
+        trim_config: the ``trim`` section as a dict (``TrimConfig`` fields).
+    """
+
+    def __init__(self, model_config: dict[str, Any], trim_config: dict[str, Any], **kwargs):
+        model = model_config_from_dict(model_config)
+        trim = trim_config_from_dict(trim_config, model.num_layers)
+        embedding_dim = model.embedding_dim or model.hidden_dim
+
+        # === Layers ===
+        embeddings = BertEmbeddings(
+            vocabulary_size=model.vocabulary_size, max_sequence_length=model.max_sequence_length,
+            num_segments=model.num_segments, embedding_dim=embedding_dim, hidden_dim=model.hidden_dim,
+            dropout=model.dropout, layer_norm_epsilon=model.layer_norm_epsilon, name="embeddings")
+        source_blocks = trim.kept_blocks(model.num_layers)
+        blocks = [
+            TransformerBlock(
+                num_heads=model.num_heads, hidden_dim=model.hidden_dim,
+                intermediate_dim=model.intermediate_dim,
+                attention_normalizer=trim.attention_normalizer,
+                use_feedforward=trim.keeps("ffn_blocks", source),
+                use_attention_layernorm=trim.keeps("attention_layernorm_blocks", source),
+                use_feedforward_layernorm=trim.keeps("ffn_layernorm_blocks", source),
+                activation=model.activation, dropout=model.dropout,
+                layer_norm_epsilon=model.layer_norm_epsilon, name=f"transformer_layer_{position}")
+            for position, source in enumerate(source_blocks)]
+        pooler = None
+        if model.use_pooler:
+            pooler = keras.layers.Dense(
+                model.hidden_dim, activation="tanh", kernel_initializer=bert_initializer(),
+                name="pooled_dense")
+
+        # === Functional model ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        hidden = embeddings(token_ids, segment_ids)  # [B, T, H]
+        for block in blocks:
+            hidden = block(hidden, padding_mask)  # [B, T, H]
+        first_token = hidden[:, 0, :]  # [B, H], the [CLS] position
+        pooled = pooler(first_token) if pooler is not None else first_token
+        super().__init__(
+            inputs={"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            outputs={"sequence_output": hidden, "pooled_output": pooled},
+            **kwargs)
+
+        # === Config ===
+        self.model_config = model
+        self.trim_config = trim
+        self.source_blocks = source_blocks
+        self.embeddings = embeddings
+        self.blocks = blocks
+        self.pooler = pooler
+
+    @property
+    def token_embedding(self) -> keras.layers.Embedding:
+        """The token embedding layer (V x E) the masked-LM head ties its output to."""
+        return self.embeddings.token_embedding
+
+    def to_config(self, name: str | None = None) -> Config:
+        """The :class:`pipeline.config.Config` this encoder was built from (model and trim)."""
+        return Config(name=name or self.name, model=self.model_config, trim=self.trim_config)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "model_config": plain(self.model_config),
+            "trim_config": plain(self.trim_config),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
