@@ -1,0 +1,346 @@
+"""Pre-trained weights in and out: Hugging Face-format BERT folders and keras-hub presets.
+
+A folder we write is a Hugging Face BERT folder (``config.json``, ``model.safetensors``,
+``vocab.txt``) with the standard ``BertModel`` tensor names, plus a ``trimbert`` entry in
+``config.json`` holding the exact model and trim sections. Trimmed-away sub-layers simply have
+no tensors; Bort-style embedding projections (E != H) are stored as
+``embeddings.projection.{weight,bias}``. Untrimmed encoders therefore stay readable by any
+BERT loader, and everything reloads here exactly.
+
+Dense weights are stored as Hugging Face does, [out, in]; Keras kernels are [in, out].
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from models.build import build_encoder, compact_config
+from models.encoder import Encoder, plain
+from pipeline.config import Config, ModelConfig, TrimConfig
+from pipeline.errors import TrimbertError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCABULARY_FILE = "vocab.txt"
+
+# Hugging Face hidden_act -> our activation; "gelu" is the exact erf form in both.
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
+                   "gelu_fast": "gelu_approximate", "relu": "relu"}
+_OUR_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
+
+
+# ---------------------------------------------------------------------------
+# The one tensor layout, used for both directions
+# ---------------------------------------------------------------------------
+
+
+def _dense(prefix: str, dense) -> Iterator[tuple[str, Any, bool]]:
+    yield f"{prefix}.weight", dense.kernel, True
+    yield f"{prefix}.bias", dense.bias, False
+
+
+def _layernorm(prefix: str, layernorm) -> Iterator[tuple[str, Any, bool]]:
+    yield f"{prefix}.weight", layernorm.gamma, False
+    yield f"{prefix}.bias", layernorm.beta, False
+
+
+def weight_table(encoder: Encoder) -> list[tuple[str, Any, bool]]:
+    """(Hugging Face tensor name, Keras variable, stored transposed) for every encoder weight.
+
+    Args:
+        encoder: a built :class:`Encoder`; block ``i`` maps to ``encoder.layer.{i}``.
+    """
+    embeddings = encoder.embeddings
+    table = [
+        ("embeddings.word_embeddings.weight", embeddings.token_embedding.embeddings, False),
+        ("embeddings.position_embeddings.weight", embeddings.position_embeddings, False),
+        ("embeddings.token_type_embeddings.weight", embeddings.segment_embedding.embeddings, False),
+        *_layernorm("embeddings.LayerNorm", embeddings.layer_norm),
+    ]
+    if embeddings.projection is not None:
+        table += _dense("embeddings.projection", embeddings.projection)
+    for index, block in enumerate(encoder.blocks):
+        prefix = f"encoder.layer.{index}"
+        attention = block.self_attention
+        table += _dense(f"{prefix}.attention.self.query", attention.query_dense)
+        table += _dense(f"{prefix}.attention.self.key", attention.key_dense)
+        table += _dense(f"{prefix}.attention.self.value", attention.value_dense)
+        table += _dense(f"{prefix}.attention.output.dense", attention.output_dense)
+        if block.attention_layernorm is not None:
+            table += _layernorm(f"{prefix}.attention.output.LayerNorm", block.attention_layernorm)
+        if block.feedforward is not None:
+            table += _dense(f"{prefix}.intermediate.dense", block.feedforward.intermediate_dense)
+            table += _dense(f"{prefix}.output.dense", block.feedforward.output_dense)
+            if block.feedforward_layernorm is not None:
+                table += _layernorm(f"{prefix}.output.LayerNorm", block.feedforward_layernorm)
+    if encoder.pooler is not None:
+        table += _dense("pooler.dense", encoder.pooler)
+    return table
+
+
+def encoder_tensors(encoder: Encoder) -> dict[str, np.ndarray]:
+    """All encoder weights as Hugging Face-named numpy arrays in Hugging Face layout."""
+    tensors = {}
+    for key, variable, transposed in weight_table(encoder):
+        value = np.asarray(variable.numpy())
+        tensors[key] = np.ascontiguousarray(value.T if transposed else value)
+    return tensors
+
+
+def assign_tensors(encoder: Encoder, tensors: Mapping[str, np.ndarray], source: str) -> None:
+    """Sets every encoder weight from Hugging Face-named tensors; raises on a missing or ill-shaped one.
+
+    Args:
+        encoder: the encoder to fill.
+        tensors: name -> array, names already normalised (see ``normalize_key``).
+        source: where the tensors came from, for error messages.
+    """
+    for key, variable, transposed in weight_table(encoder):
+        if key not in tensors:
+            raise TrimbertError(f"{source}: tensor {key!r} is missing")
+        value = np.asarray(tensors[key])
+        value = value.T if transposed else value
+        if tuple(value.shape) != tuple(variable.shape):
+            raise TrimbertError(
+                f"{source}: tensor {key!r} has shape {tuple(value.shape)}, the encoder expects "
+                f"{tuple(variable.shape)} (transposed: {transposed})")
+        variable.assign(value.astype(variable.dtype))
+
+
+def normalize_key(key: str) -> str:
+    """Maps checkpoint naming variants (``bert.`` prefix, LayerNorm gamma/beta) to ours."""
+    if key.startswith("bert."):
+        key = key[len("bert."):]
+    if ".LayerNorm." in key:
+        key = key.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
+    return key
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def _read_json(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise TrimbertError(f"{path}: cannot read JSON: {error}") from error
+
+
+def is_keras_hub_preset(path: pathlib.Path) -> bool:
+    """A keras-hub preset directory has a config.json naming a keras-hub class."""
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        return False
+    config = _read_json(config_path)
+    return "class_name" in config and str(config.get("registered_name", "")).startswith("keras_hub")
+
+
+def config_from_hugging_face(hf_config: Mapping[str, Any], source: str) -> Config:
+    """Our config from a Hugging Face ``config.json`` (ours carry an exact ``trimbert`` entry)."""
+    if "trimbert" in hf_config:
+        from models.encoder import model_config_from_dict, trim_config_from_dict
+
+        model = model_config_from_dict(hf_config["trimbert"]["model_config"])
+        trim = trim_config_from_dict(hf_config["trimbert"]["trim_config"], model.num_layers)
+        return Config(name=hf_config["trimbert"].get("name", "pretrained"), model=model, trim=trim)
+    activation = hf_config.get("hidden_act", "gelu")
+    if activation not in _HF_ACTIVATIONS:
+        raise TrimbertError(f"{source}: hidden_act {activation!r} is not supported "
+                            f"(supported: {sorted(_HF_ACTIVATIONS)})")
+    try:
+        hidden_dim = hf_config["hidden_size"]
+        embedding_dim = hf_config.get("embedding_size", hidden_dim)
+        model = ModelConfig(
+            vocabulary_size=hf_config["vocab_size"], num_layers=hf_config["num_hidden_layers"],
+            num_heads=hf_config["num_attention_heads"], hidden_dim=hidden_dim,
+            intermediate_dim=hf_config["intermediate_size"],
+            embedding_dim=None if embedding_dim == hidden_dim else embedding_dim,
+            max_sequence_length=hf_config.get("max_position_embeddings", 512),
+            num_segments=hf_config.get("type_vocab_size", 2),
+            dropout=float(hf_config.get("hidden_dropout_prob", 0.1)),
+            layer_norm_epsilon=float(hf_config.get("layer_norm_eps", 1e-12)),
+            activation=_HF_ACTIVATIONS[activation], use_pooler=True)
+    except KeyError as error:
+        raise TrimbertError(f"{source}: config.json lacks {error.args[0]!r}") from error
+    model.validate(source)
+    return Config(name=str(hf_config.get("_name_or_path") or "pretrained"), model=model, trim=TrimConfig())
+
+
+def _keras_hub_tensors(path: pathlib.Path) -> tuple[Config, dict[str, np.ndarray]]:
+    """A keras-hub BertBackbone preset as our config plus Hugging Face-layout tensors."""
+    import keras_hub
+
+    backbone = keras_hub.models.Backbone.from_preset(str(path))
+    if not isinstance(backbone, keras_hub.models.BertBackbone):
+        raise TrimbertError(f"{path}: a keras-hub {type(backbone).__name__} preset, expected BertBackbone")
+    hidden = backbone.hidden_dim
+    # keras-hub's BertBackbone fixes the tanh GELU and layernorm epsilon 1e-12.
+    model = ModelConfig(
+        vocabulary_size=backbone.vocabulary_size, num_layers=backbone.num_layers,
+        num_heads=backbone.num_heads, hidden_dim=hidden, intermediate_dim=backbone.intermediate_dim,
+        max_sequence_length=backbone.max_sequence_length, num_segments=backbone.num_segments,
+        dropout=float(backbone.dropout), layer_norm_epsilon=1e-12, activation="gelu_approximate")
+
+    def value(variable, shape=None):
+        array = np.asarray(variable.numpy())
+        return array if shape is None else array.reshape(shape)
+
+    def dense(prefix, layer, kernel_shape=(hidden, -1), bias_shape=(-1,)):
+        tensors[f"{prefix}.weight"] = value(layer.kernel, kernel_shape).T
+        tensors[f"{prefix}.bias"] = value(layer.bias, bias_shape)
+
+    def layernorm(prefix, layer):
+        tensors[f"{prefix}.weight"] = value(layer.gamma)
+        tensors[f"{prefix}.bias"] = value(layer.beta)
+
+    tensors = {
+        "embeddings.word_embeddings.weight": value(backbone.get_layer("token_embedding").embeddings),
+        "embeddings.position_embeddings.weight": value(
+            backbone.get_layer("position_embedding").position_embeddings),
+        "embeddings.token_type_embeddings.weight": value(backbone.get_layer("segment_embedding").embeddings),
+    }
+    layernorm("embeddings.LayerNorm", backbone.get_layer("embeddings_layer_norm"))
+    for index in range(backbone.num_layers):
+        block = backbone.get_layer(f"transformer_layer_{index}")
+        attention = block._self_attention_layer
+        prefix = f"encoder.layer.{index}"
+        # EinsumDense kernels: q/k/v [H, A, d], output [A, d, H]; biases [A, d] and [H].
+        dense(f"{prefix}.attention.self.query", attention.query_dense)
+        dense(f"{prefix}.attention.self.key", attention.key_dense)
+        dense(f"{prefix}.attention.self.value", attention.value_dense)
+        dense(f"{prefix}.attention.output.dense", attention.output_dense, kernel_shape=(hidden, hidden))
+        layernorm(f"{prefix}.attention.output.LayerNorm", block._self_attention_layer_norm)
+        dense(f"{prefix}.intermediate.dense", block._feedforward_intermediate_dense)
+        dense(f"{prefix}.output.dense", block._feedforward_output_dense, kernel_shape=(-1, hidden))
+        layernorm(f"{prefix}.output.LayerNorm", block._feedforward_layer_norm)
+    dense("pooler.dense", backbone.get_layer("pooled_dense"))
+    return Config(name=path.name, model=model, trim=TrimConfig()), tensors
+
+
+def _hugging_face_tensors(path: pathlib.Path) -> tuple[Config, dict[str, np.ndarray]]:
+    from safetensors.numpy import load_file
+
+    config = config_from_hugging_face(_read_json(path / CONFIG_FILE), str(path / CONFIG_FILE))
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise TrimbertError(f"{path}: no {WEIGHTS_FILE} (only safetensors checkpoints are read)")
+    tensors = {normalize_key(key): value for key, value in load_file(str(weights_path)).items()}
+    return config, tensors
+
+
+def from_pretrained(path: str | pathlib.Path, model_overrides: Mapping[str, Any] | None = None,
+                    name: str = "encoder") -> Encoder:
+    """Loads a local Hugging Face BERT folder or keras-hub BertBackbone preset into our encoder.
+
+    Args:
+        path: a folder with ``config.json`` + ``model.safetensors`` (Hugging Face format,
+            including folders written by :func:`save_pretrained`), or a keras-hub preset
+            directory (``config.json`` naming ``keras_hub>BertBackbone``, ``model.weights.h5``).
+        model_overrides: ``model`` fields to change that do not alter weight shapes, e.g.
+            ``{"activation": "gelu_approximate"}`` or ``{"dropout": 0.0}``.
+        name: the Keras model name.
+
+    Returns:
+        The encoder with every weight set from the checkpoint.
+    """
+    path = pathlib.Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise TrimbertError(f"{path}: not a pretrained model folder (no {CONFIG_FILE})")
+    if is_keras_hub_preset(path):
+        config, tensors = _keras_hub_tensors(path)
+    else:
+        config, tensors = _hugging_face_tensors(path)
+    if model_overrides:
+        import dataclasses
+
+        model = dataclasses.replace(config.model, **dict(model_overrides))
+        model.validate(f"model_overrides for {path}")
+        config = dataclasses.replace(config, model=model)
+    encoder = build_encoder(config, name=name)
+    assign_tensors(encoder, tensors, str(path))
+    return encoder
+
+
+def vocabulary_file(path: str | pathlib.Path) -> pathlib.Path | None:
+    """The WordPiece vocabulary of a Hugging Face folder or keras-hub preset, if it has one."""
+    path = pathlib.Path(path)
+    for candidate in (path / VOCABULARY_FILE, path / "assets" / "tokenizer" / "vocabulary.txt"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def lowercases(path: str | pathlib.Path) -> bool:
+    """Whether the checkpoint's tokenizer lower-cases text (True when nothing says otherwise)."""
+    path = pathlib.Path(path)
+    for file_name, key in (("tokenizer_config.json", "do_lower_case"), ("tokenizer.json", "lowercase")):
+        candidate = path / file_name
+        if candidate.is_file():
+            data = _read_json(candidate)
+            settings = data.get("config", data)
+            if key in settings:
+                return bool(settings[key])
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------
+
+
+def hugging_face_config(config: Config) -> dict[str, Any]:
+    """A Hugging Face ``config.json`` for a compact config, with the exact trimbert sections."""
+    model = config.model
+    hf_config = {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": model.vocabulary_size,
+        "hidden_size": model.hidden_dim,
+        "num_hidden_layers": model.num_layers,
+        "num_attention_heads": model.num_heads,
+        "intermediate_size": model.intermediate_dim,
+        "hidden_act": _OUR_ACTIVATIONS[model.activation],
+        "hidden_dropout_prob": model.dropout,
+        "attention_probs_dropout_prob": model.dropout,
+        "max_position_embeddings": model.max_sequence_length,
+        "type_vocab_size": model.num_segments,
+        "layer_norm_eps": model.layer_norm_epsilon,
+        "trimbert": {"name": config.name, "model_config": plain(model), "trim_config": plain(config.trim)},
+    }
+    if model.embedding_dim not in (None, model.hidden_dim):
+        hf_config["embedding_size"] = model.embedding_dim
+    return hf_config
+
+
+def save_pretrained(encoder: Encoder, path: str | pathlib.Path,
+                    vocabulary_path: str | pathlib.Path | None = None, lowercase: bool = True) -> pathlib.Path:
+    """Writes the encoder as a Hugging Face-format folder that :func:`from_pretrained` reloads exactly.
+
+    A pruned encoder (``trim.drop_layers``) is written in compact form: its kept blocks
+    become ``encoder.layer.0 .. D'-1`` and the config says ``num_layers: D'``.
+
+    Args:
+        encoder: the encoder to save.
+        path: output folder (created; existing files of the same names are replaced).
+        vocabulary_path: a ``vocab.txt`` to copy beside the weights, if any.
+        lowercase: written to ``tokenizer_config.json`` as ``do_lower_case`` with the vocabulary.
+    """
+    from safetensors.numpy import save_file
+
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = compact_config(encoder.to_config())
+    (path / CONFIG_FILE).write_text(json.dumps(hugging_face_config(config), indent=2) + "\n")
+    save_file(encoder_tensors(encoder), str(path / WEIGHTS_FILE), metadata={"format": "pt"})
+    if vocabulary_path is not None:
+        shutil.copyfile(vocabulary_path, path / VOCABULARY_FILE)
+        (path / "tokenizer_config.json").write_text(
+            json.dumps({"do_lower_case": lowercase, "tokenizer_class": "BertTokenizer"}, indent=2) + "\n")
+    return path
