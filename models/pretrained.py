@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,8 @@ def normalize_key(key: str) -> str:
     if key.startswith("bert."):
         key = key[len("bert."):]
     if ".LayerNorm." in key:
-        key = key.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
+        key = key.replace(".LayerNorm.gamma", ".LayerNorm.weight")
+        key = key.replace(".LayerNorm.beta", ".LayerNorm.bias")
     return key
 
 
@@ -320,7 +322,8 @@ def hugging_face_config(config: Config) -> dict[str, Any]:
 
 
 def save_pretrained(encoder: Encoder, path: str | pathlib.Path,
-                    vocabulary_path: str | pathlib.Path | None = None, lowercase: bool = True) -> pathlib.Path:
+                    vocabulary_path: str | pathlib.Path | None = None,
+                    lowercase: bool = True) -> pathlib.Path:
     """Writes the encoder as a Hugging Face-format folder that :func:`from_pretrained` reloads exactly.
 
     A pruned encoder (``trim.drop_layers``) is written in compact form: its kept blocks

@@ -91,7 +91,8 @@ class TrimmedSelfAttention(keras.layers.Layer):
             keras.layers.Dense(hidden_dim, kernel_initializer=bert_initializer(),
                                dtype=self.dtype_policy, name=name)
             for name in ("query", "key", "value", "attention_output"))
-        self.weights_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="attention_dropout")
+        self.weights_dropout = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="attention_dropout")
 
     def build(self, inputs_shape, padding_mask_shape=None):
         for dense in (self.query_dense, self.key_dense, self.value_dense, self.output_dense):

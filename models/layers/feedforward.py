@@ -39,7 +39,8 @@ class FeedForward(keras.layers.Layer):
             dtype=self.dtype_policy, name="intermediate_dense")
         self.output_dense = keras.layers.Dense(
             hidden_dim, kernel_initializer=bert_initializer(), dtype=self.dtype_policy, name="output_dense")
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="feedforward_dropout")
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy, name="feedforward_dropout")
 
     def build(self, inputs_shape):
         self.intermediate_dense.build(inputs_shape)

@@ -1,0 +1,56 @@
+"""Encoder + heads as Keras models for pre-training and fine-tuning.
+
+Both keep the encoder's input dict and add what the task needs; the encoder stays a
+sub-model, so its weights can be saved with ``models.save_pretrained`` afterwards.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models.encoder import Encoder
+from models.heads import ClassificationHead, MaskedLMHead, NextSentenceHead
+
+
+def _encoder_inputs() -> dict[str, keras.KerasTensor]:
+    return {name: keras.Input(shape=(None,), dtype="int32", name=name)
+            for name in ("token_ids", "segment_ids", "padding_mask")}
+
+
+def build_pretraining_model(encoder: Encoder, next_sentence: bool = True) -> keras.Model:
+    """Masked-LM (and optionally next-sentence) model around an encoder.
+
+    inputs: the encoder's three plus ``mask_positions`` [B, M] int32.
+    outputs: ``mlm_logits`` [B, M, V] and, with ``next_sentence``, ``nsp_logits`` [B, 2].
+
+    Args:
+        encoder: the encoder; its token embedding is tied to the masked-LM output.
+        next_sentence: add BERT's next-sentence head on ``pooled_output``.
+    """
+    model_config = encoder.model_config
+    inputs = _encoder_inputs()
+    inputs["mask_positions"] = keras.Input(shape=(None,), dtype="int32", name="mask_positions")
+    encoded = encoder({name: inputs[name] for name in ("token_ids", "segment_ids", "padding_mask")})
+    masked_lm_head = MaskedLMHead(
+        vocabulary_size=model_config.vocabulary_size,
+        embedding_dim=model_config.embedding_dim or model_config.hidden_dim,
+        token_embedding=encoder.token_embedding, activation=model_config.activation,
+        layer_norm_epsilon=model_config.layer_norm_epsilon, name="masked_lm_head")
+    outputs = {"mlm_logits": masked_lm_head(encoded["sequence_output"], inputs["mask_positions"])}
+    if next_sentence:
+        outputs["nsp_logits"] = NextSentenceHead(name="next_sentence_head")(encoded["pooled_output"])
+    return keras.Model(inputs=inputs, outputs=outputs, name="pretraining_model")
+
+
+def build_classifier(encoder: Encoder, num_classes: int, dropout: float = 0.1) -> keras.Model:
+    """Classification (C >= 2) or regression (C = 1) model on the encoder's pooled output.
+
+    Args:
+        encoder: the (pre-trained) encoder.
+        num_classes: output units; 1 for a regression task such as STS-B.
+        dropout: dropout rate before the output layer.
+    """
+    inputs = _encoder_inputs()
+    encoded = encoder(inputs)
+    logits = ClassificationHead(num_classes, dropout, name="classification_head")(encoded["pooled_output"])
+    return keras.Model(inputs=inputs, outputs=logits, name="classifier")
