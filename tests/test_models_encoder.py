@@ -17,11 +17,25 @@ from models.params import count_parameters, feedforward_parameters, masked_lm_he
 from models.tasks import build_classifier, build_pretraining_model
 from pipeline import config as config_module
 
-SHIPPED = ["bert_base", "bert_large", "bort", "pmb_6l", "tiny", "trimbert", "trimbert_ffn_half",
-           "trimbert_half_ln", "trimbert_no_ffn", "trimbert_relu"]
+SHIPPED = [
+    "bert_base",
+    "bert_large",
+    "bort",
+    "pmb_6l",
+    "tiny",
+    "trimbert",
+    "trimbert_ffn_half",
+    "trimbert_half_ln",
+    "trimbert_no_ffn",
+    "trimbert_relu",
+]
 # Small dimensions keep the per-trim checks fast; Bort keeps an embedding width != H.
-SMALL = ["model.vocabulary_size=97", "model.hidden_dim=48", "model.intermediate_dim=64",
-         "model.max_sequence_length=128"]
+SMALL = [
+    "model.vocabulary_size=97",
+    "model.hidden_dim=48",
+    "model.intermediate_dim=64",
+    "model.max_sequence_length=128",
+]
 
 
 def small(name: str, *overrides: str) -> config_module.Config:
@@ -30,8 +44,11 @@ def small(name: str, *overrides: str) -> config_module.Config:
 
 
 def inputs(token_ids: np.ndarray, padding_mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {"token_ids": token_ids.astype("int32"), "segment_ids": np.zeros_like(token_ids, dtype="int32"),
-            "padding_mask": padding_mask.astype("int32")}
+    return {
+        "token_ids": token_ids.astype("int32"),
+        "segment_ids": np.zeros_like(token_ids, dtype="int32"),
+        "padding_mask": padding_mask.astype("int32"),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -63,10 +80,14 @@ def test_each_trim_changes_the_built_count_by_the_analytic_amount():
     base_count = build_encoder(base).count_params()
 
     def built(**trim):
-        return build_encoder(dataclasses.replace(base, trim=dataclasses.replace(base.trim, **trim))).count_params()
+        return build_encoder(
+            dataclasses.replace(base, trim=dataclasses.replace(base.trim, **trim))
+        ).count_params()
 
     # One FFN gone: its weights and biases plus its layernorm (REFERENCE: 4,722,432 at BERT-Base).
-    assert base_count - built(ffn_blocks=(0, 1, 3)) == feedforward_parameters(hidden, intermediate) + 2 * hidden
+    assert (
+        base_count - built(ffn_blocks=(0, 1, 3)) == feedforward_parameters(hidden, intermediate) + 2 * hidden
+    )
     assert base_count - built(attention_layernorm_blocks=(0, 2, 3)) == 2 * hidden
     assert base_count - built(ffn_layernorm_blocks=(1, 2, 3)) == 2 * hidden
     assert built(attention_normalizer="relu") == base_count
@@ -111,8 +132,9 @@ def test_normalizer_formulas_and_masked_keys_are_zero():
 
 @pytest.mark.parametrize("normalizer", ["softmax", "relu", "relu_sum", "sigmoid"])
 def test_padding_does_not_change_real_token_outputs(normalizer):
-    config = small("tiny", "model.dropout=0.0", "model.num_layers=2",
-                   f"trim.attention_normalizer={normalizer}")
+    config = small(
+        "tiny", "model.dropout=0.0", "model.num_layers=2", f"trim.attention_normalizer={normalizer}"
+    )
     encoder = build_encoder(config)
     rng = np.random.default_rng(1)
     real_tokens = rng.integers(1, 97, size=(2, 7))
@@ -121,9 +143,12 @@ def test_padding_does_not_change_real_token_outputs(normalizer):
     padded_tokens = np.concatenate([real_tokens, rng.integers(1, 97, size=(2, 5))], axis=1)
     padded_mask = np.concatenate([np.ones((2, 7)), np.zeros((2, 5))], axis=1)
     padded = encoder(inputs(padded_tokens, padded_mask))
-    np.testing.assert_allclose(np.asarray(padded["sequence_output"])[:, :7],
-                               np.asarray(short["sequence_output"]), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(padded["pooled_output"]), np.asarray(short["pooled_output"]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(padded["sequence_output"])[:, :7], np.asarray(short["sequence_output"]), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.asarray(padded["pooled_output"]), np.asarray(short["pooled_output"]), atol=1e-5
+    )
 
 
 def test_mask_matters():
@@ -140,8 +165,14 @@ def test_mask_matters():
 
 
 def test_encoder_get_config_round_trip_and_keras_file(tmp_path):
-    config = small("trimbert", "model.num_layers=3", "model.num_heads=4", "trim.ffn_blocks=[0]",
-                   "trim.drop_layers=[1]", "model.dropout=0.0")
+    config = small(
+        "trimbert",
+        "model.num_layers=3",
+        "model.num_heads=4",
+        "trim.ffn_blocks=[0]",
+        "trim.drop_layers=[1]",
+        "model.dropout=0.0",
+    )
     encoder = build_encoder(config)
     clone = Encoder.from_config(encoder.get_config())
     assert clone.get_config() == encoder.get_config()
@@ -152,20 +183,34 @@ def test_encoder_get_config_round_trip_and_keras_file(tmp_path):
     encoder.save(path)
     loaded = keras.saving.load_model(path)
     batch = inputs(np.arange(1, 11).reshape(2, 5) % 97, np.ones((2, 5)))
-    np.testing.assert_array_equal(np.asarray(loaded(batch)["sequence_output"]),
-                                  np.asarray(encoder(batch)["sequence_output"]))
+    np.testing.assert_array_equal(
+        np.asarray(loaded(batch)["sequence_output"]), np.asarray(encoder(batch)["sequence_output"])
+    )
 
 
-@pytest.mark.parametrize("layer", [
-    BertEmbeddings(97, 16, 2, 8, 12, 0.1, 1e-5, name="embeddings"),
-    TrimmedSelfAttention(2, 8, "sigmoid", 0.1, name="attention"),
-    FeedForward(8, 16, "gelu_approximate", 0.2, name="feedforward"),
-    TransformerBlock(2, 8, 16, "relu_sum", use_feedforward=True, use_attention_layernorm=False,
-                     use_feedforward_layernorm=True, activation="relu", dropout=0.0, layer_norm_epsilon=1e-6,
-                     name="block"),
-    NextSentenceHead(name="next_sentence"),
-    ClassificationHead(3, 0.2, name="classifier"),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        BertEmbeddings(97, 16, 2, 8, 12, 0.1, 1e-5, name="embeddings"),
+        TrimmedSelfAttention(2, 8, "sigmoid", 0.1, name="attention"),
+        FeedForward(8, 16, "gelu_approximate", 0.2, name="feedforward"),
+        TransformerBlock(
+            2,
+            8,
+            16,
+            "relu_sum",
+            use_feedforward=True,
+            use_attention_layernorm=False,
+            use_feedforward_layernorm=True,
+            activation="relu",
+            dropout=0.0,
+            layer_norm_epsilon=1e-6,
+            name="block",
+        ),
+        NextSentenceHead(name="next_sentence"),
+        ClassificationHead(3, 0.2, name="classifier"),
+    ],
+)
 def test_layer_get_config_round_trip(layer):
     config = layer.get_config()
     assert type(layer).from_config(config).get_config() == config
@@ -179,8 +224,13 @@ def test_masked_lm_head_get_config_round_trip():
 
 
 def test_compact_config_renumbers_blocks():
-    config = small("bert_base", "model.num_layers=6", "model.num_heads=4", "trim.ffn_blocks=[0,2,5]",
-                   "trim.drop_layers=[1,2]")
+    config = small(
+        "bert_base",
+        "model.num_layers=6",
+        "model.num_heads=4",
+        "trim.ffn_blocks=[0,2,5]",
+        "trim.drop_layers=[1,2]",
+    )
     compact = compact_config(config)
     assert compact.model.num_layers == 4 and compact.trim.drop_layers == ()
     assert compact.trim.ffn_blocks == (0, 3)
@@ -197,8 +247,9 @@ def test_pretraining_model_ties_output_to_token_embedding():
     encoder = build_encoder(config)
     model = build_pretraining_model(encoder)
     hidden = config.model.hidden_dim
-    assert model.count_params() == (count_parameters(config).total + masked_lm_head_parameters(config)
-                                    + 2 * hidden + 2)
+    assert model.count_params() == (
+        count_parameters(config).total + masked_lm_head_parameters(config) + 2 * hidden + 2
+    )
     batch = inputs(np.arange(1, 17).reshape(2, 8), np.ones((2, 8)))
     batch["mask_positions"] = np.array([[1, 3], [0, 7]], dtype="int32")
     outputs = model(batch)

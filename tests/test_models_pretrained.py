@@ -42,8 +42,9 @@ def test_parity_with_keras_hub_bert_backbone(minilm_dir):
     got = ours(batch)
     real = batch["padding_mask"].astype(bool)
     assert np.abs(np.asarray(got["sequence_output"]) - expected)[real].max() <= 1e-4
-    np.testing.assert_allclose(np.asarray(got["pooled_output"]),
-                               np.asarray(reference(batch)["pooled_output"]), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(got["pooled_output"]), np.asarray(reference(batch)["pooled_output"]), atol=1e-4
+    )
 
 
 def _numpy_bert(tensors, hf_config, batch):
@@ -62,8 +63,11 @@ def _numpy_bert(tensors, hf_config, batch):
     erf = np.vectorize(math.erf)
     ids, mask = batch["token_ids"], batch["padding_mask"].astype(np.float64)
     length = ids.shape[1]
-    x = (tensors["embeddings.word_embeddings.weight"][ids] + tensors["embeddings.position_embeddings.weight"][:length]
-         + tensors["embeddings.token_type_embeddings.weight"][batch["segment_ids"]])
+    x = (
+        tensors["embeddings.word_embeddings.weight"][ids]
+        + tensors["embeddings.position_embeddings.weight"][:length]
+        + tensors["embeddings.token_type_embeddings.weight"][batch["segment_ids"]]
+    )
     x = layernorm(x, "embeddings.LayerNorm")
     for index in range(hf_config["num_hidden_layers"]):
         prefix = f"encoder.layer.{index}"
@@ -76,7 +80,9 @@ def _numpy_bert(tensors, hf_config, batch):
         weights = np.exp(scores - scores.max(-1, keepdims=True))
         weights /= weights.sum(-1, keepdims=True)
         context = (weights @ v).transpose(0, 2, 1, 3).reshape(x.shape)
-        x = layernorm(x + dense(context, f"{prefix}.attention.output.dense"), f"{prefix}.attention.output.LayerNorm")
+        x = layernorm(
+            x + dense(context, f"{prefix}.attention.output.dense"), f"{prefix}.attention.output.LayerNorm"
+        )
         inner = dense(x, f"{prefix}.intermediate.dense")
         inner = 0.5 * inner * (1 + erf(inner / math.sqrt(2)))
         x = layernorm(x + dense(inner, f"{prefix}.output.dense"), f"{prefix}.output.LayerNorm")
@@ -85,8 +91,11 @@ def _numpy_bert(tensors, hf_config, batch):
 
 def test_exact_gelu_load_matches_a_numpy_bert(minilm_dir):
     batch = encode_texts(SENTENCES[:3], minilm_dir / "vocab.txt", sequence_length=16)
-    tensors = {key: value.astype(np.float64) for key, value in load_file(str(minilm_dir / "model.safetensors")).items()
-               if value.dtype != np.int64}
+    tensors = {
+        key: value.astype(np.float64)
+        for key, value in load_file(str(minilm_dir / "model.safetensors")).items()
+        if value.dtype != np.int64
+    }
     expected = _numpy_bert(tensors, json.loads((minilm_dir / "config.json").read_text()), batch)
     got = np.asarray(from_pretrained(minilm_dir)(batch)["sequence_output"])
     real = batch["padding_mask"].astype(bool)
@@ -94,12 +103,25 @@ def test_exact_gelu_load_matches_a_numpy_bert(minilm_dir):
 
 
 def test_save_and_load_round_trip_is_exact(tmp_path, vocab_path):
-    config = config_module.load("bort", [
-        "model.vocabulary_size=101", "model.hidden_dim=32", "model.intermediate_dim=40", "model.num_layers=5",
-        "model.num_heads=4", "model.embedding_dim=24", "model.max_sequence_length=128",
-        "trim.ffn_blocks=[0,3,4]", "trim.attention_layernorm_blocks=[1,3]", "trim.ffn_layernorm_blocks=[4]",
-        "trim.attention_normalizer=sigmoid", "trim.drop_layers=[2]", "model.activation=relu",
-        "model.layer_norm_epsilon=1e-7"])
+    config = config_module.load(
+        "bort",
+        [
+            "model.vocabulary_size=101",
+            "model.hidden_dim=32",
+            "model.intermediate_dim=40",
+            "model.num_layers=5",
+            "model.num_heads=4",
+            "model.embedding_dim=24",
+            "model.max_sequence_length=128",
+            "trim.ffn_blocks=[0,3,4]",
+            "trim.attention_layernorm_blocks=[1,3]",
+            "trim.ffn_layernorm_blocks=[4]",
+            "trim.attention_normalizer=sigmoid",
+            "trim.drop_layers=[2]",
+            "model.activation=relu",
+            "model.layer_norm_epsilon=1e-7",
+        ],
+    )
     encoder = build_encoder(config)
     path = save_pretrained(encoder, tmp_path / "saved", vocabulary_path=vocab_path)
     assert (path / "vocab.txt").is_file()
@@ -111,12 +133,17 @@ def test_save_and_load_round_trip_is_exact(tmp_path, vocab_path):
     before = [np.asarray(variable) for _, variable, _ in weight_table(encoder)]
     after = [np.asarray(variable) for _, variable, _ in weight_table(loaded)]
     assert len(before) == len(after) == len(loaded.weights)
-    for old, new in zip(before, after):
+    for old, new in zip(before, after, strict=True):
         np.testing.assert_array_equal(old, new)
-    batch = {"token_ids": np.arange(1, 21, dtype="int32").reshape(2, 10),
-             "segment_ids": np.zeros((2, 10), "int32"), "padding_mask": np.ones((2, 10), "int32")}
-    np.testing.assert_array_equal(np.asarray(encoder(batch, training=False)["sequence_output"]),
-                                  np.asarray(loaded(batch, training=False)["sequence_output"]))
+    batch = {
+        "token_ids": np.arange(1, 21, dtype="int32").reshape(2, 10),
+        "segment_ids": np.zeros((2, 10), "int32"),
+        "padding_mask": np.ones((2, 10), "int32"),
+    }
+    np.testing.assert_array_equal(
+        np.asarray(encoder(batch, training=False)["sequence_output"]),
+        np.asarray(loaded(batch, training=False)["sequence_output"]),
+    )
     # A second save of the reloaded model writes byte-identical tensors.
     again = save_pretrained(loaded, tmp_path / "again")
     first, second = load_file(str(path / "model.safetensors")), load_file(str(again / "model.safetensors"))
@@ -125,8 +152,10 @@ def test_save_and_load_round_trip_is_exact(tmp_path, vocab_path):
 
 
 def test_untrimmed_save_uses_standard_bert_names(tmp_path):
-    config = config_module.load("tiny", ["model.vocabulary_size=50", "model.hidden_dim=16", "model.num_heads=2",
-                                         "model.intermediate_dim=24"])
+    config = config_module.load(
+        "tiny",
+        ["model.vocabulary_size=50", "model.hidden_dim=16", "model.num_heads=2", "model.intermediate_dim=24"],
+    )
     path = save_pretrained(build_encoder(config), tmp_path / "plain")
     hf_config = json.loads((path / "config.json").read_text())
     assert hf_config["model_type"] == "bert" and hf_config["hidden_size"] == 16
@@ -139,18 +168,33 @@ def test_keras_hub_preset_directory(tmp_path):
     import keras_hub
 
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=12, max_sequence_length=16)
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=12,
+        max_sequence_length=16,
+    )
     backbone.save_to_preset(str(tmp_path / "preset"))
     ours = from_pretrained(tmp_path / "preset")
     assert ours.count_params() == backbone.count_params()
-    batch = {"token_ids": np.array([[2, 7, 9, 3, 0, 0]], "int32"), "segment_ids": np.zeros((1, 6), "int32"),
-             "padding_mask": np.array([[1, 1, 1, 1, 0, 0]], "int32")}
-    np.testing.assert_allclose(np.asarray(ours(batch)["sequence_output"])[:, :4],
-                               np.asarray(backbone(batch)["sequence_output"])[:, :4], atol=1e-5)
+    batch = {
+        "token_ids": np.array([[2, 7, 9, 3, 0, 0]], "int32"),
+        "segment_ids": np.zeros((1, 6), "int32"),
+        "padding_mask": np.array([[1, 1, 1, 1, 0, 0]], "int32"),
+    }
+    np.testing.assert_allclose(
+        np.asarray(ours(batch)["sequence_output"])[:, :4],
+        np.asarray(backbone(batch)["sequence_output"])[:, :4],
+        atol=1e-5,
+    )
 
 
 def test_checkpoint_name_variants_and_errors(tmp_path):
-    assert normalize_key("bert.encoder.layer.0.output.LayerNorm.gamma") == "encoder.layer.0.output.LayerNorm.weight"
+    assert (
+        normalize_key("bert.encoder.layer.0.output.LayerNorm.gamma")
+        == "encoder.layer.0.output.LayerNorm.weight"
+    )
     assert normalize_key("embeddings.LayerNorm.beta") == "embeddings.LayerNorm.bias"
     with pytest.raises(TrimbertError, match="no config.json"):
         from_pretrained(tmp_path)
