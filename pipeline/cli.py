@@ -17,6 +17,7 @@ from pipeline.errors import TrimbertError
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pipeline.assets_cli", "fetch and list the embedded data assets"),
     "config": ("pipeline.config_cli", "show a resolved config and its parameter count"),
+    "preprocess": ("beam_jobs.main", "corpus -> WordPiece tokens -> pre-training TFRecords (Apache Beam)"),
     "prune": ("models.prune_cli", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
 }
 

@@ -1,0 +1,264 @@
+"""Pre-training instances from tokenized documents: Google's ``bert`` format and ``packed``.
+
+``bert`` follows Google's create_pretraining_data algorithm (REFERENCE section 2): for each of
+``dupe_factor`` passes, a document is cut into chunks up to a target length (shorter with
+``short_seq_prob``); each chunk becomes segment A + B, where B is the true continuation or, half the
+time, a span from a random other document (``next_sentence_labels`` = 1); 15% of the tokens are
+chosen for prediction, 80% of those replaced by [MASK], 10% by a random id, 10% left unchanged.
+
+Google draws the random document from the whole corpus held in memory. Here it is drawn from a
+pool of ``pool_size`` spans, one from each of the documents with the smallest seeded hash of their
+content: a uniform random sample of the corpus, found by a bounded ``Top`` combine in a second,
+cheap read pass (no tokenization), so memory does not grow with the corpus.
+
+Every random choice comes from a generator seeded by (seed, document digest, pass), so the output
+is a function of the seed and the input only, whatever order Beam processes documents in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import apache_beam as beam
+
+from beam_jobs.records import Document, TokenizedDocument, stable_hash
+from pipeline.config import DataConfig
+from pipeline.features import encode_example, feature_specs
+
+POOL_SIZE = 4096
+POOL_SENTENCES = 16
+RANDOM_DOCUMENT_TRIES = 10
+
+
+class SpecialIds(NamedTuple):
+    """Ids of the special tokens and the vocabulary size."""
+
+    pad: int
+    cls: int
+    sep: int
+    mask: int
+    vocabulary_size: int
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str]) -> SpecialIds:
+        index = {token: i for i, token in enumerate(tokens)}
+        return cls(index["[PAD]"], index["[CLS]"], index["[SEP]"], index["[MASK]"], len(tokens))
+
+
+class Instance(NamedTuple):
+    """One encoded record and where it goes.
+
+    Args:
+        shard: output shard index.
+        unit: read unit of the source document (orders the shard).
+        ordinal: document ordinal inside the unit.
+        payload: serialized ``tf.train.Example``.
+        length: real (non-padding) tokens in the record.
+    """
+
+    shard: int
+    unit: int
+    ordinal: int
+    payload: bytes
+    length: int
+
+
+def truncate_pair(tokens_a: list[int], tokens_b: list[int], max_tokens: int, rng: random.Random) -> None:
+    """Trims the longer segment, from the front or back at random, until both fit (in place)."""
+    while len(tokens_a) + len(tokens_b) > max_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def mask_tokens(tokens: list[int], config: DataConfig, special: SpecialIds, rng: random.Random):
+    """Static masking; returns (masked tokens, sorted positions, original ids).
+
+    Args:
+        tokens: the full sequence with [CLS]/[SEP], unpadded.
+        config: masked_lm_prob, max_predictions, mask_token_rate, random_token_rate.
+        special: special token ids and vocabulary size (random replacements are any id).
+        rng: the instance's generator.
+    """
+    candidates = [i for i, token in enumerate(tokens) if token not in (special.cls, special.sep)]
+    rng.shuffle(candidates)
+    count = min(config.max_predictions, max(1, int(round(len(tokens) * config.masked_lm_prob))))
+    output = list(tokens)
+    chosen = sorted(candidates[:count])
+    for position in chosen:
+        draw = rng.random()
+        if draw < config.mask_token_rate:
+            output[position] = special.mask
+        elif draw < config.mask_token_rate + config.random_token_rate:
+            output[position] = rng.randint(0, special.vocabulary_size - 1)
+    return output, chosen, [tokens[position] for position in chosen]
+
+
+def _pad(values: list, length: int, fill=0) -> list:
+    return values + [fill] * (length - len(values))
+
+
+def bert_examples(document: TokenizedDocument, pool: Sequence[TokenizedDocument], dupe: int,
+                  config: DataConfig, special: SpecialIds):
+    """Yields (serialized Example, real length) for one pass of one document (Google's algorithm).
+
+    Args:
+        document: the tokenized document.
+        pool: random-document spans, in a fixed order (sorted by seeded hash).
+        dupe: the pass index, 0 .. dupe_factor-1.
+        config: the data config (seq_len, masking rates, short_seq_prob, seed).
+        special: special token ids.
+    """
+    specs = feature_specs("bert", config.seq_len, config.max_predictions)
+    rng = random.Random(stable_hash(config.seed, document.digest, dupe))
+    max_tokens = config.seq_len - 3
+    target = max_tokens
+    if rng.random() < config.short_seq_prob:
+        target = rng.randint(2, max_tokens)
+    sentences = document.sentences
+    chunk: list[tuple[int, ...]] = []
+    chunk_length = 0
+    index = 0
+    while index < len(sentences):
+        chunk.append(sentences[index])
+        chunk_length += len(sentences[index])
+        if index == len(sentences) - 1 or chunk_length >= target:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            tokens_a = [token for sentence in chunk[:a_end] for token in sentence]
+            tokens_b: list[int] = []
+            is_random_next = len(chunk) == 1 or rng.random() < 0.5
+            if is_random_next:
+                other = _random_document(pool, document, rng)
+                start = rng.randint(0, len(other.sentences) - 1)
+                for sentence in other.sentences[start:]:
+                    tokens_b.extend(sentence)
+                    if len(tokens_b) >= target - len(tokens_a):
+                        break
+                index -= len(chunk) - a_end  # the unused sentences start the next chunk
+            else:
+                tokens_b = [token for sentence in chunk[a_end:] for token in sentence]
+            truncate_pair(tokens_a, tokens_b, max_tokens, rng)
+            if tokens_a and tokens_b:
+                tokens = [special.cls, *tokens_a, special.sep, *tokens_b, special.sep]
+                segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+                masked, positions, labels = mask_tokens(tokens, config, special, rng)
+                predictions = config.max_predictions
+                values = {
+                    "input_ids": _pad(masked, config.seq_len),
+                    "input_mask": _pad([1] * len(tokens), config.seq_len),
+                    "segment_ids": _pad(segments, config.seq_len),
+                    "masked_lm_positions": _pad(positions, predictions),
+                    "masked_lm_ids": _pad(labels, predictions),
+                    "masked_lm_weights": _pad([1.0] * len(positions), predictions, 0.0),
+                    "next_sentence_labels": [int(is_random_next)],
+                }
+                yield encode_example(specs, values), len(tokens)
+            chunk, chunk_length = [], 0
+        index += 1
+
+
+def _random_document(pool: Sequence[TokenizedDocument], document: TokenizedDocument,
+                     rng: random.Random) -> TokenizedDocument:
+    # As Google: up to 10 tries to find a different document, else the document itself.
+    if not pool:
+        return document
+    for _ in range(RANDOM_DOCUMENT_TRIES):
+        other = pool[rng.randint(0, len(pool) - 1)]
+        if other.digest != document.digest:
+            return other
+    return other
+
+
+def packed_examples(document: TokenizedDocument, config: DataConfig, special: SpecialIds):
+    """Yields (serialized Example, real length): the document's tokens cut into full-length
+    ``[CLS] ... [SEP]`` sequences (only its last one shorter), unmasked, segment ids 0."""
+    specs = feature_specs("packed", config.seq_len, config.max_predictions)
+    stream = [token for sentence in document.sentences for token in sentence]
+    body = config.seq_len - 2
+    for start in range(0, len(stream), body):
+        tokens = [special.cls, *stream[start:start + body], special.sep]
+        values = {
+            "input_ids": _pad(tokens, config.seq_len),
+            "input_mask": _pad([1] * len(tokens), config.seq_len),
+            "segment_ids": [0] * config.seq_len,
+        }
+        yield encode_example(specs, values), len(tokens)
+
+
+class _BuildInstancesFn(beam.DoFn):
+    def __init__(self, config: DataConfig, special: SpecialIds, shards: int) -> None:
+        self._config, self._special, self._shards = config, special, shards
+        self._counter = beam.metrics.Metrics.counter("preprocess", "examples")
+
+    def setup(self) -> None:
+        self._pool: list[TokenizedDocument] | None = None
+
+    def process(self, document: TokenizedDocument, pool=()):
+        config = self._config
+        if config.format == "packed":
+            passes = [packed_examples(document, config, self._special)]
+        else:
+            if self._pool is None:
+                self._pool = sorted(pool, key=lambda other: stable_hash(config.seed, other.digest))
+            passes = [bert_examples(document, self._pool, dupe, config, self._special)
+                      for dupe in range(config.dupe_factor)]
+        for dupe, examples in enumerate(passes):
+            for number, (payload, length) in enumerate(examples):
+                shard = stable_hash(config.seed, document.digest, dupe, number) % self._shards
+                self._counter.inc()
+                yield Instance(shard, document.unit, document.ordinal, payload, length)
+
+
+class BuildInstances(beam.PTransform):
+    """PCollection[TokenizedDocument] -> PCollection[Instance] (encoded records with their shard).
+
+    Args:
+        config: the data config (format, seq_len, masking, dupe_factor, seed).
+        special: special token ids of the vocabulary.
+        shards: number of output shards; each record's shard is a seeded hash of its identity.
+        pool: for ``bert``, the random-document pool (a singleton PCollection of spans or a list).
+    """
+
+    def __init__(self, config: DataConfig, special: SpecialIds, shards: int, pool=None,
+                 label: str | None = None) -> None:
+        super().__init__(label)
+        self._config, self._special, self._shards, self._pool = config, special, shards, pool
+
+    def expand(self, documents):
+        fn = _BuildInstancesFn(self._config, self._special, self._shards)
+        if self._pool is None:
+            return documents | beam.ParDo(fn)
+        return documents | beam.ParDo(fn, pool=beam.pvalue.AsList(self._pool))
+
+
+class SampleRandomDocuments(beam.PTransform):
+    """PCollection[Document] (raw) -> PCollection[Document]: one span of up to 16 lines from each of
+    the ``pool_size`` documents with the smallest seeded content hash (a uniform sample).
+
+    Args:
+        seed: the job seed.
+        pool_size: documents in the pool.
+    """
+
+    def __init__(self, seed: int, pool_size: int = POOL_SIZE, label: str | None = None) -> None:
+        super().__init__(label)
+        self._seed, self._pool_size = seed, pool_size
+
+    def expand(self, documents):
+        seed = self._seed
+
+        def span(document: Document) -> Document:
+            start = stable_hash(seed, document.digest, "start") % len(document.lines)
+            return document._replace(unit=-1, ordinal=0,
+                                     lines=document.lines[start:start + POOL_SENTENCES])
+
+        return (documents
+                | "Span" >> beam.Map(span)
+                | "Smallest" >> beam.combiners.Top.Of(
+                    self._pool_size, key=lambda document: (stable_hash(seed, document.digest),
+                                                           document.digest), reverse=True)
+                | "Flatten" >> beam.FlatMap(lambda documents: documents))

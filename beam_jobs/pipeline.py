@@ -1,0 +1,245 @@
+"""The preprocessing job as a Python API: validate, build the Beam graph, run, commit.
+
+    read units -> Reshuffle -> ReadDocuments -> NormalizeText -> SplitSentences
+      -> TokenizeDocuments -> BuildInstances (+ random-document pool for ``bert``) -> WriteShards
+
+Output directory after a successful run::
+
+    data-00000-of-000KK.tfrecord[.gz] ...   the shards
+    vocab.txt                               only with --learn-vocab
+    manifest.json                           written last: its presence means the output is complete
+
+A run first removes any previous manifest, shards and scratch directory, so a rerun after a kill
+produces the same complete output. Every check on the inputs and vocabulary happens before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import posixpath
+import time
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from beam_jobs.instances import BuildInstances, SampleRandomDocuments, SpecialIds
+from beam_jobs.normalize import NormalizeText, SplitSentences
+from beam_jobs.read import ReadDocuments, expand_inputs
+from beam_jobs.records import ReadUnit, merge_stats
+from beam_jobs.tokenize import TokenizeDocuments, read_vocabulary, vocabulary_sha256
+from beam_jobs.vocab import learn_vocabulary
+from beam_jobs.write import WriteShards, create_raw, read_json, shard_name, write_json
+from pipeline import features
+from pipeline.config import DataConfig
+from pipeline.errors import TrimbertError
+
+MANIFEST = "manifest.json"
+VOCAB_FILE = "vocab.txt"
+SCRATCH_DIR = ".preprocess-tmp"
+SHARD_PREFIX = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessJob:
+    """Everything one preprocessing run needs besides Beam's own options.
+
+    Args:
+        inputs: globs, or ``tfds:NAME/CONFIG[:split]`` names.
+        output: output directory (local or a Beam filesystem such as gs://).
+        data: format, seq_len, masking, dupe_factor, lower_case and seed.
+        vocab: an existing vocab.txt; exactly one of ``vocab`` and ``learn_vocab``.
+        learn_vocab: learn a WordPiece vocabulary of this size and write vocab.txt.
+        shards: number of output shards.
+        compress: gzip the shards (TFRecordDataset compression_type="GZIP").
+        text_field: JSON Lines key holding the text.
+    """
+
+    inputs: tuple[str, ...]
+    output: str
+    data: DataConfig = DataConfig()
+    vocab: str | None = None
+    learn_vocab: int | None = None
+    shards: int = 8
+    compress: bool = False
+    text_field: str = "text"
+
+    def validate(self) -> None:
+        self.data.validate("preprocess")
+        if (self.vocab is None) == (self.learn_vocab is None):
+            raise TrimbertError("give exactly one of --vocab FILE and --learn-vocab SIZE")
+        if self.learn_vocab is not None and self.learn_vocab < len(features.SPECIAL_TOKENS) + 1:
+            raise TrimbertError(
+                f"--learn-vocab must be > {len(features.SPECIAL_TOKENS)}, got {self.learn_vocab}")
+        if self.shards < 1:
+            raise TrimbertError(f"--shards must be >= 1, got {self.shards}")
+
+
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam options from the command line; the direct runner defaults to one process per core."""
+    options = PipelineOptions(list(beam_args))
+    given = " ".join(beam_args)
+    direct = options.view_as(DirectOptions)
+    if options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct"):
+        if "--direct_running_mode" not in given:
+            direct.direct_running_mode = "multi_processing"
+        if "--direct_num_workers" not in given:
+            direct.direct_num_workers = os.cpu_count() or 1
+    return options
+
+
+def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
+          scratch: str):
+    """Adds the preprocessing graph to ``pipeline``; returns the PCollection of stats files written.
+
+    Args:
+        pipeline: the Beam pipeline.
+        job: the validated job.
+        units: read units from :func:`beam_jobs.read.expand_inputs`.
+        tokens: the vocabulary.
+        scratch: the job's scratch directory.
+    """
+    config = job.data
+    read_units = pipeline | "Units" >> beam.Create(list(units)) | "ReshuffleUnits" >> beam.Reshuffle()
+    read = read_units | "Read" >> ReadDocuments(job.text_field)
+    tokenized = (read.documents
+                 | "Normalize" >> NormalizeText(config.lower_case)
+                 | "SplitSentences" >> SplitSentences()
+                 | "Tokenize" >> TokenizeDocuments(tokens))
+    pool = None
+    if config.format == "bert":
+        # A second, cheap pass (read + hash, no tokenization) picks the random-document pool.
+        pool = ((read_units | "ReadForPool" >> ReadDocuments(job.text_field)).documents
+                | "SamplePool" >> SampleRandomDocuments(config.seed)
+                | "NormalizePool" >> NormalizeText(config.lower_case)
+                | "SplitPool" >> SplitSentences()
+                | "TokenizePool" >> TokenizeDocuments(tokens)).documents
+    special = SpecialIds.from_tokens(tokens)
+    written = (tokenized.documents
+               | "BuildInstances" >> BuildInstances(config, special, job.shards, pool)
+               | "WriteShards" >> WriteShards(scratch, SHARD_PREFIX, job.shards, config.seq_len,
+                                              job.compress))
+    stats = ((read.stats, tokenized.stats, written.stats)
+             | "FlattenStats" >> beam.Flatten()
+             | "SumStats" >> beam.CombineGlobally(merge_stats))
+    shard_list = written.shards | "ListShards" >> beam.combiners.ToList()
+    stats_path = posixpath.join(scratch, "job_stats.json")
+    return stats | "WriteStats" >> beam.Map(
+        lambda totals, shards: write_json(stats_path, {"stats": totals, "shards": shards}) or stats_path,
+        shards=beam.pvalue.AsSingleton(shard_list))
+
+
+def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the whole job and returns the manifest it wrote.
+
+    Args:
+        job: what to read, how to tokenize and build instances, where to write.
+        beam_args: Beam pipeline options (``--runner``, ``--direct_num_workers``, ``--project`` ...).
+
+    Raises:
+        TrimbertError: a bad input, vocabulary or option, before anything is written.
+    """
+    job.validate()
+    started = time.monotonic()
+    units = expand_inputs(list(job.inputs))
+    tokens = read_vocabulary(job.vocab) if job.vocab else None
+    options = pipeline_options(beam_args)
+    scratch = posixpath.join(job.output, SCRATCH_DIR)
+    _clear_previous_output(job.output, scratch)
+    vocab_path = job.vocab
+    if tokens is None:
+        tokens = learn_vocabulary(options, units, job.data.lower_case, job.learn_vocab,
+                                  posixpath.join(scratch, "vocab"), job.text_field)
+        vocab_path = posixpath.join(job.output, VOCAB_FILE)
+        with FileSystems.create(vocab_path) as handle:
+            handle.write(("\n".join(tokens) + "\n").encode("utf-8"))
+        logging.info("preprocess: wrote a %d-token vocabulary to %s", len(tokens), vocab_path)
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, job, units, tokens, scratch)
+    manifest = _commit(job, units, tokens, vocab_path, scratch)
+    elapsed = time.monotonic() - started
+    logging.info("preprocess: %d examples, %d tokens in %.1f s", manifest["examples"],
+                 manifest["stats"]["tokens"], elapsed)
+    return manifest
+
+
+def _clear_previous_output(output: str, scratch: str) -> None:
+    stale = [posixpath.join(output, MANIFEST)]
+    if FileSystems.exists(output):
+        old_shards = posixpath.join(output, f"{SHARD_PREFIX}-*-of-*.tfrecord*")
+        stale += [match.path for match in FileSystems.match([old_shards])[0].metadata_list]
+    stale += [scratch] if FileSystems.exists(scratch) else []
+    FileSystems.delete([path for path in stale if FileSystems.exists(path)])
+    if not FileSystems.exists(output):
+        FileSystems.mkdirs(output)
+    for directory in ("fragments", "shards", "vocab"):
+        FileSystems.mkdirs(posixpath.join(scratch, directory))
+
+
+def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vocab_path: str,
+            scratch: str) -> dict:
+    report = read_json(posixpath.join(scratch, "job_stats.json"))
+    totals: dict[str, int] = report["stats"]
+    written = {shard["name"]: shard for shard in report["shards"]}
+    shards = []
+    for index in range(job.shards):
+        name = shard_name(SHARD_PREFIX, index, job.shards, job.compress)
+        source = posixpath.join(scratch, "shards", name)
+        if name not in written:  # no record hashed to this shard: write a valid empty file
+            with create_raw(source) as handle:
+                if job.compress:
+                    import gzip
+
+                    handle.write(gzip.compress(b"", mtime=0))
+        FileSystems.rename([source], [posixpath.join(job.output, name)])
+        shards.append(written.get(name, {"name": name, "examples": 0, "tokens": 0}))
+    config = job.data
+    schema_key = (config.format, config.seq_len, config.max_predictions)
+    manifest = {
+        "format": config.format,
+        "schema": features.schema(*schema_key),
+        "schema_fingerprint": features.schema_fingerprint(*schema_key),
+        "seq_len": config.seq_len,
+        "max_predictions": config.max_predictions if config.format == "bert" else None,
+        "data_config": dataclasses.asdict(config),
+        "seed": config.seed,
+        "compression": "GZIP" if job.compress else "",
+        "gzip": job.compress,
+        "vocab": {"path": vocab_path, "size": len(tokens), "sha256": vocabulary_sha256(tokens),
+                  "learned": job.learn_vocab is not None},
+        "inputs": {"patterns": list(job.inputs),
+                   "sources": [unit.source + (f"[{unit.split}]" if unit.split else "") for unit in units]},
+        "examples": sum(shard["examples"] for shard in shards),
+        "tokens": sum(shard["tokens"] for shard in shards),
+        "shards": shards,
+        "stats": summarize_stats(totals),
+    }
+    temporary = posixpath.join(scratch, MANIFEST)
+    write_json(temporary, manifest)
+    FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "job_stats.json")
+                        if FileSystems.exists(posixpath.join(scratch, d))])
+    FileSystems.rename([temporary], [posixpath.join(job.output, MANIFEST)])
+    FileSystems.delete([scratch])
+    return manifest
+
+
+def summarize_stats(totals: dict[str, int]) -> dict:
+    """Flat dotted counts -> the manifest's nested ``stats`` (rates, histogram, skip reasons)."""
+    nested: dict = {"length_histogram": {}, "skipped_documents": {}, "skipped_bytes": {}}
+    for key, value in sorted(totals.items()):
+        group, _, name = key.partition(".")
+        if name and group in nested:
+            nested[group][name] = value
+        elif key not in ("examples", "example_tokens"):
+            nested[key] = value
+    for name in ("files", "empty_files", "documents", "bytes_read", "invalid_utf8_lines",
+                 "invalid_utf8_characters", "tokens", "unknown_tokens"):
+        nested.setdefault(name, 0)
+    nested["unknown_token_rate"] = nested["unknown_tokens"] / nested["tokens"] if nested["tokens"] else 0.0
+    nested["length_histogram"] = dict(sorted(nested["length_histogram"].items(),
+                                             key=lambda item: int(item[0].split("-")[0])))
+    return nested

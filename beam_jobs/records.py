@@ -1,0 +1,84 @@
+"""The elements that flow between the preprocessing PTransforms, and the stats they report.
+
+Every element carries its read unit and its ordinal inside that unit, so anything order-dependent
+(shard contents, random seeds) is a function of the input alone, never of Beam's scheduling.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from typing import NamedTuple
+
+from apache_beam import pvalue
+from apache_beam.transforms import window
+
+STATS_TAG = "stats"
+
+
+class ReadUnit(NamedTuple):
+    """One independently readable piece of input.
+
+    Args:
+        index: position in the sorted input list; orders shard contents.
+        source: a file path, or ``tfds:NAME/CONFIG`` for TensorFlow Datasets.
+        kind: ``text`` (blank-line separated documents), ``jsonl`` or ``tfds``.
+        split: the TensorFlow Datasets split slice (``tfds`` only, else "").
+    """
+
+    index: int
+    source: str
+    kind: str
+    split: str = ""
+
+
+class Document(NamedTuple):
+    """A document as lines of text (sentences after ``SplitSentences``).
+
+    Args:
+        unit: index of the read unit it came from.
+        ordinal: position of the document inside its unit.
+        digest: hex blake2b of the document's raw text; seeds its random choices.
+        lines: the document's lines, or sentences once split.
+    """
+
+    unit: int
+    ordinal: int
+    digest: str
+    lines: tuple[str, ...]
+
+
+class TokenizedDocument(NamedTuple):
+    """A document as WordPiece ids, one list per sentence (empty sentences dropped)."""
+
+    unit: int
+    ordinal: int
+    digest: str
+    sentences: tuple[tuple[int, ...], ...]
+
+
+def content_digest(text: str) -> str:
+    """Short stable digest of a document's text (not Python's salted ``hash``)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def stable_hash(*parts: object) -> int:
+    """64-bit integer hash of the parts' ``repr``; equal across processes and machines."""
+    text = "\x1f".join(repr(part) for part in parts)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class Stats(collections.Counter):
+    """Integer counts keyed by dotted names (``skipped_documents.empty``); sums across workers."""
+
+    def emit(self):
+        """The counts as a tagged output from ``finish_bundle`` (global window, no timestamp)."""
+        return pvalue.TaggedOutput(STATS_TAG, window.GlobalWindows.windowed_value(dict(self)))
+
+
+def merge_stats(parts) -> dict[str, int]:
+    """CombineGlobally function: sums stats dicts."""
+    total: collections.Counter = collections.Counter()
+    for part in parts:
+        total.update(part)
+    return dict(total)

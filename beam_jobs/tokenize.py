@@ -1,0 +1,152 @@
+"""WordPiece tokenization with tensorflow-text's FastWordpieceTokenizer, batched per worker.
+
+The tokenizer is built once per worker in ``DoFn.setup`` and applied to batches of sentences from
+many documents at once (one TensorFlow call per ``batch_sentences`` sentences): per-call overhead
+is what makes naive per-line tokenization slow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+
+import apache_beam as beam
+from apache_beam.transforms import window
+
+from beam_jobs.records import Document, Stats, TokenizedDocument
+from pipeline.errors import TrimbertError
+from pipeline.features import SPECIAL_TOKENS
+
+BATCH_SENTENCES = 4096
+PROGRESS_SECONDS = 30.0
+
+
+def read_vocabulary(path: str) -> list[str]:
+    """Reads a ``vocab.txt`` (one token per line) and checks the special tokens are present.
+
+    Args:
+        path: local or remote (gs://...) vocabulary file.
+
+    Raises:
+        TrimbertError: the file is missing or unreadable, or lacks a special token.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as handle:
+            tokens = handle.read().decode("utf-8").splitlines()
+    except Exception as error:
+        raise TrimbertError(f"vocabulary cannot be read: {path} ({error})") from error
+    missing = [token for token in SPECIAL_TOKENS if token not in set(tokens)]
+    if missing:
+        raise TrimbertError(f"vocabulary {path} lacks the special tokens {', '.join(missing)}")
+    return tokens
+
+
+def vocabulary_sha256(tokens: list[str]) -> str:
+    """sha256 of the vocabulary file as written (tokens joined by newlines, trailing newline)."""
+    return hashlib.sha256(("\n".join(tokens) + "\n").encode("utf-8")).hexdigest()
+
+
+def build_tokenizer(tokens: list[str]):
+    """A FastWordpieceTokenizer doing BERT's whitespace/punctuation split and WordPiece in one op."""
+    import tensorflow as tf
+    import tensorflow_text
+
+    return tensorflow_text.FastWordpieceTokenizer(
+        vocab=tokens, suffix_indicator="##", unknown_token="[UNK]", token_out_type=tf.int64,
+        no_pretokenization=False, support_detokenization=False)
+
+
+def limit_tensorflow_threads() -> None:
+    """One TensorFlow thread per Beam worker: the runner already runs one worker per core."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process (e.g. in-process runner)
+        pass
+
+
+class _TokenizeFn(beam.DoFn):
+    def __init__(self, tokens: list[str], batch_sentences: int) -> None:
+        self._tokens = tokens
+        self._batch_sentences = batch_sentences
+        self._token_counter = beam.metrics.Metrics.counter("preprocess", "tokens")
+
+    def setup(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        limit_tensorflow_threads()
+        self._tokenizer = build_tokenizer(self._tokens)
+        self._unknown_id = self._tokens.index("[UNK]")
+
+    def start_bundle(self) -> None:
+        self._pending: list[Document] = []
+        self._pending_sentences = 0
+        self._stats = Stats()
+        self._started = self._last_log = time.monotonic()
+
+    def process(self, document: Document):
+        self._pending.append(document)
+        self._pending_sentences += len(document.lines)
+        if self._pending_sentences >= self._batch_sentences:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for document in self._flush():
+            yield window.GlobalWindows.windowed_value(document)
+        yield self._stats.emit()
+
+    def _flush(self):
+        if not self._pending:
+            return
+        import numpy as np
+
+        sentences = [line for document in self._pending for line in document.lines]
+        ragged = self._tokenizer.tokenize(sentences) if sentences else None
+        ids = ragged.flat_values.numpy().tolist() if sentences else []
+        splits = ragged.row_splits.numpy().tolist() if sentences else [0]
+        unknown = int(np.count_nonzero(ragged.flat_values.numpy() == self._unknown_id)) if sentences else 0
+        self._stats["tokens"] += len(ids)
+        self._stats["unknown_tokens"] += unknown
+        self._token_counter.inc(len(ids))
+        row = 0
+        for document in self._pending:
+            pieces = []
+            for _ in document.lines:
+                start, end = splits[row], splits[row + 1]
+                row += 1
+                if end > start:
+                    pieces.append(tuple(ids[start:end]))
+            if pieces:
+                yield TokenizedDocument(document.unit, document.ordinal, document.digest, tuple(pieces))
+            else:
+                self._stats["skipped_documents.no_tokens"] += 1
+        self._pending, self._pending_sentences = [], 0
+        if time.monotonic() - self._last_log > PROGRESS_SECONDS:
+            self._last_log = time.monotonic()
+            elapsed = self._last_log - self._started
+            logging.info("preprocess: worker %d tokenized %d tokens (%.0f tokens/s)",
+                         os.getpid(), self._stats["tokens"], self._stats["tokens"] / max(elapsed, 1e-9))
+
+
+class TokenizeDocuments(beam.PTransform):
+    """PCollection[Document] -> PCollection[TokenizedDocument], plus stats tagged ``stats``.
+
+    Args:
+        tokens: the vocabulary (index = id), as returned by :func:`read_vocabulary`.
+        batch_sentences: sentences per tokenizer call.
+    """
+
+    def __init__(self, tokens: list[str], batch_sentences: int = BATCH_SENTENCES,
+                 label: str | None = None) -> None:
+        super().__init__(label)
+        self._tokens = tokens
+        self._batch_sentences = batch_sentences
+
+    def expand(self, documents):
+        return documents | beam.ParDo(_TokenizeFn(self._tokens, self._batch_sentences)).with_outputs(
+            "stats", main="documents")
