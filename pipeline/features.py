@@ -133,10 +133,24 @@ def _length_delimited(field_number: int, payload: bytes) -> bytes:
     return _varint((field_number << 3) | 2) + _varint(len(payload)) + payload
 
 
+# Varints of 0 .. 2**16-1 (token ids, positions, masks): a lookup instead of bit arithmetic.
+_SMALL_VARINTS: tuple[bytes, ...] = tuple(_varint(value) for value in range(1 << 16))
+
+
+def _encode_varints(values: Sequence[Any]) -> bytes:
+    if min(values, default=0) >= 0:  # negative indices would silently wrap in the lookup
+        try:
+            return b"".join([_SMALL_VARINTS[value] for value in values])
+        except (IndexError, TypeError):  # values >= 2**16 or numpy scalars: the general path
+            pass
+    # Negative int64s are ten-byte two's-complement varints, as protobuf writes them.
+    return b"".join(_varint(int(value) & 0xFFFFFFFFFFFFFFFF) for value in values)
+
+
 def _encode_feature(dtype: str, values: Sequence[Any]) -> bytes:
     # Feature { oneof kind: bytes_list = 1; float_list = 2; int64_list = 3 } with packed values.
     if dtype == "int64":
-        packed = b"".join(_varint(int(v) & 0xFFFFFFFFFFFFFFFF) for v in values)
+        packed = _encode_varints(values)
         return _length_delimited(3, _length_delimited(1, packed))
     packed = struct.pack(f"<{len(values)}f", *values)
     return _length_delimited(2, _length_delimited(1, packed))

@@ -1,0 +1,224 @@
+"""Preprocessing throughput (BENCHMARKS.md, issue 4): tokens/s per core and peak memory.
+
+Measures, in one run, on the same text and the same vocab.txt:
+
+1. tokenization alone, one thread each: tensorflow-text FastWordpieceTokenizer as the Beam job
+   calls it (batched, on normalised sentences; and with our normalisation timed in), Hugging Face
+   ``tokenizers`` WordPiece (BertWordPieceTokenizer, its own normalisation), keras-hub BertTokenizer;
+   plus how often each agrees with ours token for token;
+2. the whole ``trimbert preprocess`` job (direct runner, multi-processing, one worker per core) at
+   1x and 8x the corpus: wall time, tokens/s per core, tokens per CPU-second, and the peak resident
+   memory of the whole process tree (driver + workers), sampled every 0.2 s.
+
+    .venv/bin/python benchmarks/preprocess_throughput.py --vocab VOCAB.txt \
+        --corpus '/path/to/*.txt' --scales 1,8 --work-dir /tmp/preprocess_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["RAYON_NUM_THREADS"] = "1"  # Hugging Face tokenizers: one thread, for a per-core figure
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BATCH = 4096
+
+
+def read_sentences(pattern: str) -> list[str]:
+    """Raw (un-normalised) sentences of the corpus, split as the job splits them."""
+    from beam_jobs.normalize import split_sentences
+
+    sentences = []
+    for path in sorted(glob.glob(pattern)):
+        for line in pathlib.Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.strip():
+                sentences.extend(split_sentences(line.strip()))
+    return sentences
+
+
+def timed(function):
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    result = function()
+    return result, time.perf_counter() - start_wall, time.process_time() - start_cpu
+
+
+def tokenizer_benchmarks(sentences: list[str], vocab: str) -> dict:
+    import tensorflow as tf
+
+    from beam_jobs.normalize import normalize_line
+    from beam_jobs.tokenize import build_tokenizer, limit_tensorflow_threads, read_vocabulary
+
+    limit_tensorflow_threads()
+    tokens = read_vocabulary(vocab)
+    fast = build_tokenizer(tokens)
+    batches = [sentences[i:i + BATCH] for i in range(0, len(sentences), BATCH)]
+    results = {}
+
+    def run_fast(text_batches: list[list[str]], normalize: bool):
+        ids = []
+        for batch in text_batches:
+            text = [normalize_line(s, True) for s in batch] if normalize else batch
+            ragged = fast.tokenize(text)
+            values, splits = ragged.flat_values.numpy().tolist(), ragged.row_splits.numpy().tolist()
+            ids.extend(values[splits[i]:splits[i + 1]] for i in range(len(text)))
+        return ids
+
+    normalized = [normalize_line(s, True) for s in sentences]
+    normalized_batches = [normalized[i:i + BATCH] for i in range(0, len(normalized), BATCH)]
+    fast.tokenize(normalized[:8])  # build the op once outside the clock
+    ours, wall, cpu = timed(lambda: run_fast(normalized_batches, False))
+    results["tf_text_fast_wordpiece"] = {
+        "tokens": sum(len(ids) for ids in ours), "seconds": wall, "cpu_seconds": cpu}
+    ours_normalized, wall, cpu = timed(lambda: run_fast(batches, True))
+    results["tf_text_fast_wordpiece_with_normalization"] = {
+        "tokens": sum(len(ids) for ids in ours_normalized), "seconds": wall, "cpu_seconds": cpu}
+
+    from tokenizers import BertWordPieceTokenizer
+
+    hugging_face = BertWordPieceTokenizer(vocab, lowercase=True, clean_text=True, handle_chinese_chars=True)
+
+    def run_hugging_face():
+        ids = []
+        for batch in batches:
+            ids.extend(encoding.ids[1:-1] for encoding in hugging_face.encode_batch(batch))
+        return ids
+
+    hf_ids, wall, cpu = timed(run_hugging_face)
+    results["hf_tokenizers_bert_wordpiece"] = {
+        "tokens": sum(len(ids) for ids in hf_ids), "seconds": wall, "cpu_seconds": cpu,
+        "sentences_identical_to_ours": sum(a == b for a, b in zip(hf_ids, ours, strict=True)) / len(ours)}
+
+    import keras_hub
+
+    keras_tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=vocab, lowercase=True)
+    keras_tokenizer(tf.constant(batches[0][:8]))
+
+    def run_keras():
+        ids = []
+        for batch in batches:
+            output = keras_tokenizer(tf.constant(batch))
+            if isinstance(output, list):  # non-TensorFlow Keras backends get Python lists back
+                ids.extend(list(row) for row in output)
+                continue
+            values, splits = output.flat_values.numpy().tolist(), output.row_splits.numpy().tolist()
+            ids.extend(values[splits[i]:splits[i + 1]] for i in range(len(batch)))
+        return ids
+
+    keras_ids, wall, cpu = timed(run_keras)
+    results["keras_hub_bert_tokenizer"] = {
+        "tokens": sum(len(ids) for ids in keras_ids), "seconds": wall, "cpu_seconds": cpu,
+        "sentences_identical_to_ours": sum(a == b for a, b in zip(keras_ids, ours, strict=True)) / len(ours)}
+    for entry in results.values():
+        entry["tokens_per_second_per_core"] = entry["tokens"] / entry["seconds"]
+    return results
+
+
+def replicate_corpus(pattern: str, scale: int, directory: pathlib.Path) -> str:
+    """``scale`` copies of every file (symbolic links under new names), so the job sees scale x text."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    for copy in range(scale):
+        for path in sorted(glob.glob(pattern)):
+            (directory / f"copy{copy}-{pathlib.Path(path).name}").symlink_to(os.path.abspath(path))
+    return str(directory / "*")
+
+
+def run_job(arguments: list[str]) -> dict:
+    """Runs ``trimbert preprocess`` in a subprocess; samples the tree's memory and CPU time."""
+    import psutil
+
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "preprocess", *arguments], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(process.pid)
+    peak_total, peak_single, cpu_by_pid = 0, 0, {}
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak_total, peak_single
+        while not done.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for member in tree:
+                try:
+                    rss = member.memory_info().rss
+                    times = member.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += rss
+                peak_single = max(peak_single, rss)
+                cpu_by_pid[member.pid] = times.user + times.system
+            peak_total = max(peak_total, total)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    if process.returncode:
+        raise RuntimeError(f"preprocess failed ({process.returncode}):\n{stderr[-3000:]}")
+    output = arguments[arguments.index("--output") + 1]
+    manifest = json.loads((pathlib.Path(output) / "manifest.json").read_text())
+    return {"seconds": wall, "cpu_seconds": sum(cpu_by_pid.values()), "processes": len(cpu_by_pid),
+            "tokens": manifest["stats"]["tokens"], "examples": manifest["examples"],
+            "bytes_read": manifest["stats"]["bytes_read"], "documents": manifest["stats"]["documents"],
+            "peak_tree_rss_mib": peak_total / 2**20, "peak_process_rss_mib": peak_single / 2**20}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", required=True, help="glob of plain-text files")
+    parser.add_argument("--vocab", required=True)
+    parser.add_argument("--scales", default="1,8")
+    parser.add_argument("--formats", default="packed", help="comma-separated: packed,bert")
+    parser.add_argument("--dupe-factor", type=int, default=10)
+    parser.add_argument("--work-dir", default="/tmp/preprocess_bench")
+    parser.add_argument("--skip-tokenizers", action="store_true")
+    args = parser.parse_args(argv)
+    work = pathlib.Path(args.work_dir)
+    report: dict = {"cores": os.cpu_count(), "corpus": args.corpus, "vocab": args.vocab}
+    if not args.skip_tokenizers:
+        sentences = read_sentences(args.corpus)
+        report["sentences"] = len(sentences)
+        report["tokenizers"] = tokenizer_benchmarks(sentences, args.vocab)
+        print(json.dumps(report["tokenizers"], indent=2), flush=True)
+    report["jobs"] = []
+    for record_format in args.formats.split(","):
+        for scale in (int(s) for s in args.scales.split(",")):
+            pattern = replicate_corpus(args.corpus, scale, work / f"corpus-{scale}x")
+            output = work / f"out-{record_format}-{scale}x"
+            job = run_job(["--input", pattern, "--output", str(output), "--vocab", args.vocab,
+                           "--format", record_format, "--dupe-factor", str(args.dupe_factor),
+                           "--shards", "8"])
+            job.update(format=record_format, scale=scale, workers=os.cpu_count(),
+                       tokens_per_second_per_core=job["tokens"] / job["seconds"] / os.cpu_count(),
+                       tokens_per_cpu_second=job["tokens"] / job["cpu_seconds"])
+            report["jobs"].append(job)
+            print(json.dumps(job, indent=2), flush=True)
+            shutil.rmtree(output, ignore_errors=True)
+    (work / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"report: {work / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
