@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("pipeline.config_cli", "show a resolved config and its parameter count"),
     "preprocess": ("beam_jobs.main", "corpus -> WordPiece tokens -> pre-training TFRecords (Apache Beam)"),
     "prune": ("models.prune_cli", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
+    "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
 }
 
 
