@@ -81,7 +81,6 @@ def measure(name: str, batch_sizes: list[int], sequence_length: int, arguments) 
         result["milliseconds"][batch_size] = (1000 * statistics.median(timings), len(timings))
         print(f"  {name} batch {batch_size}: median {1000 * statistics.median(timings):.1f} ms "
               f"over {len(timings)} calls", flush=True)
-    del encoder, function
     keras.backend.clear_session()
     return result
 
