@@ -105,19 +105,22 @@ def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit]
     """
     config = job.data
     read_units = pipeline | "Units" >> beam.Create(list(units)) | "ReshuffleUnits" >> beam.Reshuffle()
-    read = read_units | "Read" >> ReadDocuments(job.text_field)
-    tokenized = (read.documents
-                 | "Normalize" >> NormalizeText(config.lower_case)
-                 | "SplitSentences" >> SplitSentences()
-                 | "Tokenize" >> TokenizeDocuments(tokens))
     pool = None
     if config.format == "bert":
-        # A second, cheap pass (read + hash, no tokenization) picks the random-document pool.
+        # A first, cheap pass (read + hash, no tokenization) picks the random-document pool.
         pool = ((read_units | "ReadForPool" >> ReadDocuments(job.text_field)).documents
                 | "SamplePool" >> SampleRandomDocuments(config.seed)
                 | "NormalizePool" >> NormalizeText(config.lower_case)
                 | "SplitPool" >> SplitSentences()
                 | "TokenizePool" >> TokenizeDocuments(tokens)).documents
+        # The main pass starts once the pool exists, so read -> ... -> write stays one fused stage;
+        # otherwise the runner would materialise every tokenized document while waiting for it.
+        read_units = read_units | "WaitForPool" >> beam.transforms.util.WaitOn(pool)
+    read = read_units | "Read" >> ReadDocuments(job.text_field)
+    tokenized = (read.documents
+                 | "Normalize" >> NormalizeText(config.lower_case)
+                 | "SplitSentences" >> SplitSentences()
+                 | "Tokenize" >> TokenizeDocuments(tokens))
     special = SpecialIds.from_tokens(tokens)
     written = (tokenized.documents
                | "BuildInstances" >> BuildInstances(config, special, job.shards, pool)
@@ -158,6 +161,10 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
         with FileSystems.create(vocab_path) as handle:
             handle.write(("\n".join(tokens) + "\n").encode("utf-8"))
         logging.info("preprocess: wrote a %d-token vocabulary to %s", len(tokens), vocab_path)
+    all_options = options.get_all_options()
+    logging.info("preprocess: %d read units, %s format, %d shards, runner %s (%s, %s workers)", len(units),
+                 job.data.format, job.shards, all_options.get("runner") or "DirectRunner",
+                 all_options.get("direct_running_mode"), all_options.get("direct_num_workers"))
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, job, units, tokens, scratch)
     manifest = _commit(job, units, tokens, vocab_path, scratch)

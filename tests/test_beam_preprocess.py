@@ -179,9 +179,9 @@ def test_same_seed_and_input_give_identical_bytes(tmp_path, bert_vocab):
 
 
 def test_multi_process_direct_runner_matches_in_process(tmp_path, bert_vocab):
-    in_process = _job(tmp_path / "a", bert_vocab, format="packed")
+    in_process = _job(tmp_path / "a", bert_vocab)
     manifest = preprocess.run(in_process, IN_PROCESS)
-    multi = _job(tmp_path / "b", bert_vocab, format="packed")
+    multi = _job(tmp_path / "b", bert_vocab)
     # No runner flags: the default is the direct runner in multi_processing mode, one worker per core.
     options = preprocess.pipeline_options([])
     assert options.get_all_options()["direct_running_mode"] == "multi_processing"
@@ -242,6 +242,15 @@ def test_vocab_without_special_tokens_fails_naming_them(tmp_path):
     vocab.write_text("\n".join(token for token in TINY_VOCAB if token not in ("[MASK]", "[PAD]")) + "\n")
     job = _job(tmp_path, str(vocab))
     with pytest.raises(TrimbertError, match=r"vocab.txt lacks the special tokens \[PAD\], \[MASK\]"):
+        preprocess.run(job, IN_PROCESS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tfds_dataset_that_is_not_available_fails_naming_it(tmp_path, bert_vocab):
+    pytest.importorskip("tensorflow_datasets")
+    job = preprocess.PreprocessJob(inputs=("tfds:no_such_dataset_anywhere/en:train",),
+                                   output=str(tmp_path / "out"), vocab=bert_vocab)
+    with pytest.raises(TrimbertError, match="no_such_dataset_anywhere"):
         preprocess.run(job, IN_PROCESS)
     assert not (tmp_path / "out").exists()
 
