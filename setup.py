@@ -10,6 +10,7 @@ from setuptools import find_packages, setup
 RUNTIME_REQUIREMENTS = [
     "tensorflow==2.21.0",
     "tensorflow-text==2.21.1",
+    "tensorboard==2.21.0",
     "keras>=3.15",
     "keras-hub==0.32.0",
     "tensorflow-datasets==4.9.10",

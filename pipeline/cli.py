@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("beam_jobs.main", "corpus -> WordPiece tokens -> pre-training TFRecords (Apache Beam)"),
     "prune": ("models.prune_cli", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
     "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
+    "pretrain": ("pipeline.pretrain_cli", "pre-train an encoder under tf.distribute (resumable)"),
 }
 
 

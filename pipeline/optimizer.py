@@ -97,5 +97,6 @@ def make_optimizer(name: str, learning_rate, weight_decay: float, epsilon: float
 
 
 def pretraining_optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
+    """The pre-training optimizer; the training step clips the all-reduced gradient itself."""
     return make_optimizer(config.optimizer, pretraining_schedule(config), config.weight_decay,
-                          config.adam_epsilon, config.clip_norm, config.mixed_precision)
+                          config.adam_epsilon, clip_norm=None, mixed_precision=config.mixed_precision)

@@ -1,0 +1,496 @@
+"""Pre-training under tf.distribute with a custom loop; read it top to bottom.
+
+Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy, so the loop is
+``strategy.run`` + ``GradientTape`` + Keras layers and optimizer, the same on
+one device, mirrored replicas, several workers and TPU. Sections:
+
+1. setup: config, strategy, model directory, the data manifests
+2. input: one tf.data pipeline per phase, distributed per replica
+3. model and optimizer: encoder + heads, optional frozen teacher
+4. step: losses normalised by global counts, gradient accumulation
+5. checkpoint restore: model, optimizer, step, data position, clock
+6. loop: progress, metrics, checkpoints every N steps and on SIGTERM
+7. summary: wall-clock and accelerator-hours per phase
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+import signal
+import time
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+import models
+from models import params
+from pipeline import losses
+from pipeline import strategy as strategy_lib
+from pipeline.compute import TrainingClock, accelerator_hours
+from pipeline.config import Config, dump
+from pipeline.dataset import DataManifest, pretraining_dataset
+from pipeline.errors import TrimbertError
+from pipeline.masking import MaskingSpec
+from pipeline.optimizer import pretraining_optimizer
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped, resume me"
+
+
+class NonFiniteLoss(TrimbertError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How and where to run, beside the config (which says what to train).
+
+    Args:
+        data_dirs: one Beam output folder per phase (a single folder serves every phase).
+        model_dir: checkpoints, metrics and the summary go here; rerunning resumes.
+        strategy: ``auto``, ``one_device``, ``mirrored``, ``multi_worker`` or ``tpu``.
+        num_cpu_replicas: logical CPU devices for ``mirrored`` on a CPU-only machine.
+        tpu: TPU name or address for ``tpu``.
+        vocabulary: the vocab.txt the data was tokenized with (copied into exports).
+        max_steps: stop after this global step (for smoke runs); ``None`` = the config's total.
+    """
+
+    data_dirs: tuple[str, ...]
+    model_dir: str
+    strategy: str = "auto"
+    num_cpu_replicas: int = 1
+    tpu: str | None = None
+    vocabulary: str | None = None
+    max_steps: int | None = None
+
+
+def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
+    """Pre-trains ``config`` on the data and returns the summary (also in summary.json)."""
+    # === 1. Setup ===
+    started_at = time.time()
+    model_dir = pathlib.Path(options.model_dir)
+    precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    keras.mixed_precision.set_global_policy(precision[config.pretrain.mixed_precision])
+    keras.utils.set_random_seed(config.pretrain.seed)  # same initial weights and dropout on every run
+    strategy = strategy_lib.make_strategy(options.strategy, options.num_cpu_replicas, options.tpu)
+    chief = strategy_lib.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    phases = config.pretrain.phases
+    manifests = _phase_manifests(config, options.data_dirs)
+    for manifest in manifests:
+        manifest.check_vocabulary(config.model.vocabulary_size)
+    vocabulary_sha256 = manifests[0].vocabulary_sha256
+    if len({m.vocabulary_sha256 for m in manifests}) > 1:
+        raise TrimbertError("the phases' data folders were tokenized with different vocabularies")
+    write_dir = model_dir if chief else model_dir / f".worker-{_task_id(strategy)}"
+    write_dir.mkdir(parents=True, exist_ok=True)
+    use_nsp = config.pretrain.next_sentence and manifests[0].format == "bert"
+    _check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief)
+    boundaries = [sum(p.steps for p in phases[:i]) for i in range(len(phases) + 1)]
+    last_step = min(boundaries[-1], options.max_steps or boundaries[-1])
+    accumulation = config.pretrain.gradient_accumulation
+    log(f"pretrain {config.name}: {params.count_parameters(config).total:,} parameters, "
+        f"{replicas} replica(s) under {type(strategy).__name__}, steps {last_step}")
+
+    # === 3. Model and optimizer (built before the input so the checkpoint can hold both) ===
+    with strategy.scope():
+        encoder = models.build_encoder(config)
+        model = models.build_pretraining_model(encoder, next_sentence=use_nsp)
+        optimizer = pretraining_optimizer(config.pretrain)  # clipping is done by the step
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        phase_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False, name="phase_seconds")
+    teacher = _load_teacher(config, strategy) if config.pretrain.distill.teacher else None
+
+    # === 5. Checkpoint restore (reads the step first to know which phase's input to rebuild) ===
+    manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    restored_step = _checkpoint_step(latest) if latest else 0
+    if restored_step >= last_step:
+        log(f"already trained to step {restored_step}; nothing to do")
+    phase_index = next(i for i in range(len(phases)) if restored_step < boundaries[i + 1] or i == len(phases) - 1)
+
+    while restored_step < last_step:
+        phase = phases[phase_index]
+        # === 2. Input ===
+        manifest = manifests[phase_index]
+        if phase.batch_size % (replicas * accumulation):
+            raise TrimbertError(f"pretrain.phases[{phase_index}].batch_size {phase.batch_size} is not "
+                                f"divisible by replicas ({replicas}) x gradient_accumulation ({accumulation})")
+        per_replica_batch = phase.batch_size // replicas
+        masking = _masking_spec(config, manifest, phase.seq_len) if manifest.format == "packed" else None
+        seed = config.pretrain.seed + 7919 * phase_index
+        # The data position is the step: the stream is deterministic, so resuming skips what was seen.
+        start_step = restored_step - boundaries[phase_index]
+
+        def dataset_fn(context, manifest=manifest, batch=per_replica_batch, seed=seed, masking=masking,
+                       start_step=start_step):
+            return pretraining_dataset(manifest, batch, seed, config.pretrain.shuffle_buffer, masking, context,
+                                       start_step)
+
+        iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+        # Dropout's random state lives outside model.weights; saving it makes a resumed run
+        # draw the same dropout masks as an uninterrupted one.
+        dropout_states = [v.value for v in model.variables if "seed_generator_state" in v.path]
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, phase_seconds=phase_seconds,
+                                         dropout_states=dropout_states)
+        manager = tf.train.CheckpointManager(checkpoint, str(write_dir / "checkpoints"), **manager_options)
+        if latest:
+            checkpoint.restore(latest).expect_partial()
+            log(f"resumed from {latest} at step {int(step.numpy())}")
+            _drop_metrics_after(model_dir / "metrics.jsonl", int(step.numpy()), chief)
+            latest = None
+
+        # === 4. Step ===
+        train_step = _make_train_step(strategy, model, teacher, optimizer, step, config, phase.batch_size,
+                                      accumulation, use_nsp)
+
+        # === 6. Loop ===
+        clock = TrainingClock(devices=replicas, elapsed_before=float(phase_seconds[phase_index].numpy()))
+        phase_end = min(boundaries[phase_index + 1], last_step)
+        writer = tf.summary.create_file_writer(str(write_dir / "tensorboard"))
+        stop = _SigtermFlag()
+        window = _Window(time.perf_counter(), int(step.numpy()))
+        with stop:
+            while int(step.numpy()) < phase_end:
+                metrics = train_step(iterator)
+                current = int(step.numpy())
+                loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss(
+                        f"non-finite loss {loss} at step {current}; stopped without saving, the last good "
+                        f"checkpoint stays in {model_dir / 'checkpoints'}")
+                clock.start()  # after the first step: tracing and start-up stay off the clock
+                if current % config.pretrain.log_every == 0 or current == phase_end:
+                    window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
+                                           model_dir, writer, chief, log)
+                if current % config.pretrain.checkpoint_every == 0 or current == phase_end or stop.raised:
+                    with clock.paused():
+                        phase_seconds[phase_index].assign(clock.seconds)
+                        manager.save(checkpoint_number=current)
+                if stop.raised:
+                    log(f"SIGTERM: checkpoint saved at step {current}; rerun the same command to resume")
+                    raise Preempted()
+        clock.stop()
+        phase_seconds[phase_index].assign(clock.seconds)
+        restored_step = int(step.numpy())
+        if phase_index + 1 < len(phases) and restored_step < last_step:
+            phase_index += 1  # the model and optimizer carry over; the next phase gets its own input
+
+    # === 7. Summary ===
+    summary = _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step,
+                       vocabulary_sha256, started_at)
+    summary["weights_sha256"] = weights_digest(model)
+    log(f"weights sha256 {summary['weights_sha256']}")  # every worker prints it: they must agree
+    if chief:
+        export_dir = model_dir / "encoder"
+        models.save_pretrained(encoder, export_dir, vocabulary_path=options.vocabulary)
+        summary["encoder"] = str(export_dir)
+        _write_json(model_dir / "summary.json", summary)
+        log(f"done: step {summary['steps']}, {summary['accelerator_hours']:.6f} accelerator-hours; "
+            f"encoder in {export_dir}")
+    else:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# Step
+# ---------------------------------------------------------------------------
+
+
+def _make_train_step(strategy, model, teacher, optimizer, step, config: Config, global_batch: int,
+                     accumulation: int, use_nsp: bool):
+    """One optimizer step: ``accumulation`` micro-batches per replica, one all-reduce, one update.
+
+    Gradient clipping needs the norm of the *global* gradient, but Keras clips
+    each replica's gradient before its own all-reduce. So the step all-reduces
+    first, clips the sum, and hands Keras ``sum / replicas``, which its
+    all-reduce turns back into the clipped sum. For float16 the gradients are
+    still loss-scaled here, so the threshold is scaled alike.
+    """
+    distill = config.pretrain.distill
+    fp16 = config.pretrain.mixed_precision == "float16"
+    clip_norm = config.pretrain.clip_norm
+    replicas = strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+    total = tf.distribute.ReduceOp.SUM
+
+    def replica_step(inputs, labels):
+        context = tf.distribute.get_replica_context()
+        # Global counts, so each replica's sum / global count all-reduces to the true mean.
+        masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
+        gradients = [tf.zeros_like(v) for v in variables]
+        totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss")}
+        micro = tf.shape(inputs["token_ids"])[0] // accumulation
+        for part in range(accumulation):
+            chunk = slice(part * micro, (part + 1) * micro)
+            part_inputs = {k: v[chunk] for k, v in inputs.items()}
+            part_labels = {k: v[chunk] for k, v in labels.items()}
+            weights = part_labels["masked_lm_weights"]
+            with tf.GradientTape() as tape:
+                outputs = model(part_inputs, training=True)
+                mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], part_labels["masked_lm_ids"], weights)
+                mlm = mlm / masked_total
+                loss = mlm
+                if teacher is not None:
+                    teacher_logits = teacher(part_inputs, training=False)["mlm_logits"]
+                    kd = losses.distillation_loss_sum(outputs["mlm_logits"], teacher_logits, weights,
+                                                      distill.temperature) / masked_total
+                    loss = distill.mlm_weight * mlm + distill.kd_weight * kd
+                if use_nsp:
+                    nsp = losses.next_sentence_loss_sum(outputs["nsp_logits"],
+                                                        part_labels["next_sentence_labels"]) / global_batch
+                    loss += nsp
+                    totals["nsp_loss"] += nsp
+                scaled = optimizer.scale_loss(loss) if fp16 else loss
+            part_gradients = tape.gradient(scaled, variables)
+            # None: a variable the loss does not reach (the pooler when there is no NSP head).
+            gradients = [g if p is None else g + tf.convert_to_tensor(p)
+                         for g, p in zip(gradients, part_gradients, strict=True)]
+            totals["loss"] += loss
+            totals["mlm_loss"] += mlm
+            totals["mlm_correct"] += losses.masked_lm_correct_sum(
+                outputs["mlm_logits"], part_labels["masked_lm_ids"], weights) / masked_total
+        gradients = context.all_reduce(total, gradients)
+        if clip_norm:
+            threshold = clip_norm * (optimizer.scale_loss(1.0) if fp16 else 1.0)
+            gradients, _ = tf.clip_by_global_norm(gradients, threshold)
+        optimizer.apply_gradients(zip([g / replicas for g in gradients], variables, strict=True))
+        return totals
+
+    @tf.function(jit_compile=config.pretrain.jit_compile or None, reduce_retracing=True)
+    def train_step(iterator):
+        inputs, labels = next(iterator)
+        per_replica = strategy.run(replica_step, args=(inputs, labels))
+        step.assign_add(1)
+        return {name: strategy.reduce(total, value, axis=None) for name, value in per_replica.items()}
+
+    return train_step
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Window:
+    """The start of the current progress-reporting window."""
+
+    time: float
+    step: int
+
+
+class _SigtermFlag:
+    """Turns SIGTERM into a flag the loop checks after each step (checkpoint, then exit)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+
+def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock, model_dir, writer, chief,
+                  log) -> _Window:
+    now = time.perf_counter()
+    steps = max(current - window.step, 1)
+    seconds = max(now - window.time, 1e-9)
+    sequences_per_second = steps * phase.batch_size / seconds
+    record = {
+        "step": current, "phase": phase_index,
+        "loss": float(metrics["loss"]), "mlm_loss": float(metrics["mlm_loss"]),
+        "mlm_accuracy": float(metrics["mlm_correct"]), "nsp_loss": float(metrics["nsp_loss"]),
+        "learning_rate": float(optimizer.learning_rate), "sequences_per_second": sequences_per_second,
+        "tokens_per_second": sequences_per_second * phase.seq_len, "train_seconds": clock.seconds,
+    }
+    log(f"step {current:>7d} | loss {record['loss']:.4f} | mlm acc {record['mlm_accuracy']:.3f} | "
+        f"lr {record['learning_rate']:.2e} | {sequences_per_second:8.1f} seq/s | "
+        f"{record['tokens_per_second']:9.0f} tok/s")
+    if chief:
+        with open(model_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        with writer.as_default(step=current):
+            for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "learning_rate",
+                         "sequences_per_second", "tokens_per_second"):
+                tf.summary.scalar(name, record[name])
+    return _Window(now, current)
+
+
+def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[DataManifest]:
+    phases = config.pretrain.phases
+    if len(data_dirs) not in (1, len(phases)):
+        raise TrimbertError(f"--data lists {len(data_dirs)} folders for {len(phases)} phases; give one or "
+                            f"one per phase")
+    manifests = [DataManifest.read(d) for d in data_dirs]
+    manifests = manifests * len(phases) if len(manifests) == 1 else manifests
+    for index, (phase, manifest) in enumerate(zip(phases, manifests, strict=True)):
+        if manifest.format == "bert" and manifest.seq_len != phase.seq_len:
+            raise TrimbertError(
+                f"pretrain.phases[{index}].seq_len is {phase.seq_len} but {manifest.directory} holds bert "
+                f"records of length {manifest.seq_len}; pass one --data folder per phase")
+        if manifest.format == "packed" and manifest.seq_len != phase.seq_len:
+            raise TrimbertError(
+                f"pretrain.phases[{index}].seq_len is {phase.seq_len} but {manifest.directory} was packed to "
+                f"{manifest.seq_len}; preprocess with --seq-len {phase.seq_len}")
+        if phase.seq_len > config.model.max_sequence_length:
+            raise TrimbertError(f"pretrain.phases[{index}].seq_len exceeds model.max_sequence_length")
+    return manifests
+
+
+def _masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> MaskingSpec:
+    vocabulary = _special_ids(manifest)
+    return MaskingSpec(
+        vocabulary_size=config.model.vocabulary_size, mask_token_id=vocabulary["[MASK]"],
+        special_token_ids=(vocabulary["[PAD]"], vocabulary["[CLS]"], vocabulary["[SEP]"]),
+        max_predictions=config.data.max_predictions, masked_lm_prob=config.data.masked_lm_prob,
+        mask_token_rate=config.data.mask_token_rate, random_token_rate=config.data.random_token_rate)
+
+
+def _special_ids(manifest: DataManifest) -> dict[str, int]:
+    """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] in the vocabulary the data was tokenized with."""
+    path = manifest.vocabulary_path
+    if path is None or not path.is_file():
+        raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
+                            f"dynamic masking needs the vocabulary's special-token ids")
+    ids = {token.rstrip("\n"): index for index, token in enumerate(path.read_text(encoding="utf-8").splitlines())}
+    missing = [token for token in SPECIAL_TOKENS if token not in ids]
+    if missing:
+        raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")
+    return {token: ids[token] for token in SPECIAL_TOKENS}
+
+
+def _load_teacher(config: Config, strategy) -> keras.Model:
+    """A frozen pre-training model (with its masked-LM head) from a trimbert model directory."""
+    from pipeline import config as config_lib
+
+    teacher_dir = pathlib.Path(config.pretrain.distill.teacher)
+    config_path = teacher_dir / "config.yaml"
+    latest = tf.train.latest_checkpoint(str(teacher_dir / "checkpoints"))
+    if not config_path.is_file() or latest is None:
+        raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: not a trimbert model directory "
+                            f"(needs config.yaml and checkpoints/)")
+    teacher_config = config_lib.load(config_path)
+    if teacher_config.model.vocabulary_size != config.model.vocabulary_size:
+        raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: vocabulary size "
+                            f"{teacher_config.model.vocabulary_size} differs from the student's")
+    with strategy.scope():
+        teacher = models.build_pretraining_model(models.build_encoder(teacher_config, name="teacher_encoder"),
+                                                 next_sentence=False)
+    tf.train.Checkpoint(model=teacher).restore(latest).expect_partial()
+    teacher.trainable = False
+    return teacher
+
+
+def load_pretraining_model(model_dir: str | pathlib.Path) -> tuple[Config, keras.Model]:
+    """Rebuilds a trimbert model directory's pre-training model from its latest checkpoint."""
+    from pipeline import config as config_lib
+
+    model_dir = pathlib.Path(model_dir)
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    if latest is None:
+        raise TrimbertError(f"{model_dir}: no checkpoints")
+    config = config_lib.load(model_dir / "config.yaml")
+    raw = json.loads((model_dir / "run.json").read_text())
+    model = models.build_pretraining_model(models.build_encoder(config), next_sentence=raw["next_sentence"])
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    return config, model
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over every variable's bytes, in a fixed order: equal digests, identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for variable in sorted(model.weights, key=lambda v: v.path):
+        digest.update(variable.path.encode())
+        digest.update(keras.ops.convert_to_numpy(variable).tobytes())
+    return digest.hexdigest()
+
+
+def _check_same_run(model_dir: pathlib.Path, config: Config, vocabulary_sha256: str, use_nsp: bool,
+                    chief: bool) -> None:
+    """A model directory belongs to one config and one vocabulary; resuming checks both."""
+    run_file = model_dir / "run.json"
+    current = {"config": config.to_dict(), "vocabulary_sha256": vocabulary_sha256, "next_sentence": use_nsp}
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        if previous["vocabulary_sha256"] != vocabulary_sha256:
+            raise TrimbertError(f"{model_dir} was trained on data with vocabulary sha256 "
+                                f"{previous['vocabulary_sha256'][:12]}..., this data has {vocabulary_sha256[:12]}...")
+        if previous["config"]["model"] != current["config"]["model"] or \
+                previous["config"]["trim"] != current["config"]["trim"]:
+            raise TrimbertError(f"{model_dir} holds a different model or trim; use a new --model-dir")
+    elif chief:
+        _write_json(run_file, current)
+        (model_dir / "config.yaml").write_text(dump(config))
+
+
+def _checkpoint_step(path: str) -> int:
+    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def _drop_metrics_after(path: pathlib.Path, step: int, chief: bool) -> None:
+    """After a resume, forget progress lines logged past the restored step (they are re-run)."""
+    if not chief or not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(line + "\n" for line in kept))
+    os.replace(temporary, path)
+
+
+def _task_id(strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(resolver.task_id) if resolver is not None and resolver.task_id is not None else 0
+
+
+def _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step, vocabulary_sha256,
+             started_at) -> dict:
+    seconds = [float(s) for s in phase_seconds.numpy()]
+    return {
+        "config": config.name,
+        "parameters": params.count_parameters(config).total,
+        "strategy": type(strategy).__name__,
+        "replicas": replicas,
+        "steps": int(step.numpy()),
+        "phases": [
+            {"steps": p.steps, "seq_len": p.seq_len, "batch_size": p.batch_size,
+             "first_step": boundaries[i], "train_seconds": seconds[i],
+             "accelerator_hours": accelerator_hours(replicas, seconds[i])}
+            for i, p in enumerate(phases)],
+        "train_seconds": sum(seconds),
+        "accelerator_hours": accelerator_hours(replicas, sum(seconds)),
+        "vocabulary_sha256": vocabulary_sha256,
+        "data": list(options.data_dirs),
+        "wall_clock_seconds_this_run": time.time() - started_at,
+    }
+
+
+def _write_json(path: pathlib.Path, value: dict) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(temporary, path)
