@@ -226,6 +226,35 @@ def _make_train_step(strategy, model, teacher, optimizer, step, config: Config, 
     variables = model.trainable_variables
     total = tf.distribute.ReduceOp.SUM
 
+    def forward_backward(inputs, labels, masked_total):
+        """Losses and gradients of one micro-batch; the part XLA compiles when jit_compile is on."""
+        weights = labels["masked_lm_weights"]
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights) / masked_total
+            loss = mlm
+            if teacher is not None:
+                teacher_logits = teacher(inputs, training=False)["mlm_logits"]
+                kd = losses.distillation_loss_sum(outputs["mlm_logits"], teacher_logits, weights,
+                                                  distill.temperature) / masked_total
+                loss = distill.mlm_weight * mlm + distill.kd_weight * kd
+            nsp = tf.constant(0.0)
+            if use_nsp:
+                nsp = losses.next_sentence_loss_sum(outputs["nsp_logits"], labels["next_sentence_labels"])
+                nsp = nsp / global_batch
+                loss += nsp
+            scaled = optimizer.scale_loss(loss) if fp16 else loss
+        gradients = tape.gradient(scaled, variables)
+        # None: a variable the loss does not reach (the pooler when there is no NSP head).
+        gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(gradients, variables, strict=True)]
+        correct = losses.masked_lm_correct_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights)
+        return gradients, {"loss": loss, "mlm_loss": mlm, "mlm_correct": correct / masked_total, "nsp_loss": nsp}
+
+    if config.pretrain.jit_compile:
+        # The iterator and the collectives stay outside XLA; the model's maths goes inside.
+        forward_backward = tf.function(forward_backward, jit_compile=True, reduce_retracing=True)
+
     def replica_step(inputs, labels):
         context = tf.distribute.get_replica_context()
         # Global counts, so each replica's sum / global count all-reduces to the true mean.
@@ -235,33 +264,10 @@ def _make_train_step(strategy, model, teacher, optimizer, step, config: Config, 
         micro = tf.shape(inputs["token_ids"])[0] // accumulation
         for part in range(accumulation):
             chunk = slice(part * micro, (part + 1) * micro)
-            part_inputs = {k: v[chunk] for k, v in inputs.items()}
-            part_labels = {k: v[chunk] for k, v in labels.items()}
-            weights = part_labels["masked_lm_weights"]
-            with tf.GradientTape() as tape:
-                outputs = model(part_inputs, training=True)
-                mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], part_labels["masked_lm_ids"], weights)
-                mlm = mlm / masked_total
-                loss = mlm
-                if teacher is not None:
-                    teacher_logits = teacher(part_inputs, training=False)["mlm_logits"]
-                    kd = losses.distillation_loss_sum(outputs["mlm_logits"], teacher_logits, weights,
-                                                      distill.temperature) / masked_total
-                    loss = distill.mlm_weight * mlm + distill.kd_weight * kd
-                if use_nsp:
-                    nsp = losses.next_sentence_loss_sum(outputs["nsp_logits"],
-                                                        part_labels["next_sentence_labels"]) / global_batch
-                    loss += nsp
-                    totals["nsp_loss"] += nsp
-                scaled = optimizer.scale_loss(loss) if fp16 else loss
-            part_gradients = tape.gradient(scaled, variables)
-            # None: a variable the loss does not reach (the pooler when there is no NSP head).
-            gradients = [g if p is None else g + tf.convert_to_tensor(p)
-                         for g, p in zip(gradients, part_gradients, strict=True)]
-            totals["loss"] += loss
-            totals["mlm_loss"] += mlm
-            totals["mlm_correct"] += losses.masked_lm_correct_sum(
-                outputs["mlm_logits"], part_labels["masked_lm_ids"], weights) / masked_total
+            part_gradients, part_totals = forward_backward(
+                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total)
+            gradients = [g + p for g, p in zip(gradients, part_gradients, strict=True)]
+            totals = {name: totals[name] + part_totals[name] for name in totals}
         gradients = context.all_reduce(total, gradients)
         if clip_norm:
             threshold = clip_norm * (optimizer.scale_loss(1.0) if fp16 else 1.0)
@@ -269,7 +275,7 @@ def _make_train_step(strategy, model, teacher, optimizer, step, config: Config, 
         optimizer.apply_gradients(zip([g / replicas for g in gradients], variables, strict=True))
         return totals
 
-    @tf.function(jit_compile=config.pretrain.jit_compile or None, reduce_retracing=True)
+    @tf.function(reduce_retracing=True)
     def train_step(iterator):
         inputs, labels = next(iterator)
         per_replica = strategy.run(replica_step, args=(inputs, labels))

@@ -211,3 +211,55 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(packed_data, t
     bad_step = int(result.stderr.split("at step ")[1].split(";")[0])
     saved = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
     assert saved and max(saved) == bad_step - 1
+
+
+def test_gradient_accumulation_matches_one_large_batch(packed_data, tmp_path):
+    import keras
+
+    from pipeline import pretrain
+
+    def final_weights(model_dir, **extra):
+        summary = run_in_process(packed_data, model_dir, steps=3, **{"model.dropout": 0.0,
+                                                                      "pretrain.checkpoint_every": 100, **extra})
+        return summary, _encoder_weights(model_dir)
+
+    keras.backend.clear_session()
+    _, whole = final_weights(tmp_path / "whole")
+    keras.backend.clear_session()
+    summary, accumulated = final_weights(tmp_path / "accumulated", **{"pretrain.gradient_accumulation": 2})
+    assert summary["steps"] == 3
+    for name in whole:
+        np.testing.assert_allclose(whole[name], accumulated[name], atol=2e-5, err_msg=name)
+    assert pretrain  # imported for the same module state as the runs
+
+
+@pytest.mark.parametrize("precision, extra", [
+    ("bfloat16", {}),
+    ("float16", {}),
+    ("float32", {"pretrain.jit_compile": True, "pretrain.optimizer": "lamb"}),
+])
+def test_mixed_precision_xla_and_lamb_train(packed_data, tmp_path, precision, extra):
+    import keras
+
+    try:
+        summary = run_in_process(packed_data, tmp_path, steps=3, **{"pretrain.mixed_precision": precision,
+                                                                     "pretrain.checkpoint_every": 100, **extra})
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert summary["steps"] == 3
+    assert all(np.isfinite(m["loss"]) for m in read_metrics(tmp_path))
+
+
+def test_two_phase_schedule_reports_each_phase(packed_data, tmp_path):
+    from pipeline import pretrain
+
+    overrides = tiny_overrides(1) + [
+        f"pretrain.phases=[{{steps: 3, seq_len: {SEQ_LEN}, batch_size: 16}}, "
+        f"{{steps: 2, seq_len: {SEQ_LEN}, batch_size: 8, learning_rate: 1.0e-4}}]"]
+    config = config_lib.load("tiny", overrides)
+    summary = pretrain.run(config, pretrain.RunOptions(data_dirs=(str(packed_data),), model_dir=str(tmp_path)),
+                           log=lambda line: None)
+    assert summary["steps"] == 5
+    assert [p["batch_size"] for p in summary["phases"]] == [16, 8]
+    assert all(p["train_seconds"] > 0 for p in summary["phases"])
+    assert [m["phase"] for m in read_metrics(tmp_path)] == [0, 0, 0, 1, 1]
