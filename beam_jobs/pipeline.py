@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import posixpath
 import time
 from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from beam_jobs.instances import BuildInstances, SampleRandomDocuments, SpecialIds
 from beam_jobs.normalize import NormalizeText, SplitSentences
 from beam_jobs.read import ReadDocuments, expand_inputs
 from beam_jobs.records import ReadUnit, merge_stats
+from beam_jobs.runners import new_pipeline, pipeline_options
 from beam_jobs.tokenize import TokenizeDocuments, read_vocabulary, vocabulary_sha256
 from beam_jobs.vocab import learn_vocabulary
 from beam_jobs.write import WriteShards, create_raw, read_json, shard_name, write_json
@@ -77,19 +76,6 @@ class PreprocessJob:
                 f"--learn-vocab must be > {len(features.SPECIAL_TOKENS)}, got {self.learn_vocab}")
         if self.shards < 1:
             raise TrimbertError(f"--shards must be >= 1, got {self.shards}")
-
-
-def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
-    """Beam options from the command line; the direct runner defaults to one process per core."""
-    options = PipelineOptions(list(beam_args))
-    given = " ".join(beam_args)
-    direct = options.view_as(DirectOptions)
-    if options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct"):
-        if "--direct_running_mode" not in given:
-            direct.direct_running_mode = "multi_processing"
-        if "--direct_num_workers" not in given:
-            direct.direct_num_workers = os.cpu_count() or 1
-    return options
 
 
 def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
@@ -163,9 +149,9 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
         logging.info("preprocess: wrote a %d-token vocabulary to %s", len(tokens), vocab_path)
     all_options = options.get_all_options()
     logging.info("preprocess: %d read units, %s format, %d shards, runner %s (%s, %s workers)", len(units),
-                 job.data.format, job.shards, all_options.get("runner") or "DirectRunner",
+                 job.data.format, job.shards, all_options.get("runner") or "FnApiRunner",
                  all_options.get("direct_running_mode"), all_options.get("direct_num_workers"))
-    with beam.Pipeline(options=options) as pipeline:
+    with new_pipeline(options) as pipeline:
         build(pipeline, job, units, tokens, scratch)
     manifest = _commit(job, units, tokens, vocab_path, scratch)
     elapsed = time.monotonic() - started

@@ -12,9 +12,11 @@ import pytest
 
 beam = pytest.importorskip("apache_beam")
 from apache_beam.testing import test_pipeline as beam_testing  # noqa: E402
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
 from beam_jobs import pipeline as preprocess  # noqa: E402
+from beam_jobs import runners  # noqa: E402
 from beam_jobs.normalize import NormalizeText, SplitSentences  # noqa: E402
 from beam_jobs.records import Document, TokenizedDocument  # noqa: E402
 from beam_jobs.tokenize import TokenizeDocuments  # noqa: E402
@@ -89,7 +91,8 @@ def test_three_documents_tokenize_to_exact_ids(tmp_path):
         # "zebra" is not in the vocabulary: one [UNK]; the line splits into two sentences.
         TokenizedDocument(1, 0, "d2", ((5, 1, 9, 10, 11), (5, 8, 14, 10, 11))),
     ]
-    with beam_testing.TestPipeline() as pipeline_under_test:
+    # FnApiRunner, as the job uses locally (the DirectRunner would fetch and start Prism).
+    with beam_testing.TestPipeline(runner=FnApiRunner()) as pipeline_under_test:
         tokenized = (pipeline_under_test
                      | beam.Create(documents)
                      | NormalizeText(lower_case=True)
@@ -183,14 +186,45 @@ def test_multi_process_direct_runner_matches_in_process(tmp_path, bert_vocab):
     manifest = preprocess.run(in_process, IN_PROCESS)
     multi = _job(tmp_path / "b", bert_vocab)
     # No runner flags: the default is the direct runner in multi_processing mode, one worker per core.
-    options = preprocess.pipeline_options([])
+    options = runners.pipeline_options([])
     assert options.get_all_options()["direct_running_mode"] == "multi_processing"
     assert options.get_all_options()["direct_num_workers"] == os.cpu_count()
-    multi_manifest = preprocess.run(multi, ["--direct_num_workers=2"])
+    with _WorkerProcessWatcher() as watcher:
+        multi_manifest = preprocess.run(multi, ["--direct_num_workers=2"])
+    assert len(watcher.workers) >= 2, "the job did not run in separate SDK worker processes"
     assert multi_manifest["shards"] == manifest["shards"]
     for shard in manifest["shards"]:
         assert (pathlib.Path(in_process.output) / shard["name"]).read_bytes() == (
             pathlib.Path(multi.output) / shard["name"]).read_bytes()
+
+
+class _WorkerProcessWatcher:
+    """Records the Beam SDK worker processes started under this test process while in use."""
+
+    def __enter__(self):
+        import threading
+
+        self.workers: set[int] = set()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self._done.wait(0.1):
+            for child in me.children(recursive=True):
+                try:
+                    if "sdk_worker_main" in " ".join(child.cmdline()):
+                        self.workers.add(child.pid)
+                except psutil.Error:
+                    pass
 
 
 # ---------------------------------------------------------------------------
