@@ -11,8 +11,8 @@ import pathlib
 import pytest
 
 beam = pytest.importorskip("apache_beam")
-from apache_beam.testing import test_pipeline as beam_testing  # noqa: E402
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
+from apache_beam.testing import test_pipeline as beam_testing  # noqa: E402
 from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 
 from beam_jobs import pipeline as preprocess  # noqa: E402
