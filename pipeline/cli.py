@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("models.prune_cli", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
     "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
     "pretrain": ("pipeline.pretrain_cli", "pre-train an encoder under tf.distribute (resumable)"),
+    "finetune": ("pipeline.finetune_cli", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
 }
 
 
