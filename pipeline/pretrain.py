@@ -152,7 +152,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
             latest = None
 
         # === 4. Step ===
-        train_step = _make_train_step(strategy, model, teacher, optimizer, step, config, phase.batch_size,
+        train_step = make_train_step(strategy, model, teacher, optimizer, step, config, phase.batch_size,
                                       accumulation, use_nsp)
 
         # === 6. Loop ===
@@ -209,7 +209,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
 # ---------------------------------------------------------------------------
 
 
-def _make_train_step(strategy, model, teacher, optimizer, step, config: Config, global_batch: int,
+def make_train_step(strategy, model, teacher, optimizer, step, config: Config, global_batch: int,
                      accumulation: int, use_nsp: bool):
     """One optimizer step: ``accumulation`` micro-batches per replica, one all-reduce, one update.
 
