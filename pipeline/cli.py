@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
     "pretrain": ("pipeline.pretrain_cli", "pre-train an encoder under tf.distribute (resumable)"),
     "finetune": ("pipeline.finetune_cli", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
+    "evaluate": ("pipeline.evaluate", "fine-tune each checkpoint x task not yet evaluated, exactly once"),
+    "watch": ("pipeline.watch", "run evaluate --pending on a schedule (e.g. every 10 minutes)"),
 }
 
 

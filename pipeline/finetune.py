@@ -9,7 +9,8 @@
 4. train: Keras ``fit`` on one device, a compiled step, the clock running only while training
 5. evals: dev metrics per seed, labelled test metrics (sentiment), GLUE submission
    files for unlabelled test splits (from the best-on-dev seed), CPU latency
-6. record: ``OUT/result.json`` (``pipeline.results.ResultRecord``)
+6. record: ``OUT/result.json`` (``pipeline.results.ResultRecord``), ``OUT/timings.json``
+   (each seed's per-epoch wall-clock)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CLIP_NORM = 1.0
 LATENCY_BATCH = 32
 LATENCY_REPEATS = 10
 SUBMISSION_DIR = "submission"
+TIMINGS_FILENAME = "timings.json"
 DEFAULT_CONFIG = "bert_base"  # its finetune section is BERT's recipe (the dataclass defaults)
 
 
@@ -264,6 +266,9 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         task=task.name, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
         devices=clock.devices, started_at=started_at, inference_latency_ms=latency)
     path = record.save(out / results.RESULT_FILENAME)
+    # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
+    (out / TIMINGS_FILENAME).write_text(json.dumps(
+        {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs}}, indent=2) + "\n")
     summary = ", ".join(f"{name} {record.metric_mean[name]:.4f} ± {record.metric_std[name]:.4f}"
                         for name in record.metric_mean)
     log(f"{task.name} dev over seeds {record.seeds}: {summary}; best seed {record.best_seed}")
