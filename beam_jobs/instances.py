@@ -7,9 +7,10 @@ time, a span from a random other document (``next_sentence_labels`` = 1); 15% of
 chosen for prediction, 80% of those replaced by [MASK], 10% by a random id, 10% left unchanged.
 
 Google draws the random document from the whole corpus held in memory. Here it is drawn from a
-pool of ``pool_size`` spans, one from each of the documents with the smallest seeded hash of their
-content: a uniform random sample of the corpus, found by a bounded ``Top`` combine in a second,
-cheap read pass (no tokenization), so memory does not grow with the corpus.
+pool of ``pool_size`` text spans (at most ``POOL_CHARACTERS`` each), one from each of the documents
+with the smallest seeded hash of their content: a uniform random sample of the corpus, found by a
+bounded ``Top`` combine in a first, cheap read pass (no tokenization), so memory does not grow with
+the corpus.
 
 Every random choice comes from a generator seeded by (seed, document digest, pass), so the output
 is a function of the seed and the input only, whatever order Beam processes documents in.
@@ -27,8 +28,10 @@ from beam_jobs.records import Document, TokenizedDocument, stable_hash
 from pipeline.config import DataConfig
 from pipeline.features import encode_example, feature_specs
 
-POOL_SIZE = 4096
-POOL_SENTENCES = 16
+POOL_SIZE = 2048
+# Characters of text kept per pool document: about 600 WordPiece tokens of English, enough for a
+# segment B at seq_len 512, and a bound on memory even when a whole document is one long line.
+POOL_CHARACTERS = 3000
 RANDOM_DOCUMENT_TRIES = 10
 
 
@@ -235,9 +238,32 @@ class BuildInstances(beam.PTransform):
         return documents | beam.ParDo(fn, pool=beam.pvalue.AsList(self._pool))
 
 
+def text_span(document: Document, seed: int, characters: int = POOL_CHARACTERS) -> tuple[str, ...]:
+    """Up to ``characters`` of a document's raw lines from a seeded random start (line, then
+    sentence boundary inside a long line), cut at whitespace."""
+    key = stable_hash(seed, document.digest, "start")
+    lines = document.lines
+    index = key % len(lines)
+    first = lines[index]
+    if len(first) > characters:
+        offset = (key >> 32) % (len(first) - characters + 1)
+        boundary = first.find(". ", offset)
+        first = first[boundary + 2 if 0 <= boundary < offset + characters // 2 else offset:]
+    span, total = [], 0
+    for line in (first, *lines[index + 1:]):
+        if total + len(line) > characters:
+            cut = line.rfind(" ", 0, characters - total)
+            if cut > 0:
+                span.append(line[:cut])
+            break
+        span.append(line)
+        total += len(line) + 1
+    return tuple(span) or (first[:characters],)
+
+
 class SampleRandomDocuments(beam.PTransform):
-    """PCollection[Document] (raw) -> PCollection[Document]: one span of up to 16 lines from each of
-    the ``pool_size`` documents with the smallest seeded content hash (a uniform sample).
+    """PCollection[Document] (raw) -> PCollection[Document]: a span of at most 3,000 characters from
+    each of the ``pool_size`` documents with the smallest seeded content hash (a uniform sample).
 
     Args:
         seed: the job seed.
@@ -252,9 +278,7 @@ class SampleRandomDocuments(beam.PTransform):
         seed = self._seed
 
         def span(document: Document) -> Document:
-            start = stable_hash(seed, document.digest, "start") % len(document.lines)
-            return document._replace(unit=-1, ordinal=0,
-                                     lines=document.lines[start:start + POOL_SENTENCES])
+            return document._replace(unit=-1, ordinal=0, lines=text_span(document, seed))
 
         return (documents
                 | "Span" >> beam.Map(span)
