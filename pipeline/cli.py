@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("pipeline.finetune_cli", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
     "evaluate": ("pipeline.evaluate", "fine-tune each checkpoint x task not yet evaluated, exactly once"),
     "watch": ("pipeline.watch", "run evaluate --pending on a schedule (e.g. every 10 minutes)"),
+    "study": ("pipeline.study", "layer-drop study: every Poor Man's BERT strategy fine-tuned beside the unpruned"),
 }
 
 
