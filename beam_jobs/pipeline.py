@@ -94,7 +94,7 @@ def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit]
     pool = None
     if config.format == "bert":
         # A first, cheap pass (read + hash, no tokenization) picks the random-document pool.
-        pool = ((read_units | "ReadForPool" >> ReadDocuments(job.text_field)).documents
+        pool = ((read_units | "ReadForPool" >> ReadDocuments(job.text_field, log_empty_files=False)).documents
                 | "SamplePool" >> SampleRandomDocuments(config.seed)
                 | "NormalizePool" >> NormalizeText(config.lower_case)
                 | "SplitPool" >> SplitSentences()

@@ -145,8 +145,9 @@ class _Prefixed(io.RawIOBase):
 class _ReadDocumentsFn(beam.DoFn):
     """Streams one read unit into documents; emits per-bundle stats on the ``stats`` tag."""
 
-    def __init__(self, text_field: str) -> None:
+    def __init__(self, text_field: str, log_empty_files: bool) -> None:
         self._text_field = text_field
+        self._log_empty_files = log_empty_files
         self._documents = beam.metrics.Metrics.counter("preprocess", "documents_read")
         self._bytes = beam.metrics.Metrics.counter("preprocess", "bytes_read")
 
@@ -170,7 +171,8 @@ class _ReadDocumentsFn(beam.DoFn):
         self._stats["documents"] += ordinal
         if ordinal == 0 and unit.kind != "tfds":
             self._stats["empty_files"] += 1
-            logging.warning("preprocess: input file has no documents: %s", unit.source)
+            if self._log_empty_files:
+                logging.warning("preprocess: input file has no documents: %s", unit.source)
 
     def finish_bundle(self):
         yield self._stats.emit()
@@ -241,11 +243,14 @@ class ReadDocuments(beam.PTransform):
 
     Args:
         text_field: JSON Lines key (and TFDS feature) holding the text.
+        log_empty_files: warn about each input file without documents (off for a second pass).
     """
 
-    def __init__(self, text_field: str = "text", label: str | None = None) -> None:
+    def __init__(self, text_field: str = "text", log_empty_files: bool = True, label: str | None = None) -> None:
         super().__init__(label)
         self._text_field = text_field
+        self._log_empty_files = log_empty_files
 
     def expand(self, units):
-        return units | beam.ParDo(_ReadDocumentsFn(self._text_field)).with_outputs("stats", main="documents")
+        read = _ReadDocumentsFn(self._text_field, self._log_empty_files)
+        return units | beam.ParDo(read).with_outputs("stats", main="documents")

@@ -103,15 +103,15 @@ class _TokenizeFn(beam.DoFn):
     def _flush(self):
         if not self._pending:
             return
-        import numpy as np
-
         sentences = [line for document in self._pending for line in document.lines]
-        ragged = self._tokenizer.tokenize(sentences) if sentences else None
-        ids = ragged.flat_values.numpy().tolist() if sentences else []
-        splits = ragged.row_splits.numpy().tolist() if sentences else [0]
-        unknown = int(np.count_nonzero(ragged.flat_values.numpy() == self._unknown_id)) if sentences else 0
+        ids: list[int] = []
+        splits = [0] * (len(sentences) + 1)
+        if sentences:
+            ragged = self._tokenizer.tokenize(sentences)
+            flat = ragged.flat_values.numpy()
+            ids, splits = flat.tolist(), ragged.row_splits.numpy().tolist()
+            self._stats["unknown_tokens"] += int((flat == self._unknown_id).sum())
         self._stats["tokens"] += len(ids)
-        self._stats["unknown_tokens"] += unknown
         self._token_counter.inc(len(ids))
         row = 0
         for document in self._pending:
