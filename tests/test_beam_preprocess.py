@@ -308,3 +308,35 @@ def test_learned_vocabulary_is_written_and_used(tmp_path):
     assert vocabulary[:5] == list(features.SPECIAL_TOKENS) and len(vocabulary) <= 120
     assert manifest["vocab"]["learned"] and manifest["vocab"]["size"] == len(vocabulary)
     assert manifest["stats"]["unknown_token_rate"] < 0.01
+
+
+@pytest.mark.slow
+def test_rerun_after_a_real_kill_gives_the_same_complete_output(tmp_path, bert_vocab):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    corpus = _write_corpus(tmp_path / "corpus", documents=400)
+    output = tmp_path / "killed"
+    command = [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", str(corpus / "*.txt"),
+               "--output", str(output), "--vocab", bert_vocab, "--format", "bert", "--dupe-factor", "10",
+               "--seq-len", "64", "--max-predictions", "10", "--seed", "7", "--shards", "3"]
+    process = subprocess.Popen(command, cwd=pathlib.Path(__file__).resolve().parent.parent,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    fragments = output / preprocess.SCRATCH_DIR / "fragments"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (fragments.is_dir() and any(fragments.iterdir())):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the job and its Beam workers, mid-write
+    process.wait()
+    assert not (output / "manifest.json").exists(), "the job finished before it could be killed"
+    job = preprocess.PreprocessJob(
+        inputs=(str(corpus / "*.txt"),), output=str(output), vocab=bert_vocab, shards=3,
+        data=DataConfig(format="bert", dupe_factor=10, seq_len=64, max_predictions=10, seed=7))
+    rerun = preprocess.run(job, IN_PROCESS)
+    clean = preprocess.run(dataclasses.replace(job, output=str(tmp_path / "clean")), IN_PROCESS)
+    assert rerun["shards"] == clean["shards"]
+    for shard in clean["shards"]:
+        assert (output / shard["name"]).read_bytes() == (tmp_path / "clean" / shard["name"]).read_bytes()
+    assert not (output / preprocess.SCRATCH_DIR).exists()
