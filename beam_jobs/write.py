@@ -5,7 +5,8 @@ worker that built them (bounded memory: an open file per shard). Only fragment n
 cross the shuffle: fragments are grouped by shard and concatenated in (unit, part) order into the
 shard, under a temporary directory. TFRecord framing is self-delimiting, so concatenation is a valid
 TFRecord file; ``--gzip`` compresses the concatenation (what TFRecordDataset's "GZIP" reads).
-The driver then renames the finished shards into place and writes ``manifest.json`` last.
+The driver then renames the finished shards into place, writes ``manifest.json`` last and deletes the
+scratch directory; fragments stay until then, so a retried merge finds them again.
 
 Why not Reshuffle the records themselves: on the direct runner a shuffle is held in the runner's
 memory, which would make peak memory grow with the corpus (the peers' complaint). Work is
@@ -100,7 +101,6 @@ class _MergeShardFn(beam.DoFn):
                         out.write(block)
             if self._compressed:
                 out.close()
-        FileSystems.delete([path for _, _, path, _ in fragments])
         yield {"name": name, "examples": stats["examples"], "tokens": stats["example_tokens"]}
         yield beam.pvalue.TaggedOutput("stats", dict(stats))
 
