@@ -21,7 +21,7 @@ RUNTIME_REQUIREMENTS = [
     "matplotlib",
 ]
 
-TEST_REQUIREMENTS = ["pytest", "ruff"]
+TEST_REQUIREMENTS = ["pytest", "ruff", "psutil"]
 
 # Dataflow workers need the GCP extras; kept optional so a local install stays small.
 DATAFLOW_REQUIREMENTS = ["apache-beam[gcp]==2.77.0"]
