@@ -15,10 +15,12 @@ masked-LM head).
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 DEFAULT_CONFIGS = ("bert_base", "trimbert", "trimbert_ffn_half", "trimbert_no_ffn", "trimbert_relu", "bort")
@@ -31,6 +33,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--max-predictions", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="timed steps of each side, alternating")
+    parser.add_argument("--one-config", help=argparse.SUPPRESS)  # child mode: time one config, print JSON
     return parser.parse_args(argv)
 
 
@@ -121,10 +124,33 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
+def measure(name: str, arguments: argparse.Namespace) -> dict:
+    """Times our step and keras-hub's on one config, alternating; run in a child process."""
+    from pipeline import config as config_lib
+
+    config = config_lib.load(name, ["pretrain.mixed_precision=float32", "pretrain.next_sentence=false"])
+    inputs, labels = synthetic_batch(arguments.batch_size, arguments.sequence_length,
+                                     arguments.max_predictions, config.model.vocabulary_size)
+    ours = our_step(config, inputs, labels, arguments.batch_size)
+    theirs = keras_hub_step(config, inputs, labels)
+    ours(), theirs()  # trace and warm up both
+    our_times, their_times = [], []
+    for round_index in range(arguments.rounds):
+        pair = (ours, theirs) if round_index % 2 == 0 else (theirs, ours)
+        for function in pair:
+            (our_times if function is ours else their_times).append(timed(function))
+    flops = training_flops(config, arguments.batch_size, arguments.sequence_length, arguments.max_predictions)
+    return {"ours_seconds": statistics.median(our_times), "keras_hub_seconds": statistics.median(their_times),
+            "training_flops": flops}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     arguments = parse_arguments(argv)
+    if arguments.one_config:
+        print("RESULT " + json.dumps(measure(arguments.one_config, arguments)), flush=True)
+        return 0
     from models import count_parameters
     from pipeline import config as config_lib
     from pipeline.compute import measure_matmul_peak
@@ -135,28 +161,21 @@ def main(argv: list[str] | None = None) -> int:
           f"measured matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3, float32)", flush=True)
     rows = []
     for name in arguments.configs:
-        overrides = ["pretrain.mixed_precision=float32", "pretrain.next_sentence=false"]
-        config = config_lib.load(name, overrides)
-        inputs, labels = synthetic_batch(arguments.batch_size, arguments.sequence_length,
-                                         arguments.max_predictions, config.model.vocabulary_size)
-        ours = our_step(config, inputs, labels, arguments.batch_size)
-        theirs = keras_hub_step(config, inputs, labels)
-        ours(), theirs()  # trace and warm up both
-        our_times, their_times = [], []
-        for round_index in range(arguments.rounds):
-            pair = (ours, theirs) if round_index % 2 == 0 else (theirs, ours)
-            for function in pair:
-                (our_times if function is ours else their_times).append(timed(function))
-        our_rate = arguments.batch_size / statistics.median(our_times)
-        their_rate = arguments.batch_size / statistics.median(their_times)
-        flops = training_flops(config, arguments.batch_size, arguments.sequence_length, arguments.max_predictions)
-        achieved = flops / statistics.median(our_times)
+        # One child per config: TensorFlow keeps traced graphs and weights alive across models in one
+        # process (BERT-sized runs grew past 16 GB), and ours and keras-hub's still share a process.
+        command = [sys.executable, "-m", "benchmarks.pretrain_throughput", "--one-config", name,
+                   "--batch-size", str(arguments.batch_size), "--sequence-length", str(arguments.sequence_length),
+                   "--max-predictions", str(arguments.max_predictions), "--rounds", str(arguments.rounds)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
+        our_rate = arguments.batch_size / result["ours_seconds"]
+        their_rate = arguments.batch_size / result["keras_hub_seconds"]
+        achieved = result["training_flops"] / result["ours_seconds"]
+        config = config_lib.load(name)
         rows.append([name, f"{count_parameters(config).total / 1e6:.1f}M", f"{our_rate:.2f}", f"{their_rate:.2f}",
                      f"{our_rate / their_rate:.2f}x", f"{achieved / 1e9:.1f}", f"{achieved / peak:.0%}"])
         print(f"  {name}: ours {our_rate:.2f} seq/s, keras-hub (untrimmed, same dims) {their_rate:.2f} seq/s, "
               f"{achieved / 1e9:.1f} GFLOP/s", flush=True)
-        del ours, theirs
-        gc.collect()
     header = ["config", "params", "ours seq/s", "keras-hub BertMaskedLM seq/s", "ours / keras-hub",
               "achieved GFLOP/s", "of matmul peak"]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
