@@ -38,8 +38,10 @@ def model_dir(tmp_path_factory, vocab_path):
         "config": config.to_dict(), "next_sentence": False,
         "vocabulary_sha256": hashlib.sha256(("\n".join(tokens) + "\n").encode()).hexdigest()}))
     model = models.build_pretraining_model(models.build_encoder(config), next_sentence=False)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory / "checkpoints"),
+                                         max_to_keep=3)
     for step in (100, 200):
-        tf.train.Checkpoint(model=model).write(str(directory / "checkpoints" / f"ckpt-{step}"))
+        manager.save(checkpoint_number=step)
     return directory
 
 
@@ -109,3 +111,15 @@ def test_run_pass_takes_one_claim_at_a_time_and_keeps_going_after_a_failure(tmp_
         summary = evaluate.run_pass(store, ["a", "b"], ["t"], flaky, owner="test", log=lambda line: None)
         assert calls == [("a", "t"), ("b", "t")]  # each failed once, not retried within the pass
         assert [message for _, _, message in summary.failed] == ["RuntimeError: boom"] * 2
+
+
+def test_finetune_resolves_a_model_dir_to_its_latest_checkpoint(model_dir, tmp_path):
+    from pipeline import cli, finetune
+
+    assert finetune.resolve_source(model_dir).kind == "model_dir"
+    assert finetune.resolve_source(model_dir / "checkpoints" / "ckpt-100").kind == "checkpoint"
+    out = tmp_path / "run"
+    assert cli.main(["finetune", "--init", str(model_dir), "--task", "sst2", "--glue-dir", str(FIXTURE_GLUE),
+                     "--out", str(out)]) == 0  # the run's config.yaml supplies the finetune section
+    record = json.loads((out / "result.json").read_text())
+    assert record["model_config"] == "tiny" and record["checkpoint"] == str(model_dir)
