@@ -250,6 +250,9 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         if encoder.model_config.vocabulary_size != tokenizer.vocabulary_size:
             raise TrimbertError(f"{vocabulary} has {tokenizer.vocabulary_size} tokens, the model's embedding "
                                 f"{encoder.model_config.vocabulary_size}: wrong --vocab?")
+        if finetune.seq_len > encoder.model_config.max_sequence_length:
+            raise TrimbertError(f"finetune.seq_len {finetune.seq_len} exceeds the model's "
+                                f"{encoder.model_config.max_sequence_length} position embeddings")
         classifier, epoch_seconds = train_seed(encoder, task, train, finetune, seed, clock, log)
         runs.append(evaluate_seed(classifier, task, dev, test, finetune.batch_size, seed, epoch_seconds, log))
 
