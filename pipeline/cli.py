@@ -18,13 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pipeline.assets_cli", "fetch and list the embedded data assets"),
     "config": ("pipeline.config_cli", "show a resolved config and its parameter count"),
     "preprocess": ("beam_jobs.main", "corpus -> WordPiece tokens -> pre-training TFRecords (Apache Beam)"),
-    "prune": ("models.prune_cli", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
-    "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
     "pretrain": ("pipeline.pretrain_cli", "pre-train an encoder under tf.distribute (resumable)"),
+    "prune": ("models.prune_cli", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
     "finetune": ("pipeline.finetune_cli", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
     "evaluate": ("pipeline.evaluate", "fine-tune each checkpoint x task not yet evaluated, exactly once"),
     "watch": ("pipeline.watch", "run evaluate --pending on a schedule (e.g. every 10 minutes)"),
     "study": ("pipeline.study", "layer-drop study: every Poor Man's BERT strategy fine-tuned beside the unpruned"),
+    "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
 }
 
 
