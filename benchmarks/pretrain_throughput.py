@@ -102,7 +102,7 @@ def keras_hub_step(config, inputs, labels):
             weights = labels["masked_lm_weights"]
             loss = tf.reduce_sum(cross_entropy * weights) / tf.reduce_sum(weights)
         gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
     return lambda: step().numpy()

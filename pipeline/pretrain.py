@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import shutil
 import signal
@@ -31,9 +30,10 @@ import tensorflow as tf
 import models
 from models import params
 from pipeline import losses
+from pipeline import model_dir as model_dir_lib
 from pipeline import strategy as strategy_lib
 from pipeline.compute import TrainingClock, accelerator_hours
-from pipeline.config import Config, dump
+from pipeline.config import Config
 from pipeline.dataset import DataManifest, pretraining_dataset
 from pipeline.errors import TrimbertError
 from pipeline.masking import MaskingSpec
@@ -95,7 +95,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     write_dir = model_dir if chief else model_dir / f".worker-{_task_id(strategy)}"
     write_dir.mkdir(parents=True, exist_ok=True)
     use_nsp = config.pretrain.next_sentence and manifests[0].format == "bert"
-    _check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief)
+    model_dir_lib.check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief)
     boundaries = [sum(p.steps for p in phases[:i]) for i in range(len(phases) + 1)]
     last_step = min(boundaries[-1], options.max_steps or boundaries[-1])
     accumulation = config.pretrain.gradient_accumulation
@@ -115,7 +115,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     # === 5. Checkpoint restore (reads the step first to know which phase's input to rebuild) ===
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
     latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    restored_step = _checkpoint_step(latest) if latest else 0
+    restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
     if restored_step >= last_step:
         log(f"already trained to step {restored_step}; nothing to do")
     phase_index = next(i for i in range(len(phases)) if restored_step < boundaries[i + 1] or i == len(phases) - 1)
@@ -148,7 +148,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         if latest:
             checkpoint.restore(latest).expect_partial()
             log(f"resumed from {latest} at step {int(step.numpy())}")
-            _drop_metrics_after(model_dir / "metrics.jsonl", int(step.numpy()), chief)
+            model_dir_lib.drop_metrics_after(model_dir / "metrics.jsonl", int(step.numpy()), chief)
             latest = None
 
         # === 4. Step ===
@@ -190,13 +190,13 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     # === 7. Summary ===
     summary = _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step,
                        vocabulary_sha256, started_at)
-    summary["weights_sha256"] = weights_digest(model)
+    summary["weights_sha256"] = model_dir_lib.weights_digest(model)
     log(f"weights sha256 {summary['weights_sha256']}")  # every worker prints it: they must agree
     if chief:
         export_dir = model_dir / "encoder"
         models.save_pretrained(encoder, export_dir, vocabulary_path=options.vocabulary)
         summary["encoder"] = str(export_dir)
-        _write_json(model_dir / "summary.json", summary)
+        model_dir_lib.write_json(model_dir / "summary.json", summary)
         log(f"done: step {summary['steps']}, {summary['accelerator_hours']:.6f} accelerator-hours; "
             f"encoder in {export_dir}")
     else:
@@ -391,82 +391,18 @@ def _special_ids(manifest: DataManifest) -> dict[str, int]:
 
 def _load_teacher(config: Config, strategy) -> keras.Model:
     """A frozen pre-training model (with its masked-LM head) from a trimbert model directory."""
-    from pipeline import config as config_lib
-
-    teacher_dir = pathlib.Path(config.pretrain.distill.teacher)
-    config_path = teacher_dir / "config.yaml"
-    latest = tf.train.latest_checkpoint(str(teacher_dir / "checkpoints"))
-    if not config_path.is_file() or latest is None:
-        raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: not a trimbert model directory "
-                            f"(needs config.yaml and checkpoints/)")
-    teacher_config = config_lib.load(config_path)
+    teacher_dir = config.pretrain.distill.teacher
+    try:
+        with strategy.scope():
+            teacher_config, teacher = model_dir_lib.restore_pretraining_model(
+                teacher_dir, next_sentence=False, encoder_name="teacher_encoder")
+    except TrimbertError as error:
+        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
     if teacher_config.model.vocabulary_size != config.model.vocabulary_size:
         raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: vocabulary size "
                             f"{teacher_config.model.vocabulary_size} differs from the student's")
-    with strategy.scope():
-        teacher = models.build_pretraining_model(models.build_encoder(teacher_config, name="teacher_encoder"),
-                                                 next_sentence=False)
-    tf.train.Checkpoint(model=teacher).restore(latest).expect_partial()
     teacher.trainable = False
     return teacher
-
-
-def load_pretraining_model(model_dir: str | pathlib.Path) -> tuple[Config, keras.Model]:
-    """Rebuilds a trimbert model directory's pre-training model from its latest checkpoint."""
-    from pipeline import config as config_lib
-
-    model_dir = pathlib.Path(model_dir)
-    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    if latest is None:
-        raise TrimbertError(f"{model_dir}: no checkpoints")
-    config = config_lib.load(model_dir / "config.yaml")
-    raw = json.loads((model_dir / "run.json").read_text())
-    model = models.build_pretraining_model(models.build_encoder(config), next_sentence=raw["next_sentence"])
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return config, model
-
-
-def weights_digest(model: keras.Model) -> str:
-    """sha256 over every variable's bytes, in a fixed order: equal digests, identical weights."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for variable in sorted(model.weights, key=lambda v: v.path):
-        digest.update(variable.path.encode())
-        digest.update(keras.ops.convert_to_numpy(variable).tobytes())
-    return digest.hexdigest()
-
-
-def _check_same_run(model_dir: pathlib.Path, config: Config, vocabulary_sha256: str, use_nsp: bool,
-                    chief: bool) -> None:
-    """A model directory belongs to one config and one vocabulary; resuming checks both."""
-    run_file = model_dir / "run.json"
-    current = {"config": config.to_dict(), "vocabulary_sha256": vocabulary_sha256, "next_sentence": use_nsp}
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous["vocabulary_sha256"] != vocabulary_sha256:
-            raise TrimbertError(f"{model_dir} was trained on data with vocabulary sha256 "
-                                f"{previous['vocabulary_sha256'][:12]}..., this data has {vocabulary_sha256[:12]}...")
-        if previous["config"]["model"] != current["config"]["model"] or \
-                previous["config"]["trim"] != current["config"]["trim"]:
-            raise TrimbertError(f"{model_dir} holds a different model or trim; use a new --model-dir")
-    elif chief:
-        _write_json(run_file, current)
-        (model_dir / "config.yaml").write_text(dump(config))
-
-
-def _checkpoint_step(path: str) -> int:
-    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
-def _drop_metrics_after(path: pathlib.Path, step: int, chief: bool) -> None:
-    """After a resume, forget progress lines logged past the restored step (they are re-run)."""
-    if not chief or not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept))
-    os.replace(temporary, path)
 
 
 def _task_id(strategy) -> int:
@@ -494,9 +430,3 @@ def _summary(config, options, replicas, strategy, phases, boundaries, phase_seco
         "data": list(options.data_dirs),
         "wall_clock_seconds_this_run": time.time() - started_at,
     }
-
-
-def _write_json(path: pathlib.Path, value: dict) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(temporary, path)

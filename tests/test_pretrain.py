@@ -64,13 +64,13 @@ def read_metrics(model_dir):
 def test_one_step_and_checkpoint_round_trip(packed_data, tmp_path):
     import tensorflow as tf
 
-    from pipeline import pretrain
+    from pipeline import model_dir
 
     summary = run_in_process(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 1})
     assert summary["steps"] == 2
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-1.index", "ckpt-2.index"]
-    config, model = pretrain.load_pretraining_model(tmp_path)
-    assert pretrain.weights_digest(model) == summary["weights_sha256"]
+    config, model = model_dir.restore_pretraining_model(tmp_path)
+    assert model_dir.weights_digest(model) == summary["weights_sha256"]
     # The optimizer state comes back too: a fresh optimizer restored from the checkpoint is at step 2.
     from pipeline.optimizer import pretraining_optimizer
 
