@@ -32,6 +32,7 @@ from models import pretrained
 from pipeline import assets, glue, metrics, results
 from pipeline import config as config_lib
 from pipeline import finetune_data as data
+from pipeline import model_dir as model_dir_lib
 from pipeline.compute import TrainingClock
 from pipeline.config import Config, FinetuneConfig
 from pipeline.errors import TrimbertError
@@ -88,12 +89,9 @@ def resolve_source(path: str | pathlib.Path) -> ModelSource:
                         f"a checkpoint (checkpoints/ckpt-N) or a Hugging Face / keras-hub folder (config.json)")
 
 
-def _restore_checkpoint(model_dir: pathlib.Path, checkpoint: str) -> models.Encoder:
-    """The encoder of one pre-training checkpoint, restored into a fresh pre-training model."""
-    config = config_lib.load(model_dir / "config.yaml")
-    run = json.loads((model_dir / "run.json").read_text())
-    model = models.build_pretraining_model(models.build_encoder(config), next_sentence=run["next_sentence"])
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+def _restore_checkpoint(model_dir: pathlib.Path, checkpoint: str | None) -> models.Encoder:
+    """The encoder of one pre-training checkpoint (``None``: the latest), restored with its heads."""
+    _, model = model_dir_lib.restore_pretraining_model(model_dir, checkpoint)
     return model.get_layer("encoder")
 
 
@@ -101,10 +99,7 @@ def _load_model_dir(source: ModelSource) -> models.Encoder:
     export = source.model_dir / "encoder"
     if (export / pretrained.CONFIG_FILE).is_file():  # written once pre-training finished
         return models.from_pretrained(export)
-    latest = tf.train.latest_checkpoint(str(source.model_dir / "checkpoints"))
-    if latest is None:
-        raise TrimbertError(f"{source.model_dir}: no checkpoints yet")
-    return _restore_checkpoint(source.model_dir, latest)
+    return _restore_checkpoint(source.model_dir, None)
 
 
 _LOADERS: dict[str, Callable[[ModelSource], models.Encoder]] = {
