@@ -9,7 +9,10 @@ import TensorFlow):
     build_pretraining_model, build_classifier   models.tasks
     MaskedLMHead, NextSentenceHead, ClassificationHead   models.heads
     from_pretrained(path), save_pretrained(encoder, path)   models.pretrained
-    prune(encoder, strategy, drop, ...), layers_to_drop, layer_similarities, STRATEGIES   models.prune
+    prune_encoder(encoder, strategy, drop, ...), layers_to_drop, layer_similarities, STRATEGIES   models.prune
+
+``prune_encoder`` is ``models.prune.prune`` under another name: a ``models.prune`` attribute would be
+shadowed by the submodule of that name as soon as anything imports it.
     count_parameters(config), flops_per_token(config, seq_len)   models.params
 """
 
@@ -28,7 +31,7 @@ _EXPORTS = {
     "ClassificationHead": "models.heads",
     "from_pretrained": "models.pretrained",
     "save_pretrained": "models.pretrained",
-    "prune": "models.prune",
+    "prune_encoder": ("models.prune", "prune"),
     "drop_blocks": "models.prune",
     "layers_to_drop": "models.prune",
     "layer_similarities": "models.prune",
@@ -44,7 +47,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    module, attribute = _EXPORTS[name] if isinstance(_EXPORTS[name], tuple) else (_EXPORTS[name], name)
+    return getattr(importlib.import_module(module), attribute)
 
 
 def __dir__() -> list[str]:
