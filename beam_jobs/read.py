@@ -100,15 +100,12 @@ def _tfds_slices(spec: str, slices: int) -> list[str]:
 
     name, split = _parse_tfds(spec)
     try:
-        builder = tfds.builder(name)
-        if not builder.is_prepared():
-            raise TrimbertError(
-                f"TensorFlow Datasets dataset {name} is not prepared in {builder.data_dir}; "
-                f"run `tfds build {name}` first (or set TFDS_DATA_DIR)")
-    except TrimbertError:
-        raise
+        # Opening the split reads nothing yet, but fails at once when the data is not prepared;
+        # download=False: a preprocessing job must never start a dataset download on its own.
+        tfds.load(name, split=split, download=False)
     except Exception as error:
-        raise TrimbertError(f"TensorFlow Datasets input {spec} cannot be loaded: {error}") from error
+        raise TrimbertError(f"TensorFlow Datasets input {spec} cannot be loaded (is it prepared? run "
+                            f"`tfds build {name}` first, or set TFDS_DATA_DIR): {error}") from error
     return list(tfds.even_splits(split, n=slices))
 
 
@@ -224,7 +221,7 @@ class _ReadDocumentsFn(beam.DoFn):
         import tensorflow_datasets as tfds
 
         name, _ = _parse_tfds(unit.source)
-        for record in tfds.load(name, split=unit.split).as_numpy_iterator():
+        for record in tfds.load(name, split=unit.split, download=False).as_numpy_iterator():
             raw = record[self._text_field]
             text = self._decode(raw if isinstance(raw, bytes) else str(raw).encode("utf-8"))
             lines = [part.strip() for part in text.splitlines() if part.strip()]
