@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("pipeline.evaluate", "fine-tune each checkpoint x task not yet evaluated, exactly once"),
     "watch": ("pipeline.watch", "run evaluate --pending on a schedule (e.g. every 10 minutes)"),
     "study": ("pipeline.study", "layer-drop study: every Poor Man's BERT strategy fine-tuned beside the unpruned"),
+    "search": ("pipeline.search_cli", "Bort sub-architecture search: size x latency x proxy error, successive halving"),
     "report": ("pipeline.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
 }
 
