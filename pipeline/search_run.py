@@ -254,7 +254,8 @@ def _plot(rows: list[dict], path: pathlib.Path) -> None:
     axes.set_xlabel("parameters (millions)")
     axes.set_ylabel("proxy distillation loss (at the last rung reached)")
     axes.set_title("Sub-architecture search")
-    axes.legend(loc="upper right", fontsize=8)
+    axes.margins(0.2)  # room for the labels of points at the edges
+    axes.legend(loc="best", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
