@@ -5,10 +5,10 @@ Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy, so the loop is
 one device, mirrored replicas, several workers and TPU. Sections:
 
 1. setup: config, strategy, model directory, the data manifests
-2. input: one tf.data pipeline per phase, distributed per replica
-3. model and optimizer: encoder + heads, optional frozen teacher
-4. step: losses normalised by global counts, gradient accumulation
-5. checkpoint restore: model, optimizer, step, data position, clock
+2. model and optimizer: encoder + heads, optional frozen teacher
+3. checkpoint restore: the step first, to know the phase and the data position
+4. input: one tf.data pipeline per phase, distributed per replica
+5. step: losses normalised by global counts, gradient accumulation
 6. loop: progress, metrics, checkpoints every N steps and on SIGTERM
 7. summary: wall-clock and accelerator-hours per phase
 """
@@ -102,7 +102,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     log(f"pretrain {config.name}: {params.count_parameters(config).total:,} parameters, "
         f"{replicas} replica(s) under {type(strategy).__name__}, steps {last_step}")
 
-    # === 3. Model and optimizer (built before the input so the checkpoint can hold both) ===
+    # === 2. Model and optimizer ===
     with strategy.scope():
         encoder = models.build_encoder(config)
         model = models.build_pretraining_model(encoder, next_sentence=use_nsp)
@@ -112,17 +112,19 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         phase_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False, name="phase_seconds")
     teacher = _load_teacher(config, strategy) if config.pretrain.distill.teacher else None
 
-    # === 5. Checkpoint restore (reads the step first to know which phase's input to rebuild) ===
+    # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
     latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
     if restored_step >= last_step:
+        # Finished before: reload the weights so the summary and the export describe them.
+        tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds).restore(latest).expect_partial()
         log(f"already trained to step {restored_step}; nothing to do")
     phase_index = next(i for i in range(len(phases)) if restored_step < boundaries[i + 1] or i == len(phases) - 1)
 
     while restored_step < last_step:
         phase = phases[phase_index]
-        # === 2. Input ===
+        # === 4. Input ===
         manifest = manifests[phase_index]
         if phase.batch_size % (replicas * accumulation):
             raise TrimbertError(f"pretrain.phases[{phase_index}].batch_size {phase.batch_size} is not "
@@ -151,7 +153,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
             model_dir_lib.drop_metrics_after(model_dir / "metrics.jsonl", int(step.numpy()), chief)
             latest = None
 
-        # === 4. Step ===
+        # === 5. Step ===
         train_step = make_train_step(strategy, model, teacher, optimizer, step, config, phase.batch_size,
                                       accumulation, use_nsp)
 
@@ -175,6 +177,8 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
                     window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
                                            model_dir, writer, chief, log)
                 if current % config.pretrain.checkpoint_every == 0 or current == phase_end or stop.raised:
+                    if current == phase_end:
+                        clock.stop()  # the phase's time ends here, so the checkpoint holds all of it
                     with clock.paused():
                         phase_seconds[phase_index].assign(clock.seconds)
                         manager.save(checkpoint_number=current)

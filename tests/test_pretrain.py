@@ -86,6 +86,13 @@ def test_one_step_and_checkpoint_round_trip(packed_data, tmp_path):
     assert written["accelerator_hours"] == pytest.approx(written["train_seconds"] / 3600)
     assert (tmp_path / "encoder" / "model.safetensors").is_file()
     assert list((tmp_path / "tensorboard").iterdir())
+    # Running the finished command again changes nothing: same weights in the summary and the export.
+    exported = _encoder_weights(tmp_path)
+    again = run_in_process(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 1})
+    assert again["weights_sha256"] == summary["weights_sha256"]
+    assert again["accelerator_hours"] == pytest.approx(summary["accelerator_hours"])
+    for name, value in _encoder_weights(tmp_path).items():
+        np.testing.assert_array_equal(value, exported[name])
 
 
 def test_loss_falls_on_a_tiny_corpus(packed_data, tmp_path):
