@@ -16,23 +16,7 @@ from pipeline import config as config_lib
 from pipeline.errors import TrimbertError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-SEQ_LEN = 64
-
-
-@pytest.fixture(scope="session")
-def packed_data(tmp_path_factory, corpus_dir, vocab_path):
-    """~1,000 packed length-64 instances from the first 300 kB of the Brown corpus, via the Beam job."""
-    from beam_jobs import pipeline as beam_pipeline
-
-    root = tmp_path_factory.mktemp("pretrain_data")
-    corpus = root / "corpus.txt"
-    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:300_000]
-    corpus.write_text(text[:text.rfind("\n\n")] + "\n", encoding="utf-8")
-    job = beam_pipeline.PreprocessJob(
-        inputs=(str(corpus),), output=str(root / "data"), vocab=str(vocab_path), shards=2,
-        data=config_lib.DataConfig(format="packed", seq_len=SEQ_LEN))
-    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    return root / "data"
+SEQ_LEN = 64  # the length of conftest's packed_data
 
 
 def tiny_overrides(steps, batch_size=16, **extra):

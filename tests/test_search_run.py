@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import sys
 
 import pytest
@@ -25,40 +24,24 @@ proxy: {rung_steps: [2, 3], keep_fraction: 0.5, batch_size: 4, seq_len: 64, lear
 
 
 @pytest.fixture(scope="module")
-def small_packed_data(tmp_path_factory, corpus_dir, vocab_path):
-    """A few hundred packed length-64 instances (first 40 kB of the corpus), via the Beam job."""
-    from beam_jobs import pipeline as beam_pipeline
-
-    root = tmp_path_factory.mktemp("search_data")
-    corpus = root / "corpus.txt"
-    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:40_000]
-    corpus.write_text(text[:text.rfind("\n\n")] + "\n", encoding="utf-8")
-    job = beam_pipeline.PreprocessJob(
-        inputs=(str(corpus),), output=str(root / "data"), vocab=str(vocab_path), shards=1,
-        data=config_lib.DataConfig(format="packed", seq_len=SEQ_LEN))
-    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    return root / "data"
-
-
-@pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory, small_packed_data):
+def tiny_teacher(tmp_path_factory, packed_data):
     from pipeline import pretrain
 
     teacher_dir = tmp_path_factory.mktemp("teacher")
     config = config_lib.load("tiny", [
         f"pretrain.phases=[{{steps: 2, seq_len: {SEQ_LEN}, batch_size: 4}}]", f"data.seq_len={SEQ_LEN}",
         f"model.max_sequence_length={SEQ_LEN}", "model.hidden_dim=32", "model.intermediate_dim=64"])
-    pretrain.run(config, pretrain.RunOptions(data_dirs=(str(small_packed_data),), model_dir=str(teacher_dir)),
+    pretrain.run(config, pretrain.RunOptions(data_dirs=(str(packed_data),), model_dir=str(teacher_dir)),
                  log=lambda line: None)
     return teacher_dir
 
 
-def test_tiny_search_end_to_end_and_resume(tmp_path, small_packed_data, tiny_teacher, monkeypatch, capsys):
+def test_tiny_search_end_to_end_and_resume(tmp_path, packed_data, tiny_teacher, monkeypatch, capsys):
     space_path = tmp_path / "space.yaml"
     space_path.write_text(SPACE)
     space = load_space(space_path)
     out = tmp_path / "out"
-    options = search_run.SearchOptions(teacher=str(tiny_teacher), data_dir=str(small_packed_data), out_dir=str(out))
+    options = search_run.SearchOptions(teacher=str(tiny_teacher), data_dir=str(packed_data), out_dir=str(out))
     lines = []
     result = search_run.run(space, options, log=lines.append)
 
