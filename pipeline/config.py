@@ -313,7 +313,7 @@ def load(path: str | pathlib.Path, overrides: typing.Sequence[str] = ()) -> Conf
 
 def from_dict(raw: dict[str, Any], where: str = "<dict>") -> Config:
     """Builds a validated :class:`Config` from plain data (as read from YAML)."""
-    config = _build(Config, raw, path="", where=where)
+    config = build_section(Config, raw, path="", where=where)
     return config.validate(where)
 
 
@@ -380,7 +380,8 @@ def _apply_override(raw: dict[str, Any], override: str, path: pathlib.Path) -> N
         raise ConfigError(f"--set {override!r}: value is not valid YAML: {error}") from error
 
 
-def _build(cls: type, raw: Any, path: str, where: str) -> Any:
+def build_section(cls: type, raw: Any, path: str, where: str) -> Any:
+    """A frozen dataclass from plain data, every field type-checked; errors name ``path`` and ``where``."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: {path or 'top level'} must be a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -413,7 +414,7 @@ def _coerce(hint: Any, value: Any, field: str, where: str) -> Any:
             raise ConfigError(f"{where}: field '{field}' must be a list, got {value!r}")
         return tuple(_coerce(args[0], item, f"{field}[{i}]", where) for i, item in enumerate(value))
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, field, where)
+        return build_section(hint, value, field, where)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: field '{field}' must be true or false, got {value!r}")

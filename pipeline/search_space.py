@@ -192,7 +192,7 @@ def load_space(path: str | pathlib.Path) -> SearchSpace:
         if len(set(listed)) != len(listed):
             raise ConfigError(f"{where}: '{dimension}' repeats a value: {listed}")
         values[dimension] = tuple(listed)
-    proxy = _section(ProxySettings, raw.get("proxy", {}), "proxy", where)
+    proxy = config_lib.build_section(ProxySettings, raw.get("proxy", {}), "proxy", where)
     steps = proxy.rung_steps
     if not steps or any(s < 1 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
         raise ConfigError(f"{where}: 'proxy.rung_steps' must be positive and strictly increasing, got {list(steps)}")
@@ -203,7 +203,7 @@ def load_space(path: str | pathlib.Path) -> SearchSpace:
             raise ConfigError(f"{where}: 'proxy.{name}' must be >= 1, got {getattr(proxy, name)}")
     if proxy.error_floor < 0:
         raise ConfigError(f"{where}: 'proxy.error_floor' must be >= 0, got {proxy.error_floor}")
-    objective = _section(ObjectiveWeights, raw.get("objective", {}), "objective", where)
+    objective = config_lib.build_section(ObjectiveWeights, raw.get("objective", {}), "objective", where)
     for name in ("parameters", "latency", "error"):
         if getattr(objective, name) < 0:
             raise ConfigError(f"{where}: 'objective.{name}' must be >= 0, got {getattr(objective, name)}")
@@ -245,29 +245,6 @@ def candidate_config(space: SearchSpace, candidate: Candidate, teacher: str | No
         raw["pretrain"]["keep_checkpoints"] = 1
         raw["pretrain"]["log_every"] = 1
     return config_lib.from_dict(raw, where=f"{space.path} candidate {candidate.name}")
-
-
-def _section(cls: type, raw: Any, field: str, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: '{field}' must be a mapping")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in raw.items():
-        if key not in names:
-            raise ConfigError(f"{where}: unknown field '{field}.{key}' (known: {', '.join(sorted(names))})")
-        default = names[key].default
-        if key == "rung_steps":
-            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-                raise ConfigError(f"{where}: '{field}.{key}' must be a list of integers, got {value!r}")
-            value = tuple(value)
-        elif key == "learning_rate" and value is None:
-            pass
-        elif isinstance(default, bool) or not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: '{field}.{key}' must be a number, got {value!r}")
-        elif isinstance(default, int) and not isinstance(value, int):
-            raise ConfigError(f"{where}: '{field}.{key}' must be an integer, got {value!r}")
-        values[key] = float(value) if isinstance(default, float) or key == "learning_rate" else value
-    return cls(**values)
 
 
 def _resolve_relative(base: str, space_path: str) -> str:
