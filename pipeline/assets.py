@@ -36,6 +36,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 
 from pipeline.errors import TrimbertError
+from pipeline.files import write_json
 
 ASSET_NAMES = ("vocab", "minilm-l6", "sentiment", "corpus")
 SENTIMENT_TASKS = {
@@ -480,7 +481,4 @@ def _record(root: pathlib.Path, name: str, staging: pathlib.Path, path: str, rec
 
 
 def _write_records(root: pathlib.Path, records: dict[str, AssetRecord]) -> None:
-    manifest = root / "assets.json"
-    temporary = manifest.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps({n: dataclasses.asdict(r) for n, r in records.items()}, indent=2) + "\n")
-    os.replace(temporary, manifest)
+    write_json(root / "assets.json", {name: dataclasses.asdict(record) for name, record in records.items()})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 
 import keras
@@ -24,6 +23,7 @@ import models
 from pipeline import config as config_lib
 from pipeline.config import Config
 from pipeline.errors import TrimbertError
+from pipeline.files import write_json, write_text_atomic
 
 
 def restore_pretraining_model(model_dir: str | pathlib.Path, checkpoint: str | None = None,
@@ -89,13 +89,4 @@ def drop_metrics_after(path: pathlib.Path, step: int, chief: bool) -> None:
     if not chief or not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept))
-    os.replace(temporary, path)
-
-
-def write_json(path: pathlib.Path, value: dict) -> None:
-    """Writes JSON under a temporary name and renames it, so a reader never sees half a file."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))

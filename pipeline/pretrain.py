@@ -36,6 +36,7 @@ from pipeline.compute import TrainingClock, accelerator_hours
 from pipeline.config import Config
 from pipeline.dataset import DataManifest, pretraining_dataset
 from pipeline.errors import TrimbertError
+from pipeline.files import write_json
 from pipeline.masking import MaskingSpec
 from pipeline.optimizer import pretraining_optimizer
 
@@ -200,7 +201,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         export_dir = model_dir / "encoder"
         models.save_pretrained(encoder, export_dir, vocabulary_path=options.vocabulary)
         summary["encoder"] = str(export_dir)
-        model_dir_lib.write_json(model_dir / "summary.json", summary)
+        write_json(model_dir / "summary.json", summary)
         log(f"done: step {summary['steps']}, {summary['accelerator_hours']:.6f} accelerator-hours; "
             f"encoder in {export_dir}")
     else:

@@ -40,6 +40,7 @@ import numpy as np
 
 from pipeline import compute, metrics
 from pipeline.errors import TrimbertError
+from pipeline.files import write_json
 
 RESULT_FILENAME = "result.json"  # what fine-tuning writes; `trimbert report DIR` looks for *result.json
 SUMMARY_FILENAME = "summary.json"  # written by pre-training; holds "accelerator_hours"
@@ -145,10 +146,7 @@ class ResultRecord:
         """Writes the record as JSON (via a temporary file, so readers never see half of it)."""
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        temporary.replace(path)
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: pathlib.Path) -> ResultRecord:

@@ -41,9 +41,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
 from collections.abc import Callable, Sequence
+
+from pipeline.files import write_text_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,9 +164,7 @@ class Journal:
 
     def append(self, record: dict) -> None:
         self.records.append(record)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
-        os.replace(temporary, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
 
 
 @dataclasses.dataclass
