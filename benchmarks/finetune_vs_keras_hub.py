@@ -2,15 +2,17 @@
 
 Both start from the same folder (the ``minilm-l6`` asset), train on the same split (the
 asset's train/dev/test files) at sequence length 64 for 2 epochs of batch 32 on this CPU,
-and report test accuracy and wall-clock per epoch. keras-hub runs its out-of-the-box
+and report dev and test accuracy and wall-clock per epoch. keras-hub runs its out-of-the-box
 recipe (``BertTextClassifier.from_preset`` with its preprocessor at length 64, compiled
 with its defaults: Adam 5e-5, no warm-up or decay). Ours runs ``pipeline.finetune.run``
-(AdamW, 10% warm-up then linear decay, length-bucketed batches).
+(AdamW, 10% warm-up then linear decay, length-bucketed batches; the pooling, [CLS] pooler
+or mean of the token vectors, is an option).
 
 The machine's cores are shared, so the runs are interleaved to let load drift hit both:
 keras-hub epoch 1, then our two epochs, then keras-hub epoch 2, for each seed.
 
-    .venv/bin/python -m benchmarks.finetune_vs_keras_hub [--learning-rate 2e-4] [--seeds 1,2,3] [--out DIR]
+    .venv/bin/python -m benchmarks.finetune_vs_keras_hub [--learning-rate 2e-4] [--pooling mean] \
+        [--seeds 1,2,3] [--out DIR]
 """
 
 from __future__ import annotations
@@ -32,15 +34,25 @@ def keras_hub_epoch(classifier, dataset) -> float:
     return time.perf_counter() - started
 
 
-def run_seed(seed: int, learning_rate: float, out: pathlib.Path, folder: pathlib.Path, train, test) -> dict:
-    """One seed of both recipes, interleaved: keras-hub epoch 1, our two epochs, keras-hub epoch 2."""
-    import keras
-    import keras_hub
+def keras_hub_accuracy(classifier, examples) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from pipeline import config as config_lib
     from pipeline import metrics
+
+    texts = tf.constant([example.text_a for example in examples])
+    logits = classifier.predict(tf.data.Dataset.from_tensor_slices(texts).batch(BATCH_SIZE), verbose=0)
+    return metrics.accuracy(np.argmax(logits, axis=-1), [example.label for example in examples])
+
+
+def run_seed(seed: int, learning_rate: float, pooling: str, out: pathlib.Path, folder: pathlib.Path,
+             splits: dict) -> dict:
+    """One seed of both recipes, interleaved: keras-hub epoch 1, our two epochs, keras-hub epoch 2."""
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    from pipeline import config as config_lib
     from pipeline.finetune import TIMINGS_FILENAME, FinetuneOptions, run
 
     # keras-hub: the out-of-the-box recipe.
@@ -50,61 +62,70 @@ def run_seed(seed: int, learning_rate: float, out: pathlib.Path, folder: pathlib
         str(folder), sequence_length=SEQUENCE_LENGTH)
     classifier = keras_hub.models.BertTextClassifier.from_preset(str(folder), num_classes=2,
                                                                 preprocessor=preprocessor)
-    texts = tf.constant([example.text_a for example in train])
-    labels = tf.constant([example.label for example in train], dtype=tf.int64)
+    texts = tf.constant([example.text_a for example in splits["train"]])
+    labels = tf.constant([example.label for example in splits["train"]], dtype=tf.int64)
     dataset = tf.data.Dataset.from_tensor_slices((texts, labels)).shuffle(
-        len(train), seed=seed, reshuffle_each_iteration=True).batch(BATCH_SIZE)
+        len(splits["train"]), seed=seed, reshuffle_each_iteration=True).batch(BATCH_SIZE)
     keras_hub_seconds = [keras_hub_epoch(classifier, dataset)]
     print(f"seed {seed}: keras-hub epoch 1: {keras_hub_seconds[0]:.1f} s", flush=True)
 
     # Ours, between keras-hub's two epochs.
     config = config_lib.load("bert_base", [
         f"finetune.seq_len={SEQUENCE_LENGTH}", f"finetune.batch_size={BATCH_SIZE}", f"finetune.epochs={EPOCHS}",
-        f"finetune.learning_rate={learning_rate}", f"finetune.seeds=[{seed}]"])
+        f"finetune.learning_rate={learning_rate}", f"finetune.pooling={pooling}", f"finetune.seeds=[{seed}]"])
     ours_dir = out / f"trimbert-seed{seed}"
     record = run(config, FinetuneOptions(init=str(folder), task=TASK, out=str(ours_dir)))
     ours_seconds = json.loads((ours_dir / TIMINGS_FILENAME).read_text())["epoch_seconds"][str(seed)]
 
     keras_hub_seconds.append(keras_hub_epoch(classifier, dataset))
     print(f"seed {seed}: keras-hub epoch 2: {keras_hub_seconds[1]:.1f} s", flush=True)
-    test_texts = tf.constant([example.text_a for example in test])
-    logits = classifier.predict(tf.data.Dataset.from_tensor_slices(test_texts).batch(BATCH_SIZE), verbose=0)
-    keras_hub_accuracy = metrics.accuracy(np.argmax(logits, axis=-1), [example.label for example in test])
     return {"seed": seed,
-            "ours": {"test_accuracy": record.test_metric_mean["accuracy"], "epoch_seconds": ours_seconds,
+            "ours": {"dev_accuracy": record.metric_mean["accuracy"],
+                     "test_accuracy": record.test_metric_mean["accuracy"], "epoch_seconds": ours_seconds,
                      "fit_seconds": record.finetune_seconds, "latency_ms": record.inference_latency_ms},
-            "keras_hub": {"test_accuracy": keras_hub_accuracy, "epoch_seconds": keras_hub_seconds}}
+            "keras_hub": {"dev_accuracy": keras_hub_accuracy(classifier, splits["dev"]),
+                          "test_accuracy": keras_hub_accuracy(classifier, splits["test"]),
+                          "epoch_seconds": keras_hub_seconds}}
+
+
+def mean_std(values: list[float]) -> str:
+    import numpy as np
+
+    spread = np.std(values, ddof=1) if len(values) > 1 else 0.0  # sample standard deviation
+    return f"{np.mean(values):.4f} ± {spread:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="our peak learning rate (chosen on dev)")
+    parser.add_argument("--pooling", choices=("cls", "mean"), default="cls", help="our head's input")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds; each runs both recipes")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/finetune_vs_keras_hub"))
     args = parser.parse_args(argv)
 
-    import numpy as np
-
     from pipeline import assets, glue
 
     folder = assets.ensure("minilm-l6")
-    train, test = (glue.load_examples(TASK, split) for split in ("train", "test"))
-    print(f"{TASK}: {len(train)} train, {len(test)} test; {folder}", flush=True)
-    runs = [run_seed(int(seed), args.learning_rate, args.out, folder, train, test) for seed in args.seeds.split(",")]
+    splits = {name: glue.load_examples(TASK, split)
+              for name, split in (("train", "train"), ("dev", "validation"), ("test", "test"))}
+    print(f"{TASK}: " + ", ".join(f"{len(examples)} {split}" for split, examples in splits.items()) + f"; {folder}",
+          flush=True)
+    runs = [run_seed(int(seed), args.learning_rate, args.pooling, args.out, folder, splits)
+            for seed in args.seeds.split(",")]
 
-    print("\n| recipe | seed | test accuracy | epoch 1 (s) | epoch 2 (s) |\n| --- | --- | --- | --- | --- |")
+    print("\n| recipe | seed | dev accuracy | test accuracy | epoch 1 (s) | epoch 2 (s) |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     for name, key in (("trimbert finetune", "ours"), ("keras-hub BertTextClassifier", "keras_hub")):
         for seed_run in runs:
             result = seed_run[key]
-            print(f"| {name} | {seed_run['seed']} | {result['test_accuracy']:.4f} | "
+            print(f"| {name} | {seed_run['seed']} | {result['dev_accuracy']:.4f} | {result['test_accuracy']:.4f} | "
                   f"{result['epoch_seconds'][0]:.1f} | {result['epoch_seconds'][1]:.1f} |")
-        accuracies = [seed_run[key]["test_accuracy"] for seed_run in runs]
-        print(f"| {name} | mean | {np.mean(accuracies):.4f} ± {np.std(accuracies, ddof=1) if len(runs) > 1 else 0:.4f}"
-              " | | |")
+        print(f"| {name} | mean ± std | {mean_std([seed_run[key]['dev_accuracy'] for seed_run in runs])} | "
+              f"{mean_std([seed_run[key]['test_accuracy'] for seed_run in runs])} | | |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(
         {"task": TASK, "sequence_length": SEQUENCE_LENGTH, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
-         "learning_rate": args.learning_rate, "runs": runs}, indent=2) + "\n")
+         "learning_rate": args.learning_rate, "pooling": args.pooling, "runs": runs}, indent=2) + "\n")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from models.encoder import Encoder
-from models.heads import ClassificationHead, MaskedLMHead, NextSentenceHead
+from models.heads import POOLINGS, ClassificationHead, MaskedLMHead, MaskedMeanPooling, NextSentenceHead
 
 
 def _encoder_inputs() -> dict[str, keras.KerasTensor]:
@@ -42,15 +42,26 @@ def build_pretraining_model(encoder: Encoder, next_sentence: bool = True) -> ker
     return keras.Model(inputs=inputs, outputs=outputs, name="pretraining_model")
 
 
-def build_classifier(encoder: Encoder, num_classes: int, dropout: float = 0.1) -> keras.Model:
-    """Classification (C >= 2) or regression (C = 1) model on the encoder's pooled output.
+def build_classifier(encoder: Encoder, num_classes: int, dropout: float = 0.1, pooling: str = "cls") -> keras.Model:
+    """Classification (C >= 2) or regression (C = 1) model on one vector per example.
 
     Args:
         encoder: the (pre-trained) encoder.
         num_classes: output units; 1 for a regression task such as STS-B.
         dropout: dropout rate before the output layer.
+        pooling: ``cls``: the encoder's ``pooled_output`` (BERT's pooler on [CLS]);
+            ``mean``: the mean of the non-padding token vectors of ``sequence_output``
+            (this marks the encoder's pooler, which it does not use, as not trainable).
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     inputs = _encoder_inputs()
     encoded = encoder(inputs)
-    logits = ClassificationHead(num_classes, dropout, name="classification_head")(encoded["pooled_output"])
+    if pooling == "cls":
+        pooled = encoded["pooled_output"]
+    else:
+        pooled = MaskedMeanPooling(name="mean_pooling")(encoded["sequence_output"], inputs["padding_mask"])
+        if encoder.pooler is not None:
+            encoder.pooler.trainable = False  # unused: no gradient reaches it
+    logits = ClassificationHead(num_classes, dropout, name="classification_head")(pooled)
     return keras.Model(inputs=inputs, outputs=logits, name="classifier")

@@ -320,7 +320,7 @@ def train_seed(encoder: models.Encoder, task: glue.Task, train: data.EncodedExam
         encoder: a freshly loaded pre-trained encoder.
         task: the task (classes or regression).
         train: the packed training split.
-        finetune: batch size, epochs, learning rate, warm-up, weight decay, head dropout.
+        finetune: batch size, epochs, learning rate, warm-up, weight decay, head dropout, pooling.
         seed: shuffling seed (Keras' global seed is set by the caller).
         clock: runs only while ``fit`` trains.
         log: progress printer.
@@ -331,7 +331,7 @@ def train_seed(encoder: models.Encoder, task: glue.Task, train: data.EncodedExam
     total_steps = rounds * steps_per_round
     schedule = WarmupDecay([finetune.learning_rate], [], round(finetune.warmup_fraction * total_steps),
                            total_steps, decay="linear")
-    classifier = models.build_classifier(encoder, task.num_labels, finetune.dropout)
+    classifier = models.build_classifier(encoder, task.num_labels, finetune.dropout, finetune.pooling)
     rule = HEAD_RULES[task.is_regression]
     classifier.compile(optimizer=make_optimizer("adamw", schedule, finetune.weight_decay, ADAM_EPSILON, CLIP_NORM),
                        loss=rule.loss())

@@ -10,6 +10,10 @@ pick the same blocks share one fine-tuning run; a strategy that cannot drop K bl
 ``OUT/layer_drop.{md,csv,json}`` hold one row per (K, strategy) beside the paper's finding
 (Sajjad et al. 2022: dropping the top layers is best, the bottom layers worst).
 The contribution strategy measures block similarities on the task's training sentences.
+
+A killed study resumes: ``OUT/study.json`` records what the study fine-tunes (model, task,
+finetune section), and a run whose ``result.json`` exists is read back instead of redone.
+Rerunning into ``OUT`` with a different model, task or finetune section is an error.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import json
 import pathlib
 
 from pipeline.errors import TrimbertError
+from pipeline.files import write_json
 
 # Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).
 STUDY_STRATEGIES = ("top", "bottom", "alternate-even", "alternate-odd", "symmetric", "contribution")
+STUDY_FILENAME = "study.json"
 SAMPLE_SENTENCES = 256  # training sentences the contribution strategy measures block similarities on
 PAPER_FINDING = ("Poor Man's BERT (Sajjad et al. 2022): dropping the top layers is the best strategy "
                  "(top 4 of 12 costs at most ~2 GLUE points), dropping the bottom layers the worst.")
@@ -64,6 +70,36 @@ def _row_from_record(strategy: str, drop: int, dropped: tuple[int, ...], record,
                     record.inference_latency_ms, note)
 
 
+def check_study_folder(out: pathlib.Path, init: str, task_name: str, config) -> None:
+    """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume)."""
+    signature = json.loads(json.dumps({"init": str(pathlib.Path(init).resolve()), "task": task_name,
+                                       "finetune": dataclasses.asdict(config.finetune)}))
+    path = out / STUDY_FILENAME
+    if path.is_file():
+        written = json.loads(path.read_text())
+        if written != signature:
+            changed = sorted(key for key in signature if written.get(key) != signature[key])
+            if "finetune" in changed:
+                changed += sorted(f"finetune.{name}" for name in signature["finetune"]
+                                  if written.get("finetune", {}).get(name) != signature["finetune"][name])
+            raise TrimbertError(f"{path}: {out} holds a study with a different {', '.join(changed)}; "
+                                f"use another --out or the same settings to resume it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, signature)
+
+
+def _finetune_once(config, options, log):
+    """``finetune.run``, unless this run's ``result.json`` is already there (a resumed study)."""
+    from pipeline import finetune, results
+
+    path = pathlib.Path(options.out) / results.RESULT_FILENAME
+    if path.is_file():
+        log(f"    {path} exists: reusing it")
+        return results.ResultRecord.load(path)
+    return finetune.run(config, options, log)
+
+
 def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
                    out: pathlib.Path, options_for, log=print) -> list[StudyRow]:
     """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
@@ -83,6 +119,7 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
     from models.sample_text import encode_texts
     from pipeline import finetune, glue
 
+    check_study_folder(out, init, task_name, config)
     source = finetune.resolve_source(init)
     encoder = finetune.load_encoder(source)
     baseline_options = options_for(init, out / "runs" / "unpruned")
@@ -97,7 +134,7 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
         sample_inputs = encode_texts(sentences, vocabulary, lowercase, config.finetune.seq_len)
 
     log(f"=== unpruned ({len(encoder.blocks)} blocks)")
-    rows = [_row_from_record("unpruned", 0, (), finetune.run(config, baseline_options, log))]
+    rows = [_row_from_record("unpruned", 0, (), _finetune_once(config, baseline_options, log))]
     runs_by_blocks: dict[tuple[int, ...], StudyRow] = {}
     for drop in drops:
         for strategy in strategies:
@@ -117,7 +154,7 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
             models.save_pretrained(result.encoder, model_dir, vocabulary, lowercase)
             log(f"=== {strategy} K={drop}: drops blocks {list(result.dropped)}, "
                 f"{result.parameters_after:,} of {result.parameters_before:,} parameters")
-            record = finetune.run(config, options_for(str(model_dir), out / "runs" / name), log)
+            record = _finetune_once(config, options_for(str(model_dir), out / "runs" / name), log)
             row = _row_from_record(strategy, drop, result.dropped, record)
             runs_by_blocks[result.dropped] = row
             rows.append(row)

@@ -97,8 +97,9 @@ def test_pair_task_writes_result_and_submission(tiny_model, tmp_path):
 
 def test_regression_task_scores_pearson_and_writes_scores(tiny_model, tmp_path):
     out = tmp_path / "stsb"
+    overrides = [*FAST_FINETUNE, "finetune.pooling=mean"]  # the mean-pooled head, on a regression task
     assert _finetune(["--init", str(tiny_model), "--task", "sts-b", "--glue-dir", str(FIXTURE_GLUE),
-                      "--out", str(out), *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
+                      "--out", str(out), *sum((["--set", o] for o in overrides), [])]) == 0
     record = json.loads((out / "result.json").read_text())
     assert set(record["metric_mean"]) == {"pearson", "spearman", "score"}
     rows = (out / "submission" / "STS-B.tsv").read_text().splitlines()[1:]
@@ -113,6 +114,38 @@ def test_sentiment_task_reports_test_metrics(tiny_model, tmp_path):
     assert set(record["test_metric_mean"]) == {"accuracy", "score"}
     assert 0.0 <= record["test_metric_mean"]["accuracy"] <= 1.0
     assert not (out / "submission").exists()  # labelled test split: metrics, no submission
+
+
+def test_mnli_through_tensorflow_datasets_end_to_end(tiny_model, tmp_path):
+    """No --glue-dir: train and both dev splits come from tfds glue/mnli (mocked offline),
+    and the unlabelled test splits (label -1, as TFDS ships them) become MNLI-m/-mm submissions."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "far", "away"]
+
+    def as_dataset(self, split, *args, **kwargs):
+        unlabelled = str(split).startswith("test")
+        rows = [{"premise": " ".join(words[(i + j) % 10] for j in range(6)),
+                 "hypothesis": " ".join(words[(2 * i + j) % 10] for j in range(3)),
+                 "label": -1 if unlabelled else i % 3, "idx": i} for i in range(12)]
+        return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature={
+            "premise": tf.TensorSpec((), tf.string), "hypothesis": tf.TensorSpec((), tf.string),
+            "label": tf.TensorSpec((), tf.int64), "idx": tf.TensorSpec((), tf.int32)})
+
+    out = tmp_path / "mnli"
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        assert _finetune(["--init", str(tiny_model), "--task", "mnli", "--out", str(out),
+                          *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
+    record = json.loads((out / "result.json").read_text())
+    assert record["task"] == "mnli"
+    assert set(record["metric_mean"]) == {"accuracy_matched", "accuracy_mismatched", "score"}
+    assert record["test_metric_mean"] == {}
+    for name in ("MNLI-m.tsv", "MNLI-mm.tsv"):
+        rows = (out / "submission" / name).read_text().splitlines()
+        assert rows[0] == "index\tprediction" and len(rows) == 1 + 12
+        assert [int(row.split("\t")[0]) for row in rows[1:]] == list(range(12))
+        assert {row.split("\t")[1] for row in rows[1:]} <= {"entailment", "neutral", "contradiction"}
 
 
 def test_unknown_init_is_a_clean_error(tmp_path, capsys):

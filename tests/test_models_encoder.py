@@ -10,7 +10,7 @@ import pytest
 
 from models import build_encoder, compact_config
 from models.encoder import Encoder
-from models.heads import ClassificationHead, MaskedLMHead, NextSentenceHead
+from models.heads import ClassificationHead, MaskedLMHead, MaskedMeanPooling, NextSentenceHead
 from models.layers import BertEmbeddings, FeedForward, TransformerBlock, TrimmedSelfAttention
 from models.layers.attention import RELU_SUM_EPSILON, normalize_scores
 from models.params import count_parameters, feedforward_parameters, masked_lm_head_parameters
@@ -272,6 +272,30 @@ def test_classifier_and_regression_heads():
     regression = build_classifier(encoder, 1)
     assert regression(batch).shape == (2, 1)
     assert regression.count_params() - encoder.count_params() == config_hidden(encoder) + 1
+
+
+def test_mean_pooling_averages_only_real_tokens():
+    sequence = np.arange(24, dtype="float32").reshape(2, 3, 4)
+    padding_mask = np.array([[1, 1, 0], [1, 1, 1]])
+    pooled = np.asarray(MaskedMeanPooling()(sequence, padding_mask))
+    np.testing.assert_allclose(pooled[0], (sequence[0, 0] + sequence[0, 1]) / 2)
+    np.testing.assert_allclose(pooled[1], sequence[1].mean(axis=0))
+
+
+def test_mean_pooled_classifier_ignores_padding_and_the_pooler():
+    encoder = build_encoder(small("tiny"))
+    classifier = build_classifier(encoder, 2, dropout=0.0, pooling="mean")
+    short = inputs(np.array([[5, 6, 7]]), np.ones((1, 3)))
+    padded = inputs(np.array([[5, 6, 7, 0, 0]]), np.array([[1, 1, 1, 0, 0]]))
+    np.testing.assert_allclose(np.asarray(classifier(short)), np.asarray(classifier(padded)), atol=1e-5)
+    # Mean pooling reads the token vectors, so BERT's pooler does not matter; cls pooling does.
+    cls_classifier = build_classifier(encoder, 2, dropout=0.0, pooling="cls")
+    before_mean, before_cls = np.asarray(classifier(short)), np.asarray(cls_classifier(short))
+    encoder.pooler.kernel.assign(np.asarray(encoder.pooler.kernel) * 3.0)
+    np.testing.assert_allclose(np.asarray(classifier(short)), before_mean)
+    assert not np.allclose(np.asarray(cls_classifier(short)), before_cls)
+    with pytest.raises(ValueError, match="pooling"):
+        build_classifier(encoder, 2, pooling="max")
 
 
 def config_hidden(encoder: Encoder) -> int:

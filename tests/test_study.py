@@ -1,4 +1,4 @@
-"""The layer-drop study on a tiny two-block model: a row per strategy, shared runs, the table files."""
+"""The layer-drop study on a tiny two-block model: a row per strategy, shared runs, the table files, resume."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ def two_block_model(tmp_path_factory, vocab_path):
     return folder
 
 
-def test_layer_drop_study_writes_a_row_per_strategy(two_block_model, tmp_path):
+def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model, tmp_path, capsys):
     from pipeline import cli, study
 
     out = tmp_path / "study"
-    assert cli.main(["study", "layer-drop", "--init", str(two_block_model), "--task", "rte", "--drop", "1",
-                     "--glue-dir", str(FIXTURE_GLUE), "--out", str(out),
-                     "--set", "finetune.seq_len=32", "--set", "finetune.batch_size=4",
-                     "--set", "finetune.epochs=1"]) == 0
+    arguments = ["study", "layer-drop", "--init", str(two_block_model), "--task", "rte", "--drop", "1",
+                 "--glue-dir", str(FIXTURE_GLUE), "--out", str(out),
+                 "--set", "finetune.seq_len=32", "--set", "finetune.batch_size=4", "--set", "finetune.epochs=1"]
+    assert cli.main(arguments) == 0
     rows = list(csv.DictReader(open(out / "layer_drop.csv")))
     assert [row["strategy"] for row in rows] == ["unpruned", *study.STUDY_STRATEGIES]
     by_strategy = {row["strategy"]: row for row in rows}
@@ -44,6 +44,18 @@ def test_layer_drop_study_writes_a_row_per_strategy(two_block_model, tmp_path):
     table = (out / "layer_drop.md").read_text()
     assert "Sajjad et al. 2022" in table and "K=1: best" in table
     assert json.loads((out / "layer_drop.json").read_text())["task"] == "rte"
+
+    # Resume: as if killed while fine-tuning top-1, a rerun redoes only that run.
+    (out / "runs" / "top-1" / "result.json").unlink()
+    kept = {name: (out / "runs" / name / "result.json").stat().st_mtime_ns for name in ("unpruned", "bottom-1")}
+    assert cli.main(arguments) == 0
+    assert (out / "runs" / "top-1" / "result.json").is_file()
+    assert kept == {name: (out / "runs" / name / "result.json").stat().st_mtime_ns for name in kept}
+    rerun = {row["strategy"]: row for row in csv.DictReader(open(out / "layer_drop.csv"))}
+    assert rerun["bottom"]["score_mean"] == by_strategy["bottom"]["score_mean"]
+    # The same folder with another finetune section is refused, naming the field.
+    assert cli.main([*arguments, "--set", "finetune.learning_rate=1e-3"]) == 2
+    assert "finetune.learning_rate" in capsys.readouterr().err
 
 
 def test_findings_compare_top_and_bottom_with_the_paper():

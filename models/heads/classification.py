@@ -1,10 +1,29 @@
-"""The fine-tuning head: dropout and one dense layer on the pooled output."""
+"""The fine-tuning head: dropout and one dense layer on a pooled vector; the two poolings."""
 
 from __future__ import annotations
 
 import keras
 
 from models.layers.initializers import bert_initializer
+
+POOLINGS = ("cls", "mean")
+
+
+@keras.saving.register_keras_serializable(package="trimbert")
+class MaskedMeanPooling(keras.layers.Layer):
+    """The mean of the non-padding rows of ``sequence_output``: [B, T, H], [B, T] -> [B, H].
+
+    Sentence-embedding checkpoints (e.g. sentence-transformers' all-MiniLM-L6-v2) are trained
+    on this vector, not on BERT's pooler.
+    """
+
+    def call(self, sequence_output, padding_mask):
+        mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, sequence_output.dtype), -1)  # [B, T, 1]
+        total = keras.ops.sum(sequence_output * mask, axis=1)  # [B, H]
+        return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+    def compute_output_shape(self, sequence_output_shape, padding_mask_shape):
+        return (sequence_output_shape[0], sequence_output_shape[-1])
 
 
 @keras.saving.register_keras_serializable(package="trimbert")
