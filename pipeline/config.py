@@ -255,7 +255,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     dropout: float = 0.1
-    pooling: Literal["cls", "mean"] = "cls"
+    pooling: Literal["cls", "mean"] = "cls"  # head input: BERT's pooler on [CLS], or the mean token vector
     seeds: tuple[int, ...] = (1,)
     max_train_examples: int | None = None
 
