@@ -28,6 +28,7 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 AttentionNormalizer = Literal["softmax", "relu", "relu_sum", "sigmoid"]
+Pooling = Literal["cls", "mean"]  # the classifier head's input: BERT's pooler on [CLS], or the mean token vector
 
 
 class ConfigError(TrimbertError, ValueError):
@@ -255,7 +256,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     dropout: float = 0.1
-    pooling: Literal["cls", "mean"] = "cls"  # head input: BERT's pooler on [CLS], or the mean token vector
+    pooling: Pooling = "cls"
     seeds: tuple[int, ...] = (1,)
     max_train_examples: int | None = None
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import typing
+
 import keras
 
 from models.layers.initializers import bert_initializer
+from pipeline.config import Pooling
 
-POOLINGS = ("cls", "mean")
+POOLINGS = typing.get_args(Pooling)  # ("cls", "mean"): the config field's choices
 
 
 @keras.saving.register_keras_serializable(package="trimbert")
