@@ -21,6 +21,9 @@ import argparse
 import json
 import pathlib
 import time
+import typing
+
+from pipeline.config import Pooling
 
 SEQUENCE_LENGTH = 64
 BATCH_SIZE = 32
@@ -88,22 +91,16 @@ def run_seed(seed: int, learning_rate: float, pooling: str, out: pathlib.Path, f
                           "epoch_seconds": keras_hub_seconds}}
 
 
-def mean_std(values: list[float]) -> str:
-    import numpy as np
-
-    spread = np.std(values, ddof=1) if len(values) > 1 else 0.0  # sample standard deviation
-    return f"{np.mean(values):.4f} ± {spread:.4f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="our peak learning rate (chosen on dev)")
-    parser.add_argument("--pooling", choices=("cls", "mean"), default="cls", help="our head's input")
+    parser.add_argument("--pooling", choices=typing.get_args(Pooling), default="cls", help="our head's input")
     parser.add_argument("--seeds", default="1", help="comma-separated seeds; each runs both recipes")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/finetune_vs_keras_hub"))
     args = parser.parse_args(argv)
 
     from pipeline import assets, glue
+    from pipeline.results import mean_and_std
 
     folder = assets.ensure("minilm-l6")
     splits = {name: glue.load_examples(TASK, split)
@@ -120,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             result = seed_run[key]
             print(f"| {name} | {seed_run['seed']} | {result['dev_accuracy']:.4f} | {result['test_accuracy']:.4f} | "
                   f"{result['epoch_seconds'][0]:.1f} | {result['epoch_seconds'][1]:.1f} |")
-        print(f"| {name} | mean ± std | {mean_std([seed_run[key]['dev_accuracy'] for seed_run in runs])} | "
-              f"{mean_std([seed_run[key]['test_accuracy'] for seed_run in runs])} | | |")
+        # Over seeds, with the sample standard deviation, as result.json reports them.
+        mean, std = mean_and_std([{split: seed_run[key][f"{split}_accuracy"] for split in ("dev", "test")}
+                                  for seed_run in runs])
+        print(f"| {name} | mean ± std | {mean['dev']:.4f} ± {std['dev']:.4f} | "
+              f"{mean['test']:.4f} ± {std['test']:.4f} | | |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(
         {"task": TASK, "sequence_length": SEQUENCE_LENGTH, "batch_size": BATCH_SIZE, "epochs": EPOCHS,

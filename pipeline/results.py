@@ -178,8 +178,8 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
     metrics.task_metrics(task)
     if not seed_results:
         raise TrimbertError(f"{task}: a result needs at least one seed")
-    dev_mean, dev_std = _mean_and_std([result.dev_metrics for result in seed_results])
-    test_mean, test_std = _mean_and_std(
+    dev_mean, dev_std = mean_and_std([result.dev_metrics for result in seed_results])
+    test_mean, test_std = mean_and_std(
         [result.test_metrics for result in seed_results if result.test_metrics])
     best = max(seed_results, key=lambda result: result.dev_metrics["score"])  # max keeps the first on ties
     return ResultRecord(
@@ -193,7 +193,7 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         finished_at=finished_at or utc_now())
 
 
-def _mean_and_std(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+def mean_and_std(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
     """Mean and sample standard deviation (ddof=1; 0.0 for a single seed) of each metric."""
     if not per_seed:
         return {}, {}
