@@ -25,7 +25,7 @@ from typing import NamedTuple
 import apache_beam as beam
 
 from beam_jobs.records import Document, TokenizedDocument, stable_hash
-from pipeline.config import DataConfig
+from configs.schema import DataConfig
 from pipeline.features import encode_example, feature_specs
 
 POOL_SIZE = 2048

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 
-from pipeline.config import DataConfig
+from configs.schema import DataConfig
 
 _DEFAULTS = DataConfig()
 

@@ -33,9 +33,9 @@ from beam_jobs.runners import new_pipeline, pipeline_options
 from beam_jobs.tokenize import TokenizeDocuments, read_vocabulary, vocabulary_sha256
 from beam_jobs.vocab import learn_vocabulary
 from beam_jobs.write import WriteShards, create_raw, read_json, shard_name, write_json
+from configs.errors import TrimbertError
+from configs.schema import DataConfig
 from pipeline import features
-from pipeline.config import DataConfig
-from pipeline.errors import TrimbertError
 
 MANIFEST = "manifest.json"
 VOCAB_FILE = "vocab.txt"

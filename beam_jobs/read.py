@@ -28,7 +28,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.records import Document, ReadUnit, Stats, content_digest
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 TFDS_PREFIX = "tfds:"
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")

@@ -16,7 +16,7 @@ import apache_beam as beam
 from apache_beam.transforms import window
 
 from beam_jobs.records import Document, Stats, TokenizedDocument
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 from pipeline.features import SPECIAL_TOKENS
 
 BATCH_SENTENCES = 4096

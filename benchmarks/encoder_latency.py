@@ -47,8 +47,8 @@ def build(name: str, sequence_length: int):
     """(config, tf.function of the encoder) for a shipped config."""
     import tensorflow as tf
 
+    from configs import schema as config_module
     from models import build_encoder
-    from pipeline import config as config_module
 
     config = config_module.load(name)
     encoder = build_encoder(config)

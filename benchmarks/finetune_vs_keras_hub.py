@@ -23,7 +23,7 @@ import pathlib
 import time
 import typing
 
-from pipeline.config import Pooling
+from configs.schema import Pooling
 
 SEQUENCE_LENGTH = 64
 BATCH_SIZE = 32
@@ -55,7 +55,7 @@ def run_seed(seed: int, learning_rate: float, pooling: str, out: pathlib.Path, f
     import keras_hub
     import tensorflow as tf
 
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
     from pipeline.finetune import TIMINGS_FILENAME, FinetuneOptions, run
 
     # keras-hub: the out-of-the-box recipe.

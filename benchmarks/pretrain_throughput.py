@@ -126,7 +126,7 @@ def timed(function) -> float:
 
 def measure(name: str, arguments: argparse.Namespace) -> dict:
     """Times our step and keras-hub's on one config, alternating; run in a child process."""
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
 
     config = config_lib.load(name, ["pretrain.mixed_precision=float32", "pretrain.next_sentence=false"])
     inputs, labels = synthetic_batch(arguments.batch_size, arguments.sequence_length,
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.one_config:
         print("RESULT " + json.dumps(measure(arguments.one_config, arguments)), flush=True)
         return 0
+    from configs import schema as config_lib
     from models import count_parameters
-    from pipeline import config as config_lib
     from pipeline.compute import measure_matmul_peak
 
     load_before = os.getloadavg()[0]

@@ -4,47 +4,29 @@ inputs  {"token_ids": [B, T] int32, "segment_ids": [B, T] int32, "padding_mask":
 outputs {"sequence_output": [B, T, H], "pooled_output": [B, H]}
 
 These are the names keras-hub's ``BertBackbone`` uses, so one can stand in for the other.
-Every trim is a field of the config the encoder is built from (``pipeline.config.TrimConfig``);
+Every trim is a field of the config the encoder is built from (``configs.schema.TrimConfig``);
 there is one encoder class, never a forked one per trim.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import keras
 
+from configs.schema import Config, ModelConfig, TrimConfig, build_section, section_to_dict
 from models.layers.block import TransformerBlock
 from models.layers.embeddings import BertEmbeddings
 from models.layers.initializers import bert_initializer
-from pipeline.config import Config, ModelConfig, TrimConfig
-
-_BLOCK_FIELDS = ("ffn_blocks", "attention_layernorm_blocks", "ffn_layernorm_blocks", "drop_layers")
 
 
-def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
-    """A validated :class:`ModelConfig` from plain data (e.g. JSON)."""
-    config = ModelConfig(**values)
-    config.validate("encoder config")
-    return config
-
-
-def trim_config_from_dict(values: dict[str, Any], num_layers: int) -> TrimConfig:
-    """A validated :class:`TrimConfig` from plain data; block lists become tuples."""
-    values = dict(values)
-    for field in _BLOCK_FIELDS:
-        if values.get(field) is not None:
-            values[field] = tuple(int(block) for block in values[field])
-    config = TrimConfig(**values)
-    config.validate("encoder config", num_layers)
-    return config
-
-
-def plain(section: ModelConfig | TrimConfig) -> dict[str, Any]:
-    """A config section as JSON-ready data (tuples become lists)."""
-    return {key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(section).items()}
+def sections_from_dict(model_config: dict[str, Any], trim_config: dict[str, Any]) -> tuple[ModelConfig, TrimConfig]:
+    """Validated model and trim sections from plain data (a saved Keras config or export), via the config system."""
+    model = build_section(ModelConfig, model_config, "model", "encoder config")
+    model.validate("encoder config")
+    trim = build_section(TrimConfig, trim_config, "trim", "encoder config")
+    trim.validate("encoder config", model.num_layers)
+    return model, trim
 
 
 @keras.saving.register_keras_serializable(package="trimbert")
@@ -61,8 +43,7 @@ class Encoder(keras.Model):
     """
 
     def __init__(self, model_config: dict[str, Any], trim_config: dict[str, Any], **kwargs):
-        model = model_config_from_dict(model_config)
-        trim = trim_config_from_dict(trim_config, model.num_layers)
+        model, trim = sections_from_dict(model_config, trim_config)
         embedding_dim = model.embedding_dim or model.hidden_dim
 
         # === Layers ===
@@ -123,8 +104,8 @@ class Encoder(keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "model_config": plain(self.model_config),
-            "trim_config": plain(self.trim_config),
+            "model_config": section_to_dict(self.model_config),
+            "trim_config": section_to_dict(self.trim_config),
         }
 
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline.config import Config
+from configs.schema import Config
 
 
 @dataclasses.dataclass(frozen=True)

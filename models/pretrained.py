@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from configs.errors import TrimbertError
+from configs.schema import Config, ModelConfig, TrimConfig, section_to_dict
 from models.build import build_encoder, compact_config
-from models.encoder import Encoder, plain
-from pipeline.config import Config, ModelConfig, TrimConfig
-from pipeline.errors import TrimbertError
+from models.encoder import Encoder, sections_from_dict
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -147,10 +147,7 @@ def is_keras_hub_preset(path: pathlib.Path) -> bool:
 def config_from_hugging_face(hf_config: Mapping[str, Any], source: str) -> Config:
     """Our config from a Hugging Face ``config.json`` (ours carry an exact ``trimbert`` entry)."""
     if "trimbert" in hf_config:
-        from models.encoder import model_config_from_dict, trim_config_from_dict
-
-        model = model_config_from_dict(hf_config["trimbert"]["model_config"])
-        trim = trim_config_from_dict(hf_config["trimbert"]["trim_config"], model.num_layers)
+        model, trim = sections_from_dict(hf_config["trimbert"]["model_config"], hf_config["trimbert"]["trim_config"])
         return Config(name=hf_config["trimbert"].get("name", "pretrained"), model=model, trim=trim)
     activation = hf_config.get("hidden_act", "gelu")
     if activation not in _HF_ACTIVATIONS:
@@ -314,7 +311,8 @@ def hugging_face_config(config: Config) -> dict[str, Any]:
         "max_position_embeddings": model.max_sequence_length,
         "type_vocab_size": model.num_segments,
         "layer_norm_eps": model.layer_norm_epsilon,
-        "trimbert": {"name": config.name, "model_config": plain(model), "trim_config": plain(config.trim)},
+        "trimbert": {"name": config.name, "model_config": section_to_dict(model),
+                     "trim_config": section_to_dict(config.trim)},
     }
     if model.embedding_dim not in (None, model.hidden_dim):
         hf_config["embedding_size"] = model.embedding_dim

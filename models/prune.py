@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from configs.errors import TrimbertError
 from models.build import build_encoder, compact_config
 from models.encoder import Encoder
 from models.params import count_parameters
-from pipeline.errors import TrimbertError
 
 STRATEGIES = ("top", "bottom", "alternate-even", "alternate-odd", "symmetric", "contribution", "indices")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 # Mirrors models.prune.STRATEGIES (a test checks) without importing TensorFlow at --help time.
 STRATEGY_CHOICES = (

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 
 def encode_texts(texts: Sequence[str], vocabulary_path: str | pathlib.Path, lowercase: bool = True,

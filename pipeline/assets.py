@@ -35,7 +35,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 from pipeline.files import write_json
 
 ASSET_NAMES = ("vocab", "minilm-l6", "sentiment", "corpus")

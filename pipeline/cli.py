@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 # name -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

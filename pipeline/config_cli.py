@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline import config as config_lib
+from configs import schema as config_lib
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 STORE_FILENAME = "evaluations.sqlite"
 RESULTS_DIRNAME = "evaluations"

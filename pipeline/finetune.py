@@ -28,14 +28,14 @@ import numpy as np
 import tensorflow as tf
 
 import models
+from configs import schema as config_lib
+from configs.errors import TrimbertError
+from configs.schema import Config, FinetuneConfig
 from models import pretrained
 from pipeline import assets, glue, metrics, results
-from pipeline import config as config_lib
 from pipeline import finetune_data as data
 from pipeline import model_dir as model_dir_lib
 from pipeline.compute import TrainingClock
-from pipeline.config import Config, FinetuneConfig
-from pipeline.errors import TrimbertError
 from pipeline.optimizer import WarmupDecay, make_optimizer
 
 ADAM_EPSILON = 1e-6  # BERT's fine-tuning optimizer (Devlin et al. 2019)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -53,7 +53,7 @@ def load_config(args: argparse.Namespace, model_dir: pathlib.Path | None):
         args: parsed arguments of :func:`add_config_arguments`.
         model_dir: the pre-training model directory, if ``--init`` is in one.
     """
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
 
     name = args.config
     if name is None:

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 from pipeline.glue import Example
 
 PAD_MULTIPLE = 16  # padded lengths are multiples of this: few distinct shapes to trace and compile

@@ -22,8 +22,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import Literal
 
+from configs.errors import TrimbertError
 from pipeline import assets
-from pipeline.errors import TrimbertError
 
 Column = int | str  # a 0-based position, or a header name looked up in the file's first line
 SubmissionLabels = Literal["indices", "names", "scores"]

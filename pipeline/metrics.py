@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
 ArrayLike = Sequence[float] | np.ndarray
 

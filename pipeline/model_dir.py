@@ -20,9 +20,9 @@ import keras
 import tensorflow as tf
 
 import models
-from pipeline import config as config_lib
-from pipeline.config import Config
-from pipeline.errors import TrimbertError
+from configs import schema as config_lib
+from configs.errors import TrimbertError
+from configs.schema import Config
 from pipeline.files import write_json, write_text_atomic
 
 

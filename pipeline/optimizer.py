@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from pipeline.config import PretrainConfig
+from configs.schema import PretrainConfig
 
 # Variables whose names contain these are not decayed: biases and layernorm
 # scale/offset (Keras names them gamma/beta).

@@ -28,14 +28,14 @@ import keras
 import tensorflow as tf
 
 import models
+from configs.errors import TrimbertError
+from configs.schema import Config
 from models import params
 from pipeline import losses
 from pipeline import model_dir as model_dir_lib
 from pipeline import strategy as strategy_lib
 from pipeline.compute import TrainingClock, accelerator_hours
-from pipeline.config import Config
 from pipeline.dataset import DataManifest, pretraining_dataset
-from pipeline.errors import TrimbertError
 from pipeline.files import write_json
 from pipeline.masking import MaskingSpec
 from pipeline.optimizer import pretraining_optimizer

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
     from pipeline import pretrain
     from pipeline.dataset import DataManifest
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from configs.errors import TrimbertError
 from pipeline import glue, results
-from pipeline.errors import TrimbertError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PLOT_FILES = {"accelerator_hours": "score_vs_accelerator_hours.png", "parameters": "score_vs_parameters.png"}

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from configs.errors import TrimbertError
 from pipeline import compute, metrics
-from pipeline.errors import TrimbertError
 from pipeline.files import write_json
 
 RESULT_FILENAME = "result.json"  # what fine-tuning writes; `trimbert report DIR` looks for *result.json

@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from configs.errors import TrimbertError
     from pipeline import search_run
-    from pipeline.errors import TrimbertError
     from pipeline.search_space import load_space
 
     if args.budget_steps is not None and args.budget_steps < 1:

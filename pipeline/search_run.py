@@ -21,11 +21,11 @@ import statistics
 import time
 from collections.abc import Callable
 
+from configs import schema as config_lib
+from configs.errors import TrimbertError
+from configs.schema import Config
 from models import params
-from pipeline import config as config_lib
 from pipeline import search
-from pipeline.config import Config
-from pipeline.errors import TrimbertError
 from pipeline.search_space import Candidate, SearchSpace, candidate_config
 
 # Proxy loss = mean loss over this many last steps of a rung: single steps are noisy.

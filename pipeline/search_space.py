@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from pipeline import config as config_lib
-from pipeline.config import Config, ConfigError
+from configs import schema as config_lib
+from configs.schema import Config, ConfigError
 
 SEARCH_CONFIG_DIR = config_lib.CONFIG_DIR / "search"
 

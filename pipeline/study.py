@@ -24,7 +24,7 @@ import dataclasses
 import json
 import pathlib
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 from pipeline.files import write_json
 
 # Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).

@@ -50,7 +50,7 @@ PACKED_SEQ_LEN = 64
 def packed_data(tmp_path_factory, corpus_dir, vocab_path):
     """~1,000 packed length-64 instances from the first 300 kB of the corpus, via the Beam job."""
     from beam_jobs import pipeline as beam_pipeline
-    from pipeline.config import DataConfig
+    from configs.schema import DataConfig
 
     root = tmp_path_factory.mktemp("packed_data")
     corpus = root / "corpus.txt"

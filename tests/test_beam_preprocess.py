@@ -20,9 +20,9 @@ from beam_jobs import runners  # noqa: E402
 from beam_jobs.normalize import NormalizeText, SplitSentences  # noqa: E402
 from beam_jobs.records import Document, TokenizedDocument  # noqa: E402
 from beam_jobs.tokenize import TokenizeDocuments  # noqa: E402
+from configs.errors import TrimbertError  # noqa: E402
+from configs.schema import DataConfig  # noqa: E402
 from pipeline import features  # noqa: E402
-from pipeline.config import DataConfig  # noqa: E402
-from pipeline.errors import TrimbertError  # noqa: E402
 
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

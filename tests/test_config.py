@@ -2,8 +2,8 @@
 
 import pytest
 
+from configs import schema as config_lib
 from models import params
-from pipeline import config as config_lib
 from pipeline.cli import main
 
 BERT_BASE_PARAMETERS = 109_482_240  # REFERENCE section 1

@@ -27,7 +27,7 @@ def model_dir(tmp_path_factory, vocab_path):
     import tensorflow as tf
 
     import models
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
 
     directory = tmp_path_factory.mktemp("pretrain") / "tiny-run"
     config = config_lib.load("tiny", TINY_OVERRIDES)

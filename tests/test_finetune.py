@@ -22,7 +22,7 @@ FAST_FINETUNE = ["finetune.seq_len=32", "finetune.batch_size=4", "finetune.epoch
 def tiny_model(tmp_path_factory, vocab_path):
     """A freshly initialised tiny encoder saved as a Hugging Face folder with the uncased vocabulary."""
     import models
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
 
     folder = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
     encoder = models.build_encoder(config_lib.load("tiny", TINY_OVERRIDES))

@@ -4,8 +4,8 @@ import pathlib
 
 import pytest
 
+from configs.errors import TrimbertError
 from pipeline import glue
-from pipeline.errors import TrimbertError
 
 GLUE_DIR = pathlib.Path(__file__).parent / "fixtures" / "glue"
 

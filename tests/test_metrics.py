@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from configs.errors import TrimbertError
 from pipeline import metrics
-from pipeline.errors import TrimbertError
 
 
 def test_accuracy():

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from configs import schema as config_module
 from models import build_encoder, compact_config
 from models.encoder import Encoder
 from models.heads import ClassificationHead, MaskedLMHead, MaskedMeanPooling, NextSentenceHead
@@ -15,7 +16,6 @@ from models.layers import BertEmbeddings, FeedForward, TransformerBlock, Trimmed
 from models.layers.attention import RELU_SUM_EPSILON, normalize_scores
 from models.params import count_parameters, feedforward_parameters, masked_lm_head_parameters
 from models.tasks import build_classifier, build_pretraining_model
-from pipeline import config as config_module
 
 SHIPPED = [
     "bert_base",

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from configs import schema as config_module
+from configs.errors import TrimbertError
 from models import build_encoder, from_pretrained, save_pretrained
 from models.pretrained import normalize_key, weight_table
 from models.sample_text import encode_texts
-from pipeline import config as config_module
-from pipeline.errors import TrimbertError
 
 SENTENCES = [
     "The cat sat quietly on the warm windowsill.",

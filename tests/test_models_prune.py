@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from configs import schema as config_module
+from configs.errors import TrimbertError
 from models import build_encoder, from_pretrained, save_pretrained
 from models.params import count_parameters
 from models.prune import STRATEGIES, drop_blocks, layer_similarities, layers_to_drop, prune
 from models.prune_cli import STRATEGY_CHOICES
 from pipeline import cli
-from pipeline import config as config_module
-from pipeline.errors import TrimbertError
 
 SAMPLE = [
     "the quick brown fox jumps over the lazy dog",

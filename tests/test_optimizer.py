@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import config as config_lib
+from configs import schema as config_lib
 from pipeline.optimizer import WarmupDecay, make_optimizer, pretraining_schedule
 
 

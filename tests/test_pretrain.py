@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from pipeline import config as config_lib
-from pipeline.errors import TrimbertError
+from configs import schema as config_lib
+from configs.errors import TrimbertError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SEQ_LEN = 64  # the length of conftest's packed_data

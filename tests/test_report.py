@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from configs.errors import TrimbertError
 from pipeline import report, results
-from pipeline.errors import TrimbertError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

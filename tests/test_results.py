@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from configs.errors import TrimbertError
 from pipeline import results
-from pipeline.errors import TrimbertError
 
 STARTED = "2026-01-01T00:00:00+00:00"
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from configs.schema import ConfigError
 from pipeline import search
-from pipeline.config import ConfigError
 from pipeline.search_space import Candidate, candidate_config, load_space
 
 # Hand-worked case: reference scales 1, weights 1, so score = parameters + latency + error.

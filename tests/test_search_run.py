@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline import config as config_lib
+from configs import schema as config_lib
 from pipeline import search_run
 from pipeline.search_space import load_space
 

@@ -14,7 +14,7 @@ FIXTURE_GLUE = pathlib.Path(__file__).parent / "fixtures" / "glue"
 @pytest.fixture(scope="module")
 def two_block_model(tmp_path_factory, vocab_path):
     import models
-    from pipeline import config as config_lib
+    from configs import schema as config_lib
 
     folder = tmp_path_factory.mktemp("study") / "two-blocks"
     config = config_lib.load("tiny", ["model.num_layers=2", "model.hidden_dim=32", "model.intermediate_dim=64",

@@ -6,8 +6,8 @@ import typing
 
 import keras
 
+from configs.schema import Pooling
 from models.layers.initializers import bert_initializer
-from pipeline.config import Pooling
 
 POOLINGS = typing.get_args(Pooling)  # ("cls", "mean"): the config field's choices
 

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import yaml
 
-from pipeline.errors import TrimbertError
+from configs.errors import TrimbertError
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -291,7 +291,7 @@ class Config:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return section_to_dict(self)
 
 
 # ---------------------------------------------------------------------------
@@ -437,6 +437,11 @@ def _coerce(hint: Any, value: Any, field: str, where: str) -> Any:
             raise ConfigError(f"{where}: field '{field}' must be a string, got {value!r}")
         return value
     raise TypeError(f"config field '{field}' has unsupported type {hint!r}")
+
+
+def section_to_dict(section: Any) -> dict[str, Any]:
+    """A config (or one section) as plain YAML/JSON-ready data: tuples become lists."""
+    return _plain(dataclasses.asdict(section))
 
 
 def _plain(value: Any) -> Any:
