@@ -24,9 +24,9 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from beam_jobs.features import encode_example, feature_specs, special_token_ids
 from beam_jobs.records import Document, TokenizedDocument, stable_hash
 from configs.schema import DataConfig
-from pipeline.features import encode_example, feature_specs
 
 POOL_SIZE = 2048
 # Characters of text kept per pool document: about 600 WordPiece tokens of English, enough for a
@@ -46,8 +46,8 @@ class SpecialIds(NamedTuple):
 
     @classmethod
     def from_tokens(cls, tokens: Sequence[str]) -> SpecialIds:
-        index = {token: i for i, token in enumerate(tokens)}
-        return cls(index["[PAD]"], index["[CLS]"], index["[SEP]"], index["[MASK]"], len(tokens))
+        ids = special_token_ids(tokens)
+        return cls(ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], len(tokens))
 
 
 class Instance(NamedTuple):

@@ -25,17 +25,17 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs import features
 from beam_jobs.instances import BuildInstances, SampleRandomDocuments, SpecialIds
 from beam_jobs.normalize import NormalizeText, SplitSentences
 from beam_jobs.read import ReadDocuments, expand_inputs
 from beam_jobs.records import ReadUnit, merge_stats
 from beam_jobs.runners import new_pipeline, pipeline_options
-from beam_jobs.tokenize import TokenizeDocuments, read_vocabulary, vocabulary_sha256
+from beam_jobs.tokenize import TokenizeDocuments, read_vocabulary
 from beam_jobs.vocab import learn_vocabulary
 from beam_jobs.write import WriteShards, create_raw, read_json, shard_name, write_json
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
-from pipeline import features
 
 MANIFEST = "manifest.json"
 VOCAB_FILE = "vocab.txt"
@@ -202,7 +202,7 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
         "seed": config.seed,
         "compression": "GZIP" if job.compress else "",
         "gzip": job.compress,
-        "vocab": {"path": vocab_path, "size": len(tokens), "sha256": vocabulary_sha256(tokens),
+        "vocab": {"path": vocab_path, "size": len(tokens), "sha256": features.vocabulary_sha256(tokens),
                   "learned": job.learn_vocab is not None},
         "inputs": {"patterns": list(job.inputs),
                    "sources": [unit.source + (f"[{unit.split}]" if unit.split else "") for unit in units]},

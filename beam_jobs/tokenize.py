@@ -7,7 +7,6 @@ is what makes naive per-line tokenization slow.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -15,9 +14,9 @@ import time
 import apache_beam as beam
 from apache_beam.transforms import window
 
+from beam_jobs.features import SPECIAL_TOKENS, special_token_ids
 from beam_jobs.records import Document, Stats, TokenizedDocument
 from configs.errors import TrimbertError
-from pipeline.features import SPECIAL_TOKENS
 
 BATCH_SENTENCES = 4096
 PROGRESS_SECONDS = 30.0
@@ -39,15 +38,10 @@ def read_vocabulary(path: str) -> list[str]:
             tokens = handle.read().decode("utf-8").splitlines()
     except Exception as error:
         raise TrimbertError(f"vocabulary cannot be read: {path} ({error})") from error
-    missing = [token for token in SPECIAL_TOKENS if token not in set(tokens)]
+    missing = [token for token in SPECIAL_TOKENS if token not in special_token_ids(tokens)]
     if missing:
         raise TrimbertError(f"vocabulary {path} lacks the special tokens {', '.join(missing)}")
     return tokens
-
-
-def vocabulary_sha256(tokens: list[str]) -> str:
-    """sha256 of the vocabulary file as written (tokens joined by newlines, trailing newline)."""
-    return hashlib.sha256(("\n".join(tokens) + "\n").encode("utf-8")).hexdigest()
 
 
 def build_tokenizer(tokens: list[str]):

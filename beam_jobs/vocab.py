@@ -14,11 +14,11 @@ import re
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.features import SPECIAL_TOKENS
 from beam_jobs.normalize import NormalizeText
 from beam_jobs.read import ReadDocuments
 from beam_jobs.records import Document
 from beam_jobs.runners import new_pipeline
-from pipeline.features import SPECIAL_TOKENS
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)
 # Google's vocabularies list these first; [PAD] must be id 0 because records are zero-padded.

@@ -24,9 +24,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
+from beam_jobs.features import frame_record
 from beam_jobs.instances import Instance
 from beam_jobs.records import Stats
-from pipeline.features import frame_record
 
 HISTOGRAM_BUCKETS = 8
 COPY_BYTES = 1 << 22

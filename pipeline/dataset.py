@@ -16,8 +16,8 @@ import pathlib
 
 import tensorflow as tf
 
+from beam_jobs import features
 from configs.errors import TrimbertError
-from pipeline import features
 from pipeline.masking import MaskingSpec, mask_batch
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "mask_positions")

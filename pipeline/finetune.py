@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import pathlib
@@ -28,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import models
+from beam_jobs import features
 from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config, FinetuneConfig
@@ -137,16 +137,10 @@ def find_vocabulary(source: ModelSource, explicit: str | pathlib.Path | None = N
     if run_file is not None and run_file.is_file():
         expected = json.loads(run_file.read_text()).get("vocabulary_sha256")
         embedded = assets.ensure("vocab")
-        if expected == _vocabulary_sha256(embedded):
+        if expected == features.vocabulary_sha256(embedded.read_text(encoding="utf-8").splitlines()):
             return embedded, True
     raise TrimbertError(f"--init {source.path}: cannot tell which vocab.txt the model was trained with; "
                         f"pass --vocab FILE")
-
-
-def _vocabulary_sha256(path: pathlib.Path) -> str:
-    # The same digest the preprocess manifest records: the tokens joined by newlines, one at the end.
-    tokens = path.read_text(encoding="utf-8").splitlines()
-    return hashlib.sha256(("\n".join(tokens) + "\n").encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------------------

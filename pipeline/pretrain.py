@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 import models
+from beam_jobs import features
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
@@ -40,7 +41,6 @@ from pipeline.files import write_json
 from pipeline.masking import MaskingSpec
 from pipeline.optimizer import pretraining_optimizer
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped, resume me"
 
 
@@ -387,11 +387,11 @@ def _special_ids(manifest: DataManifest) -> dict[str, int]:
     if path is None or not path.is_file():
         raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
                             f"dynamic masking needs the vocabulary's special-token ids")
-    ids = {token.rstrip("\n"): index for index, token in enumerate(path.read_text(encoding="utf-8").splitlines())}
-    missing = [token for token in SPECIAL_TOKENS if token not in ids]
+    ids = features.special_token_ids(path.read_text(encoding="utf-8").splitlines())
+    missing = [token for token in features.SPECIAL_TOKENS if token not in ids]
     if missing:
         raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")
-    return {token: ids[token] for token in SPECIAL_TOKENS}
+    return ids
 
 
 def _load_teacher(config: Config, strategy) -> keras.Model:

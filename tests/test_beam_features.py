@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from beam_jobs import features
 from beam_jobs.normalize import normalize_line, split_sentences
-from pipeline import features
 
 GOOGLE_BERT_FEATURES = {
     "input_ids": ("int64", 128), "input_mask": ("int64", 128), "segment_ids": ("int64", 128),

@@ -8,21 +8,19 @@ import json
 import os
 import pathlib
 
+import apache_beam as beam
 import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing import test_pipeline as beam_testing
+from apache_beam.testing.util import assert_that, equal_to
 
-beam = pytest.importorskip("apache_beam")
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
-from apache_beam.testing import test_pipeline as beam_testing  # noqa: E402
-from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
-
-from beam_jobs import pipeline as preprocess  # noqa: E402
-from beam_jobs import runners  # noqa: E402
-from beam_jobs.normalize import NormalizeText, SplitSentences  # noqa: E402
-from beam_jobs.records import Document, TokenizedDocument  # noqa: E402
-from beam_jobs.tokenize import TokenizeDocuments  # noqa: E402
-from configs.errors import TrimbertError  # noqa: E402
-from configs.schema import DataConfig  # noqa: E402
-from pipeline import features  # noqa: E402
+from beam_jobs import features, runners
+from beam_jobs import pipeline as preprocess
+from beam_jobs.normalize import NormalizeText, SplitSentences
+from beam_jobs.records import Document, TokenizedDocument
+from beam_jobs.tokenize import TokenizeDocuments
+from configs.errors import TrimbertError
+from configs.schema import DataConfig
 
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

@@ -2,7 +2,7 @@
 
 Two formats, both one ``tf.train.Example`` per instance with fixed-length features:
 
-``bert``: Google BERT / TF Model Garden pre-training records exactly (REFERENCE section 2), so
+``bert``: Google BERT / TF Model Garden pre-training records exactly (docs/record_format.md), so
 Google's and Model Garden's readers consume our files and ours consume theirs::
 
     input_ids, input_mask, segment_ids          int64   [seq_len]          zero-padded
@@ -43,6 +43,21 @@ MODEL_GARDEN_NAMES: dict[str, str] = {
 
 # Special tokens every vocabulary must hold (Google's uncased/cased vocab.txt spell them so).
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def special_token_ids(tokens: Sequence[str]) -> dict[str, int]:
+    """Ids of :data:`SPECIAL_TOKENS` in a vocabulary (its token list); those missing are left out."""
+    index = {token: i for i, token in enumerate(tokens)}
+    return {token: index[token] for token in SPECIAL_TOKENS if token in index}
+
+
+def vocabulary_sha256(tokens: Sequence[str]) -> str:
+    """sha256 of a vocabulary file as written: tokens joined by newlines, one at the end.
+
+    The Beam job records it in ``manifest.json`` and pre-training in ``run.json``; a reader
+    compares it to catch a vocabulary of the right size with other tokens.
+    """
+    return hashlib.sha256(("\n".join(tokens) + "\n").encode("utf-8")).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
