@@ -37,5 +37,5 @@ setup(
     include_package_data=True,
     install_requires=RUNTIME_REQUIREMENTS,
     extras_require={"test": TEST_REQUIREMENTS, "dataflow": DATAFLOW_REQUIREMENTS},
-    entry_points={"console_scripts": ["trimbert=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["trimbert=pipeline.cli.main:main"]},
 )

@@ -1,6 +1,6 @@
 """Pre-training instances from tokenized documents: Google's ``bert`` format and ``packed``.
 
-``bert`` follows Google's create_pretraining_data algorithm (REFERENCE section 2): for each of
+``bert`` follows Google's create_pretraining_data algorithm (docs/record_format.md): for each of
 ``dupe_factor`` passes, a document is cut into chunks up to a target length (shorter with
 ``short_seq_prob``); each chunk becomes segment A + B, where B is the true continuation or, half the
 time, a span from a random other document (``next_sentence_labels`` = 1); 15% of the tokens are

@@ -41,7 +41,7 @@ def keras_hub_accuracy(classifier, examples) -> float:
     import numpy as np
     import tensorflow as tf
 
-    from pipeline import metrics
+    from pipeline.finetune import metrics
 
     texts = tf.constant([example.text_a for example in examples])
     logits = classifier.predict(tf.data.Dataset.from_tensor_slices(texts).batch(BATCH_SIZE), verbose=0)
@@ -56,7 +56,7 @@ def run_seed(seed: int, learning_rate: float, pooling: str, out: pathlib.Path, f
     import tensorflow as tf
 
     from configs import schema as config_lib
-    from pipeline.finetune import TIMINGS_FILENAME, FinetuneOptions, run
+    from pipeline.finetune.run import TIMINGS_FILENAME, FinetuneOptions, run
 
     # keras-hub: the out-of-the-box recipe.
     keras.backend.clear_session()
@@ -99,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/finetune_vs_keras_hub"))
     args = parser.parse_args(argv)
 
-    from pipeline import assets, glue
-    from pipeline.results import mean_and_std
+    from pipeline.assets import cache as assets
+    from pipeline.evaluation.record import mean_and_std
+    from pipeline.finetune import sources
 
     folder = assets.ensure("minilm-l6")
-    splits = {name: glue.load_examples(TASK, split)
+    splits = {name: sources.load_examples(TASK, split)
               for name, split in (("train", "train"), ("dev", "validation"), ("test", "test"))}
     print(f"{TASK}: " + ", ".join(f"{len(examples)} {split}" for split, examples in splits.items()) + f"; {folder}",
           flush=True)

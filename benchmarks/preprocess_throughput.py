@@ -1,4 +1,4 @@
-"""Preprocessing throughput (BENCHMARKS.md, issue 4): tokens/s per core and peak memory.
+"""Preprocessing throughput (BENCHMARKS.md): tokens/s per core and peak memory.
 
 Measures, in one run, on the same text and the same vocab.txt:
 

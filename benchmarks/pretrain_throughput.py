@@ -63,8 +63,8 @@ def our_step(config, inputs, labels, batch_size: int):
     import tensorflow as tf
 
     import models
-    from pipeline.optimizer import pretraining_optimizer
-    from pipeline.pretrain import make_train_step
+    from pipeline.pretrain.loop import make_train_step
+    from pipeline.pretrain.optimizer import pretraining_optimizer
 
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from configs import schema as config_lib
     from models import count_parameters
-    from pipeline.compute import measure_matmul_peak
+    from pipeline.clock import measure_matmul_peak
 
     load_before = os.getloadavg()[0]
     peak = measure_matmul_peak()

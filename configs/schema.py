@@ -139,7 +139,7 @@ class TrimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Pre-training instances (Google BERT defaults, REFERENCE section 2).
+    """Pre-training instances (Google BERT defaults, docs/record_format.md).
 
     Args:
         format: ``bert`` (static masking + next-sentence pairs, Google's schema)
@@ -192,7 +192,7 @@ class PhaseConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
-    """Knowledge distillation (Bort's loss, REFERENCE section 1).
+    """Knowledge distillation (Bort's loss, docs/papers.md).
 
     loss = mlm_weight * CE(student, labels)
          + kd_weight * T^2 * KL(softmax(teacher/T) || softmax(student/T)),

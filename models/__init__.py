@@ -9,7 +9,8 @@ import TensorFlow):
     build_pretraining_model, build_classifier   models.tasks
     MaskedLMHead, NextSentenceHead, ClassificationHead   models.heads
     from_pretrained(path), save_pretrained(encoder, path)   models.pretrained
-    prune_encoder(encoder, strategy, drop, ...), layers_to_drop, layer_similarities, STRATEGIES   models.prune
+    prune_encoder(encoder, strategy, drop, ...), layer_similarities   models.prune
+    layers_to_drop, STRATEGIES                  models.drop_rules
 
 ``prune_encoder`` is ``models.prune.prune`` under another name: a ``models.prune`` attribute would be
 shadowed by the submodule of that name as soon as anything imports it.
@@ -33,9 +34,9 @@ _EXPORTS = {
     "save_pretrained": "models.pretrained",
     "prune_encoder": ("models.prune", "prune"),
     "drop_blocks": "models.prune",
-    "layers_to_drop": "models.prune",
+    "layers_to_drop": "models.drop_rules",
     "layer_similarities": "models.prune",
-    "STRATEGIES": "models.prune",
+    "STRATEGIES": "models.drop_rules",
     "encode_texts": "models.sample_text",
     "count_parameters": "models.params",
     "flops_per_token": "models.params",

@@ -12,7 +12,7 @@ def build_encoder(config: Config, name: str = "encoder") -> Encoder:
     """Builds the (trimmed) encoder a config describes, with freshly initialised weights.
 
     Args:
-        config: a validated config (``pipeline.config.load``); only its ``model`` and
+        config: a validated config (``configs.schema.load``); only its ``model`` and
             ``trim`` sections are used.
         name: the Keras model name.
 

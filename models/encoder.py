@@ -97,7 +97,7 @@ class Encoder(keras.Model):
         return self.embeddings.token_embedding
 
     def to_config(self, name: str | None = None) -> Config:
-        """The :class:`pipeline.config.Config` this encoder was built from (model and trim)."""
+        """The :class:`configs.schema.Config` this encoder was built from (model and trim)."""
         return Config(name=name or self.name, model=self.model_config, trim=self.trim_config)
 
     def get_config(self):

@@ -4,7 +4,7 @@ These are computed from the config alone, without building a model, so search
 and ``trimbert config show`` are instant. The encoder tests check that every
 shipped config's analytic count equals the built Keras model's count.
 
-BERT-Base check (REFERENCE section 1): each FFN 4,722,432, each attention
+BERT-Base check (docs/papers.md): each FFN 4,722,432, each attention
 2,362,368, the whole encoder with pooler 109,482,240.
 """
 

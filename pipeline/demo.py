@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     # TensorFlow's start-up chatter (oneDNN, no CUDA driver) would bury the stages' own progress.
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    from pipeline import assets
+    from pipeline.assets import cache as assets
 
     steps = demo_steps(args.out.resolve(), assets.cache_dir())
     for number, (title, arguments) in enumerate(steps, start=1):

@@ -14,7 +14,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 @pytest.fixture(scope="session")
 def vocab_path():
     """The bert-base-uncased WordPiece vocabulary (30,522 lines) from the asset cache."""
-    from pipeline import assets
+    from pipeline.assets import cache as assets
 
     return assets.ensure("vocab")
 
@@ -22,7 +22,7 @@ def vocab_path():
 @pytest.fixture(scope="session")
 def minilm_dir():
     """The pre-trained MiniLM-L6 encoder as a Hugging Face-format folder."""
-    from pipeline import assets
+    from pipeline.assets import cache as assets
 
     return assets.ensure("minilm-l6")
 
@@ -30,7 +30,7 @@ def minilm_dir():
 @pytest.fixture(scope="session")
 def sentiment_dir():
     """Folder with sentiment-{movies,amazon,nyt,tweets}/{train,dev,test}.tsv."""
-    from pipeline import assets
+    from pipeline.assets import cache as assets
 
     return assets.ensure("sentiment")
 
@@ -38,7 +38,7 @@ def sentiment_dir():
 @pytest.fixture(scope="session")
 def corpus_dir():
     """Folder of plain-text pre-training corpus files (documents split by blank lines)."""
-    from pipeline import assets
+    from pipeline.assets import cache as assets
 
     return assets.ensure("corpus")
 

@@ -2,7 +2,7 @@
 
 With scores s = q k^T / sqrt(d) over keys j, a key mask m_j (1 real, 0 padding) and
 n = sum_j m_j the number of unmasked keys, the attention weights w_j are
-(REFERENCE section 1; masked keys always get w_j = 0):
+(docs/papers.md; masked keys always get w_j = 0):
 
     softmax   w_j = m_j exp(s_j) / sum_k m_k exp(s_k)
     relu      w_j = m_j ReLU(s_j) / n

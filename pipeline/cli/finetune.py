@@ -1,0 +1,26 @@
+"""``trimbert finetune``: fine-tune a pre-trained, pruned or imported encoder on one task over several seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.cli.arguments import add_config_arguments, finetune_options, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--init", required=True,
+                        help="pre-training model directory, one of its checkpoints/ckpt-N, or a Hugging Face / "
+                             "keras-hub folder (pruned models included)")
+    parser.add_argument("--task", required=True, help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, "
+                                                      "wnli) or sentiment-movies|amazon|nyt|tweets")
+    add_config_arguments(parser)
+    parser.add_argument("--out", required=True, help="output folder: result.json and GLUE submission files")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.finetune import run as finetune
+
+    source = finetune.resolve_source(args.init)
+    config = load_config(args, source.model_dir)
+    finetune.run(config, finetune_options(args, args.init, args.task, args.out))
+    return 0

@@ -1,0 +1,75 @@
+"""``trimbert preprocess``: the thin command-line entry of the Beam preprocessing job.
+
+Flags map onto :class:`configs.schema.DataConfig` (the one config system) and
+:class:`beam_jobs.pipeline.PreprocessJob`; any flag not listed here is a Beam pipeline option and
+is forwarded (``--runner DataflowRunner --project P --region R --temp_location gs://... ``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from configs.schema import DataConfig
+
+_DEFAULTS = DataConfig()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True,
+                        help="comma-separated globs (text, .jsonl, .gz) or tfds:NAME/CONFIG[:split]")
+    parser.add_argument("--output", required=True, help="output directory (local or gs://...)")
+    vocab = parser.add_mutually_exclusive_group(required=True)
+    vocab.add_argument("--vocab", help="WordPiece vocab.txt with [PAD] [UNK] [CLS] [SEP] [MASK]")
+    vocab.add_argument("--learn-vocab", type=int, metavar="SIZE",
+                       help="learn a WordPiece vocabulary of SIZE tokens; written as OUTPUT/vocab.txt")
+    parser.add_argument("--format", choices=["bert", "packed"], default=_DEFAULTS.format)
+    parser.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len)
+    parser.add_argument("--max-predictions", type=int, default=_DEFAULTS.max_predictions)
+    parser.add_argument("--masked-lm-prob", type=float, default=_DEFAULTS.masked_lm_prob)
+    parser.add_argument("--dupe-factor", type=int, default=_DEFAULTS.dupe_factor)
+    parser.add_argument("--short-seq-prob", type=float, default=_DEFAULTS.short_seq_prob)
+    parser.add_argument("--cased", action="store_true", help="keep case and accents (cased vocabulary)")
+    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed)
+    parser.add_argument("--shards", type=int, default=8)
+    parser.add_argument("--gzip", action="store_true", help="gzip the shards")
+    parser.add_argument("--text-field", default="text", help="JSON Lines / TFDS key holding the text")
+    parser.set_defaults(accepts_extra_args=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from beam_jobs import pipeline
+
+    _show_progress()
+    data = dataclasses.replace(
+        _DEFAULTS, format=args.format, seq_len=args.seq_len, max_predictions=args.max_predictions,
+        masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor,
+        short_seq_prob=args.short_seq_prob, lower_case=not args.cased, seed=args.seed)
+    job = pipeline.PreprocessJob(
+        inputs=tuple(p for p in args.input.split(",") if p), output=args.output, data=data,
+        vocab=args.vocab, learn_vocab=args.learn_vocab, shards=args.shards, compress=args.gzip,
+        text_field=args.text_field)
+    manifest = pipeline.run(job, getattr(args, "extra_args", []))
+    summary = {key: manifest[key] for key in ("format", "examples", "tokens", "schema_fingerprint")}
+    summary["unknown_token_rate"] = manifest["stats"]["unknown_token_rate"]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _show_progress() -> None:
+    """Shows this job's progress lines (driver and, on the direct runner, workers), not Beam's chatter."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger().setLevel(logging.INFO)
+    only_ours = _OnlyPreprocess()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(only_ours)
+
+
+class _OnlyPreprocess:
+    def filter(self, record) -> bool:
+        import logging
+
+        return record.levelno >= logging.WARNING or "preprocess:" in record.getMessage()

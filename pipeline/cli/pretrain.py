@@ -1,0 +1,44 @@
+"""``trimbert pretrain``: pre-train an encoder on Beam-written TFRecords under tf.distribute."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.pretrain.distribution import STRATEGIES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="a YAML config or a shipped name (tiny, bert_base ...)")
+    parser.add_argument("--data", required=True,
+                        help="a `trimbert preprocess` output folder, or one per phase separated by commas")
+    parser.add_argument("--model-dir", required=True,
+                        help="checkpoints, metrics.jsonl, TensorBoard and summary.json; rerun to resume")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set pretrain.phases=[{steps: 50}] (repeatable)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    parser.add_argument("--num-cpu-replicas", type=int, default=1,
+                        help="split the CPU into N logical devices (runs multi-replica code on a CPU)")
+    parser.add_argument("--tpu", default=None, help="TPU name or grpc:// address (strategy tpu)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from configs import schema as config_lib
+    from pipeline.pretrain import loop as pretrain
+    from pipeline.pretrain.input import DataManifest
+
+    config = config_lib.load(args.config, args.overrides)
+    data_dirs = tuple(d for d in args.data.split(",") if d)
+    vocabulary = DataManifest.read(data_dirs[0]).vocabulary_path
+    options = pretrain.RunOptions(
+        data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
+        num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
+        vocabulary=str(vocabulary) if vocabulary and vocabulary.is_file() else None, max_steps=args.max_steps)
+    try:
+        pretrain.run(config, options, log=lambda line: print(line, flush=True))
+    except pretrain.Preempted:
+        print("pretrain: stopped by SIGTERM after saving a checkpoint", file=sys.stderr)
+        return pretrain.PREEMPTED_EXIT_CODE
+    return 0

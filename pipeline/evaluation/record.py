@@ -1,0 +1,210 @@
+"""The result record every fine-tuning run writes (``result.json``).
+
+A :class:`ResultRecord` is one (checkpoint, task) evaluation over several seeds:
+per-seed dev (and labelled test) metrics, their mean and standard deviation,
+the best-on-dev seed, and what it cost (fine-tune wall-clock and
+accelerator-hours, plus the pre-training accelerator-hours read from the
+``summary.json`` that pre-training writes next to or above its checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from configs.errors import TrimbertError
+from pipeline import clock
+from pipeline.files import write_json
+from pipeline.finetune import tasks
+from pipeline.pretrain import model_dir as model_dir_lib
+
+RESULT_FILENAME = "result.json"  # what fine-tuning writes; `trimbert report DIR` looks for *result.json
+SUMMARY_LEVELS = 3  # the checkpoint itself (if a folder), its folder, and two above
+
+
+@dataclasses.dataclass
+class SeedResult:
+    """One fine-tuning run.
+
+    Args:
+        seed: the run's random seed.
+        dev_metrics: metrics on the task's dev split(s), "score" included.
+        test_metrics: metrics on a labelled test split (the sentiment tasks); empty if none.
+    """
+
+    seed: int
+    dev_metrics: dict[str, float]
+    test_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class ResultRecord:
+    """One (checkpoint, task) evaluation over several seeds; see :func:`make_record`.
+
+    Args:
+        checkpoint: path of the evaluated checkpoint or model folder.
+        model_config: config name of the model (e.g. ``tiny``, ``minilm_l6``).
+        parameters: encoder parameter count.
+        task: task name (``pipeline.finetune.tasks.TASKS``).
+        seed_results: one entry per seed, in run order.
+        metric_mean: dev metric -> mean over seeds.
+        metric_std: dev metric -> sample standard deviation over seeds (0 for one seed).
+        test_metric_mean: labelled-test metric -> mean over seeds (empty if none).
+        test_metric_std: labelled-test metric -> standard deviation over seeds.
+        best_seed: the seed with the highest dev score (the first on ties).
+        finetune_seconds: measured fine-tuning wall-clock, all seeds.
+        finetune_accelerator_hours: devices x that wall-clock in hours.
+        pretrain_accelerator_hours: from the checkpoint's ``summary.json``; ``None`` if not found.
+        inference_latency_ms: CPU latency per example if measured, else ``None``.
+        started_at: ISO-8601 UTC time the evaluation began.
+        finished_at: ISO-8601 UTC time it ended.
+    """
+
+    checkpoint: str
+    model_config: str
+    parameters: int
+    task: str
+    seed_results: list[SeedResult]
+    metric_mean: dict[str, float]
+    metric_std: dict[str, float]
+    test_metric_mean: dict[str, float]
+    test_metric_std: dict[str, float]
+    best_seed: int
+    finetune_seconds: float
+    finetune_accelerator_hours: float
+    pretrain_accelerator_hours: float | None
+    inference_latency_ms: float | None
+    started_at: str
+    finished_at: str
+
+    @property
+    def seeds(self) -> list[int]:
+        return [result.seed for result in self.seed_results]
+
+    @property
+    def score(self) -> float:
+        """Mean dev score over seeds."""
+        return self.metric_mean["score"]
+
+    @property
+    def best(self) -> SeedResult:
+        """The best-on-dev seed's result."""
+        return next(result for result in self.seed_results if result.seed == self.best_seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seeds": self.seeds, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str) -> ResultRecord:
+        """Builds a record from JSON data; errors name ``where`` and the bad field."""
+        if not isinstance(raw, dict):
+            raise TrimbertError(f"{where}: a result record must be a JSON object")
+        names = [field.name for field in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in raw]
+        unknown = sorted(set(raw) - set(names) - {"seeds"})
+        if missing or unknown:
+            raise TrimbertError(f"{where}: not a result record (missing fields: {', '.join(missing) or '-'}; "
+                                f"unknown fields: {', '.join(unknown) or '-'})")
+        values = {name: raw[name] for name in names}
+        try:
+            values["seed_results"] = [SeedResult(**result) for result in raw["seed_results"]]
+        except TypeError as error:
+            raise TrimbertError(f"{where}: malformed seed_results: {error}") from error
+        return cls(**values)
+
+    def save(self, path: pathlib.Path) -> pathlib.Path:
+        """Writes the record as JSON (via a temporary file, so readers never see half of it)."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: pathlib.Path) -> ResultRecord:
+        try:
+            raw = json.loads(pathlib.Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise TrimbertError(f"{path}: cannot read result record: {error}") from error
+        return cls.from_dict(raw, where=str(path))
+
+
+def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: int, task: str,
+                seed_results: Sequence[SeedResult], finetune_seconds: float, devices: int,
+                started_at: str, inference_latency_ms: float | None = None,
+                finished_at: str | None = None) -> ResultRecord:
+    """Summarises the seeds of one evaluation into a :class:`ResultRecord`.
+
+    Args:
+        checkpoint: the evaluated checkpoint or model folder.
+        model_config: config name of the model.
+        parameters: encoder parameter count.
+        task: task name; its metric table must know it.
+        seed_results: one per seed; dev metrics must hold "score".
+        finetune_seconds: measured fine-tuning wall-clock (``TrainingClock.seconds``), all seeds.
+        devices: accelerators (or replicas) fine-tuning ran on.
+        started_at: ISO-8601 UTC start time (:func:`utc_now`).
+        inference_latency_ms: measured CPU latency per example, if any.
+        finished_at: ISO-8601 UTC end time; default now.
+    """
+    tasks.get_task(task)  # an unknown task is an error here, not a record nobody can report
+    if not seed_results:
+        raise TrimbertError(f"{task}: a result needs at least one seed")
+    dev_mean, dev_std = mean_and_std([result.dev_metrics for result in seed_results])
+    test_mean, test_std = mean_and_std(
+        [result.test_metrics for result in seed_results if result.test_metrics])
+    best = max(seed_results, key=lambda result: result.dev_metrics["score"])  # max keeps the first on ties
+    return ResultRecord(
+        checkpoint=str(checkpoint), model_config=model_config, parameters=int(parameters), task=task,
+        seed_results=list(seed_results), metric_mean=dev_mean, metric_std=dev_std,
+        test_metric_mean=test_mean, test_metric_std=test_std, best_seed=best.seed,
+        finetune_seconds=float(finetune_seconds),
+        finetune_accelerator_hours=clock.accelerator_hours(devices, finetune_seconds),
+        pretrain_accelerator_hours=read_pretrain_accelerator_hours(pathlib.Path(checkpoint)),
+        inference_latency_ms=inference_latency_ms, started_at=started_at,
+        finished_at=finished_at or utc_now())
+
+
+def mean_and_std(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single seed) of each metric."""
+    if not per_seed:
+        return {}, {}
+    names = list(per_seed[0])
+    if any(list(values) != names for values in per_seed):
+        raise TrimbertError(f"seeds report different metrics: {[sorted(values) for values in per_seed]}")
+    columns = {name: np.array([values[name] for values in per_seed], dtype=np.float64) for name in names}
+    mean = {name: float(column.mean()) for name, column in columns.items()}
+    std = {name: float(column.std(ddof=1)) if len(column) > 1 else 0.0 for name, column in columns.items()}
+    return mean, std
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def find_pretrain_summary(checkpoint: pathlib.Path) -> pathlib.Path | None:
+    """The ``summary.json`` in the checkpoint folder or up to two folders above it, nearest first."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    for candidate in [folder, *folder.parents][:SUMMARY_LEVELS]:
+        if (candidate / model_dir_lib.SUMMARY_FILE).is_file():
+            return candidate / model_dir_lib.SUMMARY_FILE
+    return None
+
+
+def read_pretrain_accelerator_hours(checkpoint: pathlib.Path) -> float | None:
+    """Pre-training accelerator-hours from the checkpoint's ``summary.json``; ``None`` if absent.
+
+    A Hugging Face or keras-hub model has no summary: its pre-training cost is unknown here.
+    """
+    summary = find_pretrain_summary(pathlib.Path(checkpoint))
+    if summary is None:
+        return None
+    try:
+        value = json.loads(summary.read_text()).get("accelerator_hours")
+    except (OSError, json.JSONDecodeError, AttributeError) as error:
+        raise TrimbertError(f"{summary}: cannot read the pre-training summary: {error}") from error
+    return None if value is None else float(value)

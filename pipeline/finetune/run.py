@@ -1,0 +1,416 @@
+"""Fine-tuning one pre-trained encoder on one task over several seeds; read it top to bottom.
+
+1. model source: our pre-training model directory (its ``encoder/`` export, else the
+   latest checkpoint), one ``checkpoints/ckpt-N`` of it, or a Hugging Face /
+   keras-hub folder (also pruned models); plus the vocabulary the model was trained with
+2. input: examples -> WordPiece ids -> length-bucketed batches (``pipeline.finetune.data``)
+3. model and optimizer: encoder + classification (or regression) head, AdamW with
+   warm-up and linear decay, no weight decay on biases and layernorms
+4. train: Keras ``fit`` on one device, a compiled step, the clock running only while training
+5. evals: dev metrics per seed, labelled test metrics (sentiment), GLUE submission
+   files for unlabelled test splits (from the best-on-dev seed), CPU latency
+6. record: ``OUT/result.json`` (``pipeline.evaluation.record.ResultRecord``), ``OUT/timings.json``
+   (each seed's per-epoch wall-clock)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import models
+from beam_jobs import features
+from configs import schema as config_lib
+from configs.errors import TrimbertError
+from configs.schema import Config, FinetuneConfig
+from models import pretrained
+from pipeline.assets import cache as assets
+from pipeline.clock import TrainingClock
+from pipeline.evaluation import record as result_record
+from pipeline.finetune import data, sources
+from pipeline.finetune import tasks as task_registry
+from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline.pretrain.optimizer import WarmupDecay, make_optimizer
+
+ADAM_EPSILON = 1e-6  # BERT's fine-tuning optimizer (Devlin et al. 2019)
+CLIP_NORM = 1.0
+LATENCY_BATCH = 32
+LATENCY_REPEATS = 10
+SUBMISSION_DIR = "submission"
+TIMINGS_FILENAME = "timings.json"
+DEFAULT_CONFIG = "bert_base"  # its finetune section is BERT's recipe (the dataclass defaults)
+
+
+# ---------------------------------------------------------------------------
+# 1. Model source
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """What ``--init`` names.
+
+    Args:
+        path: the path as given (recorded as the result's checkpoint).
+        kind: ``model_dir`` (our pre-training output), ``checkpoint`` (one ``ckpt-N``
+            of it) or ``pretrained`` (a Hugging Face / keras-hub folder).
+        model_dir: the pre-training model directory, for ``model_dir`` and ``checkpoint``.
+    """
+
+    path: pathlib.Path
+    kind: str
+    model_dir: pathlib.Path | None = None
+
+    @property
+    def config_name(self) -> str:
+        """The model's config name: the pre-training config's, else the folder's name."""
+        parent = self.path.parent
+        model_dir = self.model_dir or (parent if (parent / model_dir_lib.CONFIG_FILE).is_file() else None)
+        if model_dir is not None:
+            return config_lib.load(model_dir / model_dir_lib.CONFIG_FILE).name
+        return self.path.name
+
+
+def resolve_source(path: str | pathlib.Path) -> ModelSource:
+    """Classifies ``--init``: a checkpoint prefix, a pre-training model directory or a pretrained folder."""
+    path = pathlib.Path(path)
+    if pathlib.Path(f"{path}.index").is_file():
+        return ModelSource(path, "checkpoint", path.parent.parent)
+    if (path / model_dir_lib.CHECKPOINTS_DIR).is_dir() and (path / model_dir_lib.CONFIG_FILE).is_file():
+        return ModelSource(path, "model_dir", path)
+    if (path / pretrained.CONFIG_FILE).is_file():
+        return ModelSource(path, "pretrained")
+    raise TrimbertError(f"--init {path}: not a trimbert model directory (config.yaml + checkpoints/), "
+                        f"a checkpoint (checkpoints/ckpt-N) or a Hugging Face / keras-hub folder (config.json)")
+
+
+def _restore_checkpoint(model_dir: pathlib.Path, checkpoint: str | None) -> models.Encoder:
+    """The encoder of one pre-training checkpoint (``None``: the latest), restored with its heads."""
+    _, model = model_dir_lib.restore_pretraining_model(model_dir, checkpoint)
+    return model.get_layer("encoder")
+
+
+def _load_model_dir(source: ModelSource) -> models.Encoder:
+    export = source.model_dir / model_dir_lib.ENCODER_DIR
+    if (export / pretrained.CONFIG_FILE).is_file():  # written once pre-training finished
+        return models.from_pretrained(export)
+    return _restore_checkpoint(source.model_dir, None)
+
+
+_LOADERS: dict[str, Callable[[ModelSource], models.Encoder]] = {
+    "pretrained": lambda source: models.from_pretrained(source.path),
+    "model_dir": _load_model_dir,
+    "checkpoint": lambda source: _restore_checkpoint(source.model_dir, str(source.path)),
+}
+
+
+def load_encoder(source: ModelSource) -> models.Encoder:
+    """A fresh copy of the source's pre-trained encoder (called once per seed)."""
+    return _LOADERS[source.kind](source)
+
+
+def find_vocabulary(source: ModelSource, explicit: str | pathlib.Path | None = None) -> tuple[pathlib.Path, bool]:
+    """The vocab.txt the model was pre-trained with, and whether it lower-cases.
+
+    Looks at, in order: ``explicit``; the pretrained folder's own vocabulary; the model
+    directory's ``encoder/`` export; the embedded bert-base-uncased vocabulary when its
+    sha256 is the one the model directory's ``run.json`` recorded (checkpoints written
+    before the export exists).
+
+    Args:
+        source: the resolved ``--init``.
+        explicit: ``--vocab``, if given.
+    """
+    if explicit is not None:
+        return pathlib.Path(explicit), True
+    folders = [source.path] if source.kind == "pretrained" else [source.model_dir / model_dir_lib.ENCODER_DIR]
+    for folder in folders:
+        vocabulary = pretrained.vocabulary_file(folder)
+        if vocabulary is not None:
+            return vocabulary, pretrained.lowercases(folder)
+    run_file = source.model_dir / model_dir_lib.RUN_FILE if source.model_dir else None
+    if run_file is not None and run_file.is_file():
+        expected = json.loads(run_file.read_text()).get("vocabulary_sha256")
+        embedded = assets.ensure("vocab")
+        if expected == features.vocabulary_sha256(embedded.read_text(encoding="utf-8").splitlines()):
+            return embedded, True
+    raise TrimbertError(f"--init {source.path}: cannot tell which vocab.txt the model was trained with; "
+                        f"pass --vocab FILE")
+
+
+# ---------------------------------------------------------------------------
+# Options and the per-task prediction rule
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneOptions:
+    """Where to read and write, beside the config's ``finetune`` section (how to train).
+
+    Args:
+        init: ``--init``: model directory, checkpoint, or Hugging Face / keras-hub folder.
+        task: task name (``pipeline.finetune.tasks.TASKS``), e.g. ``mrpc`` or ``sentiment-movies``.
+        out: output folder for ``result.json`` and submission files.
+        glue_dir: a local GLUE data folder; ``None`` reads TensorFlow Datasets.
+        tfds_data_dir: TensorFlow Datasets data folder.
+        sentiment_dir: the sentiment asset folder; ``None`` uses the cache.
+        vocabulary: the model's vocab.txt when it cannot be found from ``init``.
+    """
+
+    init: str
+    task: str
+    out: str
+    glue_dir: str | None = None
+    tfds_data_dir: str | None = None
+    sentiment_dir: str | None = None
+    vocabulary: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadRule:
+    """How a task's head is trained and read: its loss, and logits [B, C] -> predictions [B]."""
+
+    loss: Callable[[], keras.losses.Loss]
+    predict: Callable[[np.ndarray], np.ndarray]
+
+
+HEAD_RULES: dict[bool, HeadRule] = {  # keyed by Task.is_regression
+    False: HeadRule(lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    lambda logits: np.argmax(logits, axis=-1)),
+    True: HeadRule(lambda: keras.losses.MeanSquaredError(), lambda logits: logits[:, 0]),
+}
+
+
+@dataclasses.dataclass
+class SeedRun:
+    """One seed's outcome, kept until the best-on-dev seed is known."""
+
+    result: result_record.SeedResult
+    submissions: dict[str, np.ndarray]  # unlabelled test split -> predictions
+    epoch_seconds: list[float]
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+
+def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = print) -> result_record.ResultRecord:
+    """Fine-tunes ``options.init`` on ``options.task`` once per seed; writes and returns the record."""
+    started_at = result_record.utc_now()
+    finetune = config.finetune
+    task = task_registry.get_task(options.task)
+    metric_spec = task.metrics
+    source = resolve_source(options.init)
+    out = pathlib.Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # === 2. Input ===
+    vocabulary, lowercase = find_vocabulary(source, options.vocabulary)
+    tokenizer = data.Tokenizer(vocabulary, lowercase)
+
+    def encode(split: str, limit: int | None = None) -> data.EncodedExamples:
+        examples = sources.load_examples(task, split, glue_dir=_path(options.glue_dir),
+                                      tfds_data_dir=_path(options.tfds_data_dir),
+                                      sentiment_dir=_path(options.sentiment_dir))
+        return tokenizer.encode(data.subsample(examples, limit), finetune.seq_len, task.is_regression)
+
+    train = encode("train", finetune.max_train_examples)
+    dev = {split: encode(split) for split, _ in metric_spec.splits}
+    test = {split: encode(split) for split in (tuple(task.submissions) or ("test",))}
+    log(f"finetune {task.name}: {len(train):,} training examples"
+        + (f" (a subset: finetune.max_train_examples={finetune.max_train_examples})"
+           if finetune.max_train_examples else "")
+        + f"; dev {', '.join(f'{split} {len(e):,}' for split, e in dev.items())}"
+        + f"; test {', '.join(f'{split} {len(e):,}' for split, e in test.items())}; seq_len {finetune.seq_len}")
+
+    clock = TrainingClock(devices=1)
+    runs: list[SeedRun] = []
+    encoder = None
+    for seed in finetune.seeds:
+        keras.backend.clear_session()  # each seed starts from a clean graph and name scope
+        keras.utils.set_random_seed(seed)
+        encoder = load_encoder(source)
+        if encoder.model_config.vocabulary_size != tokenizer.vocabulary_size:
+            raise TrimbertError(f"{vocabulary} has {tokenizer.vocabulary_size} tokens, the model's embedding "
+                                f"{encoder.model_config.vocabulary_size}: wrong --vocab?")
+        if finetune.seq_len > encoder.model_config.max_sequence_length:
+            raise TrimbertError(f"finetune.seq_len {finetune.seq_len} exceeds the model's "
+                                f"{encoder.model_config.max_sequence_length} position embeddings")
+        classifier, epoch_seconds = train_seed(encoder, task, train, finetune, seed, clock, log)
+        runs.append(evaluate_seed(classifier, task, dev, test, finetune.batch_size, seed, epoch_seconds, log))
+
+    # === 5. Evals: submissions of the best seed, latency ===
+    best = max(runs, key=lambda seed_run: seed_run.result.dev_metrics["score"])
+    for split, predictions in best.submissions.items():
+        path = task_registry.write_submission(task, split, test[split].indices, predictions, out / SUBMISSION_DIR)
+        log(f"wrote {path} (seed {best.result.seed})")
+    latency = measure_latency(classifier, next(iter(dev.values())), finetune.seq_len)
+
+    # === 6. Record ===
+    record = result_record.make_record(
+        checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
+        task=task.name, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
+        devices=clock.devices, started_at=started_at, inference_latency_ms=latency)
+    path = record.save(out / result_record.RESULT_FILENAME)
+    # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
+    (out / TIMINGS_FILENAME).write_text(json.dumps(
+        {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs}}, indent=2) + "\n")
+    summary = ", ".join(f"{name} {record.metric_mean[name]:.4f} ± {record.metric_std[name]:.4f}"
+                        for name in record.metric_mean)
+    log(f"{task.name} dev over seeds {record.seeds}: {summary}; best seed {record.best_seed}")
+    if record.test_metric_mean:
+        log("test: " + ", ".join(f"{name} {value:.4f}" for name, value in record.test_metric_mean.items()))
+    log(f"fine-tune {record.finetune_seconds:.1f} s ({record.finetune_accelerator_hours:.5f} accelerator-hours); "
+        f"pre-train accelerator-hours {record.pretrain_accelerator_hours}; CPU latency {latency:.3f} ms/example "
+        f"(batch {LATENCY_BATCH}, length {finetune.seq_len}); wrote {path}")
+    return record
+
+
+# ---------------------------------------------------------------------------
+# 3-4. Model, optimizer and training
+# ---------------------------------------------------------------------------
+
+
+class _Progress(keras.callbacks.Callback):
+    """Prints loss and learning rate every ``log_every`` steps and the wall-clock of each epoch."""
+
+    def __init__(self, seed: int, total_steps: int, log: Callable[[str], None]):
+        super().__init__()
+        self.seed, self.total_steps, self.log = seed, total_steps, log
+        self.log_every = max(1, total_steps // 10)
+        self.step = 0
+        self.epoch_seconds: list[float] = []
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.log_every == 0 or self.step == self.total_steps:
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            self.log(f"  seed {self.seed} step {self.step}/{self.total_steps} loss {logs['loss']:.4f} "
+                     f"learning rate {rate:.2e}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+        self.log(f"  seed {self.seed} epoch {epoch + 1}: {self.epoch_seconds[-1]:.1f} s, loss {logs['loss']:.4f}")
+
+
+def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.EncodedExamples, finetune: FinetuneConfig,
+               seed: int, clock: TrainingClock, log: Callable[[str], None]) -> tuple[keras.Model, list[float]]:
+    """Builds the classifier on ``encoder`` and trains it; returns it and each epoch's seconds.
+
+    ``finetune.epochs`` may be fractional: the steps are ``round(epochs x batches per
+    pass)``, run as ``ceil(epochs)`` Keras epochs of equal length.
+
+    Args:
+        encoder: a freshly loaded pre-trained encoder.
+        task: the task (classes or regression).
+        train: the packed training split.
+        finetune: batch size, epochs, learning rate, warm-up, weight decay, head dropout, pooling.
+        seed: shuffling seed (Keras' global seed is set by the caller).
+        clock: runs only while ``fit`` trains.
+        log: progress printer.
+    """
+    batches_per_pass = math.ceil(len(train) / finetune.batch_size)
+    rounds = math.ceil(finetune.epochs)
+    steps_per_round = max(1, math.ceil(round(finetune.epochs * batches_per_pass) / rounds))
+    total_steps = rounds * steps_per_round
+    schedule = WarmupDecay([finetune.learning_rate], [], round(finetune.warmup_fraction * total_steps),
+                           total_steps, decay="linear")
+    classifier = models.build_classifier(encoder, task.num_labels, finetune.dropout, finetune.pooling)
+    rule = HEAD_RULES[task.is_regression]
+    classifier.compile(optimizer=make_optimizer("adamw", schedule, finetune.weight_decay, ADAM_EPSILON, CLIP_NORM),
+                       loss=rule.loss())
+    label_spec = tf.TensorSpec([None, 1] if task.is_regression else [None],
+                               tf.float32 if task.is_regression else tf.int64)
+    input_spec = {name: tf.TensorSpec([None, None], tf.int32)
+                  for name in ("token_ids", "segment_ids", "padding_mask")}
+    dataset = tf.data.Dataset.from_generator(
+        lambda: data.training_batches(train, finetune.batch_size, rounds, steps_per_round, seed,
+                                      task.is_regression),
+        output_signature=(input_spec, label_spec)).prefetch(4)
+    progress = _Progress(seed, total_steps, log)
+    log(f"seed {seed}: {total_steps} steps of batch {finetune.batch_size} ({rounds} epoch(s) of {steps_per_round}), "
+        f"peak learning rate {finetune.learning_rate:g}")
+    clock.start()
+    classifier.fit(dataset, epochs=rounds, steps_per_epoch=steps_per_round, callbacks=[progress], verbose=0,
+                   shuffle=False)  # the generator shuffles and buckets by length itself
+    clock.stop()
+    return classifier, progress.epoch_seconds
+
+
+# ---------------------------------------------------------------------------
+# 5. Evals
+# ---------------------------------------------------------------------------
+
+
+def predict(classifier: keras.Model, encoded: data.EncodedExamples, batch_size: int,
+            regression: bool) -> np.ndarray:
+    """Predicted class indices (or scores) for every example, in the split's order."""
+    logits = None
+    for positions in data.inference_order(encoded.lengths, batch_size):
+        batch = data.pad_batch(encoded, positions, regression)
+        output = np.asarray(classifier.predict_on_batch(batch.inputs))  # [B, C]
+        if logits is None:
+            logits = np.zeros((len(encoded), output.shape[-1]), dtype=np.float32)
+        logits[batch.positions] = output
+    return HEAD_RULES[regression].predict(logits)
+
+
+def evaluate_seed(classifier: keras.Model, task: task_registry.Task, dev: dict[str, data.EncodedExamples],
+                  test: dict[str, data.EncodedExamples], batch_size: int, seed: int, epoch_seconds: list[float],
+                  log: Callable[[str], None]) -> SeedRun:
+    """Dev metrics, labelled-test metrics and unlabelled-test predictions of one trained seed."""
+    dev_predictions = {split: (predict(classifier, encoded, batch_size, task.is_regression), encoded.labels)
+                       for split, encoded in dev.items()}
+    dev_metrics = task.evaluate(dev_predictions)
+    test_metrics: dict[str, float] = {}
+    submissions: dict[str, np.ndarray] = {}
+    for split, encoded in test.items():
+        predictions = predict(classifier, encoded, batch_size, task.is_regression)
+        if encoded.labels is None:
+            submissions[split] = predictions
+        else:
+            test_metrics.update(task.evaluate_split(predictions, encoded.labels))
+    log(f"seed {seed} dev: " + ", ".join(f"{name} {value:.4f}" for name, value in dev_metrics.items())
+        + ("; test: " + ", ".join(f"{name} {value:.4f}" for name, value in test_metrics.items())
+           if test_metrics else ""))
+    return SeedRun(result_record.SeedResult(seed, dev_metrics, test_metrics), submissions, epoch_seconds)
+
+
+def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_len: int,
+                    batch_size: int = LATENCY_BATCH, repeats: int = LATENCY_REPEATS) -> float:
+    """CPU inference milliseconds per example: the median of ``repeats`` full batches at ``seq_len``.
+
+    Args:
+        classifier: the fine-tuned model.
+        encoded: examples to fill the batch with (repeated if fewer than ``batch_size``).
+        seq_len: every row is padded to this length, so models compare at equal work.
+        batch_size: rows per call.
+        repeats: timed calls after two warm-up calls.
+    """
+    positions = np.resize(np.arange(len(encoded)), batch_size)
+    batch = data.pad_batch(encoded, positions, regression=False, length=seq_len)
+    for _ in range(2):  # trace, compile and warm the caches
+        classifier.predict_on_batch(batch.inputs)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        classifier.predict_on_batch(batch.inputs)
+        timings.append(time.perf_counter() - started)
+    return 1000.0 * float(np.median(timings)) / batch_size
+
+
+def _path(value: str | None) -> pathlib.Path | None:
+    return None if value is None else pathlib.Path(value)

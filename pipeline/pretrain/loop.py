@@ -1,0 +1,437 @@
+"""Pre-training under tf.distribute with a custom loop; read it top to bottom.
+
+Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy, so the loop is
+``strategy.run`` + ``GradientTape`` + Keras layers and optimizer, the same on
+one device, mirrored replicas, several workers and TPU. Sections:
+
+1. setup: config, strategy, model directory, the data manifests
+2. model and optimizer: encoder + heads, optional frozen teacher
+3. checkpoint restore: the step first, to know the phase and the data position
+4. input: one tf.data pipeline per phase, distributed per replica
+5. step: losses normalised by global counts, gradient accumulation
+6. loop: progress, metrics, checkpoints every N steps and on SIGTERM
+7. summary: wall-clock and accelerator-hours per phase
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import shutil
+import signal
+import time
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+import models
+from beam_jobs import features
+from configs.errors import TrimbertError
+from configs.schema import Config
+from models import params
+from pipeline.clock import TrainingClock, accelerator_hours
+from pipeline.files import write_json
+from pipeline.pretrain import distribution, losses
+from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline.pretrain.input import DataManifest, pretraining_dataset
+from pipeline.pretrain.masking import MaskingSpec
+from pipeline.pretrain.optimizer import pretraining_optimizer
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped, resume me"
+
+
+class NonFiniteLoss(TrimbertError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How and where to run, beside the config (which says what to train).
+
+    Args:
+        data_dirs: one Beam output folder per phase (a single folder serves every phase).
+        model_dir: checkpoints, metrics and the summary go here; rerunning resumes.
+        strategy: ``auto``, ``one_device``, ``mirrored``, ``multi_worker`` or ``tpu``.
+        num_cpu_replicas: logical CPU devices for ``mirrored`` on a CPU-only machine.
+        tpu: TPU name or address for ``tpu``.
+        vocabulary: the vocab.txt the data was tokenized with (copied into exports).
+        max_steps: stop after this global step (for smoke runs); ``None`` = the config's total.
+    """
+
+    data_dirs: tuple[str, ...]
+    model_dir: str
+    strategy: str = "auto"
+    num_cpu_replicas: int = 1
+    tpu: str | None = None
+    vocabulary: str | None = None
+    max_steps: int | None = None
+
+
+def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
+    """Pre-trains ``config`` on the data and returns the summary (also in summary.json)."""
+    # === 1. Setup ===
+    started_at = time.time()
+    model_dir = pathlib.Path(options.model_dir)
+    precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    keras.mixed_precision.set_global_policy(precision[config.pretrain.mixed_precision])
+    keras.utils.set_random_seed(config.pretrain.seed)  # same initial weights and dropout on every run
+    strategy = distribution.make_strategy(options.strategy, options.num_cpu_replicas, options.tpu)
+    chief = distribution.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    phases = config.pretrain.phases
+    manifests = _phase_manifests(config, options.data_dirs)
+    for manifest in manifests:
+        manifest.check_vocabulary(config.model.vocabulary_size)
+    vocabulary_sha256 = manifests[0].vocabulary_sha256
+    if len({m.vocabulary_sha256 for m in manifests}) > 1:
+        raise TrimbertError("the phases' data folders were tokenized with different vocabularies")
+    write_dir = model_dir if chief else model_dir / f".worker-{_task_id(strategy)}"
+    write_dir.mkdir(parents=True, exist_ok=True)
+    use_nsp = config.pretrain.next_sentence and manifests[0].format == "bert"
+    model_dir_lib.check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief)
+    boundaries = [sum(p.steps for p in phases[:i]) for i in range(len(phases) + 1)]
+    last_step = min(boundaries[-1], options.max_steps or boundaries[-1])
+    accumulation = config.pretrain.gradient_accumulation
+    log(f"pretrain {config.name}: {params.count_parameters(config).total:,} parameters, "
+        f"{replicas} replica(s) under {type(strategy).__name__}, steps {last_step}")
+
+    # === 2. Model and optimizer ===
+    with strategy.scope():
+        encoder = models.build_encoder(config)
+        model = models.build_pretraining_model(encoder, next_sentence=use_nsp)
+        optimizer = pretraining_optimizer(config.pretrain)  # clipping is done by the step
+        optimizer.build(model.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        phase_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False, name="phase_seconds")
+    teacher = _load_teacher(config, strategy) if config.pretrain.distill.teacher else None
+
+    # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
+    manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
+    latest = tf.train.latest_checkpoint(str(model_dir / model_dir_lib.CHECKPOINTS_DIR))
+    restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
+    if restored_step >= last_step:
+        # Finished before: reload the weights so the summary and the export describe them.
+        tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds).restore(latest).expect_partial()
+        log(f"already trained to step {restored_step}; nothing to do")
+    phase_index = next(i for i in range(len(phases)) if restored_step < boundaries[i + 1] or i == len(phases) - 1)
+
+    while restored_step < last_step:
+        phase = phases[phase_index]
+        # === 4. Input ===
+        manifest = manifests[phase_index]
+        if phase.batch_size % (replicas * accumulation):
+            raise TrimbertError(f"pretrain.phases[{phase_index}].batch_size {phase.batch_size} is not "
+                                f"divisible by replicas ({replicas}) x gradient_accumulation ({accumulation})")
+        per_replica_batch = phase.batch_size // replicas
+        masking = _masking_spec(config, manifest, phase.seq_len) if manifest.format == "packed" else None
+        seed = config.pretrain.seed + 7919 * phase_index
+        # The data position is the step: the stream is deterministic, so resuming skips what was seen.
+        start_step = restored_step - boundaries[phase_index]
+
+        def dataset_fn(context, manifest=manifest, batch=per_replica_batch, seed=seed, masking=masking,
+                       start_step=start_step):
+            return pretraining_dataset(manifest, batch, seed, config.pretrain.shuffle_buffer, masking, context,
+                                       start_step)
+
+        iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+        # Dropout's random state lives outside model.weights; saving it makes a resumed run
+        # draw the same dropout masks as an uninterrupted one.
+        dropout_states = [v.value for v in model.variables if "seed_generator_state" in v.path]
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, phase_seconds=phase_seconds,
+                                         dropout_states=dropout_states)
+        manager = tf.train.CheckpointManager(checkpoint, str(write_dir / model_dir_lib.CHECKPOINTS_DIR),
+                                             **manager_options)
+        if latest:
+            checkpoint.restore(latest).expect_partial()
+            log(f"resumed from {latest} at step {int(step.numpy())}")
+            model_dir_lib.drop_metrics_after(model_dir / model_dir_lib.METRICS_FILE, int(step.numpy()), chief)
+            latest = None
+
+        # === 5. Step ===
+        train_step = make_train_step(strategy, model, teacher, optimizer, step, config, phase.batch_size,
+                                      accumulation, use_nsp)
+
+        # === 6. Loop ===
+        clock = TrainingClock(devices=replicas, elapsed_before=float(phase_seconds[phase_index].numpy()))
+        phase_end = min(boundaries[phase_index + 1], last_step)
+        writer = tf.summary.create_file_writer(str(write_dir / model_dir_lib.TENSORBOARD_DIR))
+        stop = _SigtermFlag()
+        window = _Window(time.perf_counter(), int(step.numpy()))
+        with stop:
+            while int(step.numpy()) < phase_end:
+                metrics = train_step(iterator)
+                current = int(step.numpy())
+                loss = float(metrics["loss"])
+                if not math.isfinite(loss):
+                    raise NonFiniteLoss(
+                        f"non-finite loss {loss} at step {current}; stopped without saving, the last good "
+                        f"checkpoint stays in {model_dir / 'checkpoints'}")
+                clock.start()  # after the first step: tracing and start-up stay off the clock
+                if current % config.pretrain.log_every == 0 or current == phase_end:
+                    window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
+                                           model_dir, writer, chief, log)
+                if current % config.pretrain.checkpoint_every == 0 or current == phase_end or stop.raised:
+                    if current == phase_end:
+                        clock.stop()  # the phase's time ends here, so the checkpoint holds all of it
+                    with clock.paused():
+                        phase_seconds[phase_index].assign(clock.seconds)
+                        manager.save(checkpoint_number=current)
+                if stop.raised:
+                    log(f"SIGTERM: checkpoint saved at step {current}; rerun the same command to resume")
+                    raise Preempted()
+        clock.stop()
+        phase_seconds[phase_index].assign(clock.seconds)
+        restored_step = int(step.numpy())
+        if phase_index + 1 < len(phases) and restored_step < last_step:
+            phase_index += 1  # the model and optimizer carry over; the next phase gets its own input
+
+    # === 7. Summary ===
+    summary = _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step,
+                       vocabulary_sha256, started_at)
+    summary["weights_sha256"] = model_dir_lib.weights_digest(model)
+    log(f"weights sha256 {summary['weights_sha256']}")  # every worker prints it: they must agree
+    if chief:
+        export_dir = model_dir / model_dir_lib.ENCODER_DIR
+        models.save_pretrained(encoder, export_dir, vocabulary_path=options.vocabulary)
+        summary["encoder"] = str(export_dir)
+        write_json(model_dir / model_dir_lib.SUMMARY_FILE, summary)
+        log(f"done: step {summary['steps']}, {summary['accelerator_hours']:.6f} accelerator-hours; "
+            f"encoder in {export_dir}")
+    else:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# Step
+# ---------------------------------------------------------------------------
+
+
+def make_train_step(strategy, model, teacher, optimizer, step, config: Config, global_batch: int,
+                     accumulation: int, use_nsp: bool):
+    """One optimizer step: ``accumulation`` micro-batches per replica, one all-reduce, one update.
+
+    Gradient clipping needs the norm of the *global* gradient, but Keras clips
+    each replica's gradient before its own all-reduce. So the step all-reduces
+    first, clips the sum, and hands Keras ``sum / replicas``, which its
+    all-reduce turns back into the clipped sum. For float16 the gradients are
+    still loss-scaled here, so the threshold is scaled alike.
+    """
+    distill = config.pretrain.distill
+    fp16 = config.pretrain.mixed_precision == "float16"
+    clip_norm = config.pretrain.clip_norm
+    replicas = strategy.num_replicas_in_sync
+    variables = model.trainable_variables
+    total = tf.distribute.ReduceOp.SUM
+
+    def forward_backward(inputs, labels, masked_total):
+        """Losses and gradients of one micro-batch; the part XLA compiles when jit_compile is on."""
+        weights = labels["masked_lm_weights"]
+        with tf.GradientTape() as tape:
+            outputs = model(inputs, training=True)
+            mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights) / masked_total
+            loss = mlm
+            if teacher is not None:
+                teacher_logits = teacher(inputs, training=False)["mlm_logits"]
+                kd = losses.distillation_loss_sum(outputs["mlm_logits"], teacher_logits, weights,
+                                                  distill.temperature) / masked_total
+                loss = distill.mlm_weight * mlm + distill.kd_weight * kd
+            nsp = tf.constant(0.0)
+            if use_nsp:
+                nsp = losses.next_sentence_loss_sum(outputs["nsp_logits"], labels["next_sentence_labels"])
+                nsp = nsp / global_batch
+                loss += nsp
+            scaled = optimizer.scale_loss(loss) if fp16 else loss
+        gradients = tape.gradient(scaled, variables)
+        # None: a variable the loss does not reach (the pooler when there is no NSP head).
+        gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(gradients, variables, strict=True)]
+        correct = losses.masked_lm_correct_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights)
+        return gradients, {"loss": loss, "mlm_loss": mlm, "mlm_correct": correct / masked_total, "nsp_loss": nsp}
+
+    if config.pretrain.jit_compile:
+        # The iterator and the collectives stay outside XLA; the model's maths goes inside.
+        forward_backward = tf.function(forward_backward, jit_compile=True, reduce_retracing=True)
+
+    def replica_step(inputs, labels):
+        context = tf.distribute.get_replica_context()
+        # Global counts, so each replica's sum / global count all-reduces to the true mean.
+        masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
+        gradients = [tf.zeros_like(v) for v in variables]
+        totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss")}
+        micro = tf.shape(inputs["token_ids"])[0] // accumulation
+        for part in range(accumulation):
+            chunk = slice(part * micro, (part + 1) * micro)
+            part_gradients, part_totals = forward_backward(
+                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total)
+            gradients = [g + p for g, p in zip(gradients, part_gradients, strict=True)]
+            totals = {name: totals[name] + part_totals[name] for name in totals}
+        gradients = context.all_reduce(total, gradients)
+        if clip_norm:
+            threshold = clip_norm * (optimizer.scale_loss(1.0) if fp16 else 1.0)
+            gradients, _ = tf.clip_by_global_norm(gradients, threshold)
+        optimizer.apply_gradients(zip([g / replicas for g in gradients], variables, strict=True))
+        return totals
+
+    @tf.function(reduce_retracing=True)
+    def train_step(iterator):
+        inputs, labels = next(iterator)
+        per_replica = strategy.run(replica_step, args=(inputs, labels))
+        step.assign_add(1)
+        return {name: strategy.reduce(total, value, axis=None) for name, value in per_replica.items()}
+
+    return train_step
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Window:
+    """The start of the current progress-reporting window."""
+
+    time: float
+    step: int
+
+
+class _SigtermFlag:
+    """Turns SIGTERM into a flag the loop checks after each step (checkpoint, then exit)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+
+def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock, model_dir, writer, chief,
+                  log) -> _Window:
+    now = time.perf_counter()
+    steps = max(current - window.step, 1)
+    seconds = max(now - window.time, 1e-9)
+    sequences_per_second = steps * phase.batch_size / seconds
+    record = {
+        "step": current, "phase": phase_index,
+        "loss": float(metrics["loss"]), "mlm_loss": float(metrics["mlm_loss"]),
+        "mlm_accuracy": float(metrics["mlm_correct"]), "nsp_loss": float(metrics["nsp_loss"]),
+        "learning_rate": float(optimizer.learning_rate), "sequences_per_second": sequences_per_second,
+        "tokens_per_second": sequences_per_second * phase.seq_len, "train_seconds": clock.seconds,
+    }
+    log(f"step {current:>7d} | loss {record['loss']:.4f} | mlm acc {record['mlm_accuracy']:.3f} | "
+        f"lr {record['learning_rate']:.2e} | {sequences_per_second:8.1f} seq/s | "
+        f"{record['tokens_per_second']:9.0f} tok/s")
+    if chief:
+        with open(model_dir / model_dir_lib.METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        with writer.as_default(step=current):
+            for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "learning_rate",
+                         "sequences_per_second", "tokens_per_second"):
+                tf.summary.scalar(name, record[name])
+    return _Window(now, current)
+
+
+def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[DataManifest]:
+    phases = config.pretrain.phases
+    if len(data_dirs) not in (1, len(phases)):
+        raise TrimbertError(f"--data lists {len(data_dirs)} folders for {len(phases)} phases; give one or "
+                            f"one per phase")
+    manifests = [DataManifest.read(d) for d in data_dirs]
+    manifests = manifests * len(phases) if len(manifests) == 1 else manifests
+    for index, (phase, manifest) in enumerate(zip(phases, manifests, strict=True)):
+        if manifest.format == "bert" and manifest.seq_len != phase.seq_len:
+            raise TrimbertError(
+                f"pretrain.phases[{index}].seq_len is {phase.seq_len} but {manifest.directory} holds bert "
+                f"records of length {manifest.seq_len}; pass one --data folder per phase")
+        if manifest.format == "packed" and manifest.seq_len != phase.seq_len:
+            raise TrimbertError(
+                f"pretrain.phases[{index}].seq_len is {phase.seq_len} but {manifest.directory} was packed to "
+                f"{manifest.seq_len}; preprocess with --seq-len {phase.seq_len}")
+        if phase.seq_len > config.model.max_sequence_length:
+            raise TrimbertError(f"pretrain.phases[{index}].seq_len exceeds model.max_sequence_length")
+    return manifests
+
+
+def _masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> MaskingSpec:
+    vocabulary = _special_ids(manifest)
+    return MaskingSpec(
+        vocabulary_size=config.model.vocabulary_size, mask_token_id=vocabulary["[MASK]"],
+        special_token_ids=(vocabulary["[PAD]"], vocabulary["[CLS]"], vocabulary["[SEP]"]),
+        max_predictions=config.data.max_predictions, masked_lm_prob=config.data.masked_lm_prob,
+        mask_token_rate=config.data.mask_token_rate, random_token_rate=config.data.random_token_rate)
+
+
+def _special_ids(manifest: DataManifest) -> dict[str, int]:
+    """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] in the vocabulary the data was tokenized with."""
+    path = manifest.vocabulary_path
+    if path is None or not path.is_file():
+        raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
+                            f"dynamic masking needs the vocabulary's special-token ids")
+    ids = features.special_token_ids(path.read_text(encoding="utf-8").splitlines())
+    missing = [token for token in features.SPECIAL_TOKENS if token not in ids]
+    if missing:
+        raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")
+    return ids
+
+
+def _load_teacher(config: Config, strategy) -> keras.Model:
+    """A frozen pre-training model (with its masked-LM head) from a trimbert model directory."""
+    teacher_dir = config.pretrain.distill.teacher
+    try:
+        with strategy.scope():
+            teacher_config, teacher = model_dir_lib.restore_pretraining_model(
+                teacher_dir, next_sentence=False, encoder_name="teacher_encoder")
+    except TrimbertError as error:
+        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
+    if teacher_config.model.vocabulary_size != config.model.vocabulary_size:
+        raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: vocabulary size "
+                            f"{teacher_config.model.vocabulary_size} differs from the student's")
+    teacher.trainable = False
+    return teacher
+
+
+def _task_id(strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(resolver.task_id) if resolver is not None and resolver.task_id is not None else 0
+
+
+def _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step, vocabulary_sha256,
+             started_at) -> dict:
+    seconds = [float(s) for s in phase_seconds.numpy()]
+    return {
+        "config": config.name,
+        "parameters": params.count_parameters(config).total,
+        "strategy": type(strategy).__name__,
+        "replicas": replicas,
+        "steps": int(step.numpy()),
+        "phases": [
+            {"steps": p.steps, "seq_len": p.seq_len, "batch_size": p.batch_size,
+             "first_step": boundaries[i], "train_seconds": seconds[i],
+             "accelerator_hours": accelerator_hours(replicas, seconds[i])}
+            for i, p in enumerate(phases)],
+        "train_seconds": sum(seconds),
+        "accelerator_hours": accelerator_hours(replicas, sum(seconds)),
+        "vocabulary_sha256": vocabulary_sha256,
+        "data": list(options.data_dirs),
+        "wall_clock_seconds_this_run": time.time() - started_at,
+    }

@@ -1,0 +1,111 @@
+"""A pre-training model directory: what it holds and how to read it back.
+
+    MODEL_DIR/
+      config.yaml        the resolved config (model, trim, data, pretrain, finetune)
+      run.json           config, vocabulary sha256 and heads: a resumed run must match them
+      checkpoints/       ckpt-N: model (encoder + heads), optimizer, step, clock, dropout state
+      metrics.jsonl      one progress record per logged step
+      tensorboard/       the same as TensorBoard scalars
+      summary.json       steps, wall-clock and accelerator-hours per phase, weights sha256
+      encoder/           the final encoder in Hugging Face format
+
+This module owns those names: every stage that reads or writes a model directory uses the
+constants below. TensorFlow is imported inside the functions that need it, so reading the layout
+stays cheap (``trimbert report`` and ``--help`` do not load TensorFlow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from typing import TYPE_CHECKING
+
+import models
+from configs import schema as config_lib
+from configs.errors import TrimbertError
+from configs.schema import Config
+from pipeline.files import write_json, write_text_atomic
+
+if TYPE_CHECKING:
+    import keras
+
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+CHECKPOINTS_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+SUMMARY_FILE = "summary.json"
+ENCODER_DIR = "encoder"
+
+
+def restore_pretraining_model(model_dir: str | pathlib.Path, checkpoint: str | None = None,
+                              next_sentence: bool | None = None,
+                              encoder_name: str = "encoder") -> tuple[Config, keras.Model]:
+    """Rebuilds a model directory's pre-training model (encoder + heads) from a checkpoint.
+
+    Args:
+        model_dir: a ``trimbert pretrain`` output folder.
+        checkpoint: a ``checkpoints/ckpt-N`` prefix; ``None`` for the latest.
+        next_sentence: build the next-sentence head; ``None`` = as the run did (``run.json``).
+        encoder_name: Keras name of the encoder (a teacher beside a student needs its own).
+    """
+    import tensorflow as tf
+
+    model_dir = pathlib.Path(model_dir)
+    config_path, run_path = model_dir / CONFIG_FILE, model_dir / RUN_FILE
+    checkpoint = checkpoint or tf.train.latest_checkpoint(str(model_dir / CHECKPOINTS_DIR))
+    if not config_path.is_file() or not run_path.is_file() or checkpoint is None:
+        raise TrimbertError(f"{model_dir}: not a trimbert model directory with a checkpoint "
+                            f"(needs config.yaml, run.json and checkpoints/ckpt-N)")
+    config = config_lib.load(config_path)
+    if next_sentence is None:
+        next_sentence = json.loads(run_path.read_text())["next_sentence"]
+    encoder = models.build_encoder(config, name=encoder_name)
+    model = models.build_pretraining_model(encoder, next_sentence=next_sentence)
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
+    return config, model
+
+
+def weights_digest(model: keras.Model) -> str:
+    """sha256 over every weight's bytes, in a fixed order: equal digests, identical weights."""
+    import keras
+
+    digest = hashlib.sha256()
+    for variable in sorted(model.weights, key=lambda v: v.path):
+        digest.update(variable.path.encode())
+        digest.update(keras.ops.convert_to_numpy(variable).tobytes())
+    return digest.hexdigest()
+
+
+def check_same_run(model_dir: pathlib.Path, config: Config, vocabulary_sha256: str, use_nsp: bool,
+                   chief: bool) -> None:
+    """A model directory belongs to one model, trim and vocabulary; the first run records them."""
+    run_file = model_dir / RUN_FILE
+    current = {"config": config.to_dict(), "vocabulary_sha256": vocabulary_sha256, "next_sentence": use_nsp}
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        if previous["vocabulary_sha256"] != vocabulary_sha256:
+            raise TrimbertError(f"{model_dir} was trained on data with vocabulary sha256 "
+                                f"{previous['vocabulary_sha256'][:12]}..., this data has {vocabulary_sha256[:12]}...")
+        if previous["config"]["model"] != current["config"]["model"] or \
+                previous["config"]["trim"] != current["config"]["trim"]:
+            raise TrimbertError(f"{model_dir} holds a different model or trim; use a new --model-dir")
+    elif chief:
+        write_json(run_file, current)
+        (model_dir / CONFIG_FILE).write_text(config_lib.dump(config))
+
+
+def checkpoint_step(path: str) -> int:
+    """The global step a checkpoint was written at, read without building anything."""
+    import tensorflow as tf
+
+    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def drop_metrics_after(path: pathlib.Path, step: int, chief: bool) -> None:
+    """After a resume, forgets progress lines logged past the restored step (they are re-run)."""
+    if not chief or not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    write_text_atomic(path, "".join(line + "\n" for line in kept))

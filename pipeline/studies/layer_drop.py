@@ -1,0 +1,226 @@
+"""``trimbert study layer-drop``: every Poor Man's BERT strategy on one pre-trained model, fine-tuned.
+
+For each number of blocks to drop (``--drop 2,4``) and each strategy of ``models.prune``,
+the pre-trained encoder is pruned (``OUT/models/STRATEGY-K``, Hugging Face format) and
+fine-tuned on the task like ``trimbert finetune`` (``OUT/runs/STRATEGY-K/result.json``);
+the unpruned model is fine-tuned the same way (``OUT/runs/unpruned``). Strategies that
+pick the same blocks share one fine-tuning run; a strategy that cannot drop K blocks
+(alternate-even/odd when there are fewer than K such blocks) gets a row saying why.
+
+``OUT/layer_drop.{md,csv,json}`` hold one row per (K, strategy) beside the paper's finding
+(Sajjad et al. 2022: dropping the top layers is best, the bottom layers worst).
+The contribution strategy measures block similarities on the task's training sentences.
+
+A killed study resumes: ``OUT/study.json`` records what the study fine-tunes (model, task,
+finetune section), and a run whose ``result.json`` exists is read back instead of redone.
+Rerunning into ``OUT`` with a different model, task or finetune section is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import pathlib
+
+from configs.errors import TrimbertError
+from models.drop_rules import STRATEGIES
+from pipeline.files import write_json
+
+# Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).
+STUDY_STRATEGIES = tuple(strategy for strategy in STRATEGIES if strategy != "indices")
+STUDY_FILENAME = "study.json"
+SAMPLE_SENTENCES = 256  # training sentences the contribution strategy measures block similarities on
+PAPER_FINDING = ("Poor Man's BERT (Sajjad et al. 2022): dropping the top layers is the best strategy "
+                 "(top 4 of 12 costs at most ~2 GLUE points), dropping the bottom layers the worst.")
+
+
+@dataclasses.dataclass
+class StudyRow:
+    """One line of the table.
+
+    Args:
+        strategy: a prune strategy, or ``unpruned``.
+        drop: blocks dropped (K); 0 for the unpruned model.
+        dropped: source indices of the dropped blocks.
+        parameters: encoder parameters after pruning.
+        score_mean: mean dev score over seeds (the task's GLUE score).
+        score_std: its standard deviation over seeds.
+        test_accuracy: mean labelled-test accuracy, if the task has one.
+        finetune_seconds: fine-tuning wall-clock, all seeds.
+        latency_ms: CPU inference latency per example.
+        note: why a row has no result, or which row it shares its blocks with.
+    """
+
+    strategy: str
+    drop: int
+    dropped: tuple[int, ...] = ()
+    parameters: int | None = None
+    score_mean: float | None = None
+    score_std: float | None = None
+    test_accuracy: float | None = None
+    finetune_seconds: float | None = None
+    latency_ms: float | None = None
+    note: str = ""
+
+
+def _row_from_record(strategy: str, drop: int, dropped: tuple[int, ...], record, note: str = "") -> StudyRow:
+    return StudyRow(strategy, drop, dropped, record.parameters, record.metric_mean["score"],
+                    record.metric_std["score"], record.test_metric_mean.get("accuracy"), record.finetune_seconds,
+                    record.inference_latency_ms, note)
+
+
+def check_study_folder(out: pathlib.Path, init: str, task_name: str, config) -> None:
+    """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume)."""
+    signature = json.loads(json.dumps({"init": str(pathlib.Path(init).resolve()), "task": task_name,
+                                       "finetune": dataclasses.asdict(config.finetune)}))
+    path = out / STUDY_FILENAME
+    if path.is_file():
+        written = json.loads(path.read_text())
+        if written != signature:
+            changed = sorted(key for key in signature if written.get(key) != signature[key])
+            if "finetune" in changed:
+                changed += sorted(f"finetune.{name}" for name in signature["finetune"]
+                                  if written.get("finetune", {}).get(name) != signature["finetune"][name])
+            raise TrimbertError(f"{path}: {out} holds a study with a different {', '.join(changed)}; "
+                                f"use another --out or the same settings to resume it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, signature)
+
+
+def _finetune_once(config, options, log):
+    """``finetune.run``, unless this run's ``result.json`` is already there (a resumed study)."""
+    from pipeline.evaluation import record as result_record
+    from pipeline.finetune import run as finetune
+
+    path = pathlib.Path(options.out) / result_record.RESULT_FILENAME
+    if path.is_file():
+        log(f"    {path} exists: reusing it")
+        return result_record.ResultRecord.load(path)
+    return finetune.run(config, options, log)
+
+
+def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
+                   out: pathlib.Path, options_for, log=print) -> list[StudyRow]:
+    """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
+
+    Args:
+        config: the config whose finetune section every run uses.
+        init: the pre-trained model (any ``trimbert finetune --init`` source).
+        task_name: the task.
+        drops: the numbers of blocks to drop.
+        strategies: prune strategies (``STUDY_STRATEGIES``).
+        out: output folder.
+        options_for: ``(init, out) -> FinetuneOptions`` (glue dir, vocabulary ... from the command line).
+        log: progress printer.
+    """
+    import models
+    from models.prune import prune  # not models.prune: once imported, that name is the submodule
+    from models.sample_text import encode_texts
+    from pipeline.finetune import run as finetune
+    from pipeline.finetune import sources
+
+    check_study_folder(out, init, task_name, config)
+    source = finetune.resolve_source(init)
+    encoder = finetune.load_encoder(source)
+    baseline_options = options_for(init, out / "runs" / "unpruned")
+    vocabulary, lowercase = finetune.find_vocabulary(source, baseline_options.vocabulary)
+    sample_inputs = None
+    if "contribution" in strategies:
+        glue_dir, tfds_data_dir = (None if value is None else pathlib.Path(value)
+                                   for value in (baseline_options.glue_dir, baseline_options.tfds_data_dir))
+        train = sources.load_examples(task_name, "train", glue_dir=glue_dir, tfds_data_dir=tfds_data_dir)
+        sentences = [text for example in train[:SAMPLE_SENTENCES] for text in (example.text_a, example.text_b)
+                     if text]
+        sample_inputs = encode_texts(sentences, vocabulary, lowercase, config.finetune.seq_len)
+
+    log(f"=== unpruned ({len(encoder.blocks)} blocks)")
+    rows = [_row_from_record("unpruned", 0, (), _finetune_once(config, baseline_options, log))]
+    runs_by_blocks: dict[tuple[int, ...], StudyRow] = {}
+    for drop in drops:
+        for strategy in strategies:
+            try:
+                result = prune(encoder, strategy, drop, sample_inputs=sample_inputs)
+            except TrimbertError as error:  # e.g. 3 even blocks of 6 cannot lose 4
+                log(f"=== {strategy} K={drop}: not applicable ({error})")
+                rows.append(StudyRow(strategy, drop, note=f"not applicable: {error}"))
+                continue
+            if result.dropped in runs_by_blocks:
+                same = runs_by_blocks[result.dropped]
+                log(f"=== {strategy} K={drop}: drops {list(result.dropped)}, as {same.strategy} did; reusing its run")
+                rows.append(dataclasses.replace(same, strategy=strategy, note=f"same blocks as {same.strategy}"))
+                continue
+            name = f"{strategy}-{drop}"
+            model_dir = out / "models" / name
+            models.save_pretrained(result.encoder, model_dir, vocabulary, lowercase)
+            log(f"=== {strategy} K={drop}: drops blocks {list(result.dropped)}, "
+                f"{result.parameters_after:,} of {result.parameters_before:,} parameters")
+            record = _finetune_once(config, options_for(str(model_dir), out / "runs" / name), log)
+            row = _row_from_record(strategy, drop, result.dropped, record)
+            runs_by_blocks[result.dropped] = row
+            rows.append(row)
+    write_table(rows, out, task_name, config)
+    return rows
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f}"
+
+
+def findings(rows: list[StudyRow]) -> list[str]:
+    """Per K: which strategy scored best and worst, and whether that matches the paper."""
+    lines = []
+    for drop in sorted({row.drop for row in rows if row.drop}):
+        scored = [row for row in rows if row.drop == drop and row.score_mean is not None]
+        if not scored:
+            continue
+        best = max(scored, key=lambda row: row.score_mean)
+        worst = min(scored, key=lambda row: row.score_mean)
+        top = next((row for row in scored if row.strategy == "top"), None)
+        bottom = next((row for row in scored if row.strategy == "bottom"), None)
+        agrees_top = top is not None and top.score_mean >= best.score_mean
+        agrees_bottom = bottom is not None and bottom.score_mean <= worst.score_mean
+        lines.append(f"K={drop}: best {best.strategy} ({_percent(best.score_mean)}), worst {worst.strategy} "
+                     f"({_percent(worst.score_mean)}); top best: {'yes' if agrees_top else 'no'}, "
+                     f"bottom worst: {'yes' if agrees_bottom else 'no'}")
+    return lines
+
+
+COLUMNS = ("strategy", "drop", "dropped", "parameters", "score_mean", "score_std", "test_accuracy",
+           "finetune_seconds", "latency_ms", "note")
+
+
+def write_table(rows: list[StudyRow], out: pathlib.Path, task_name: str, config) -> None:
+    """``layer_drop.md`` (scores x100), ``layer_drop.csv`` (unrounded) and ``layer_drop.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    baseline = rows[0].score_mean
+    finetune = config.finetune
+    lines = [f"# Layer-drop study: {task_name}", "",
+             f"Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, epochs {finetune.epochs:g}, "
+             f"learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}, training examples "
+             f"{finetune.max_train_examples or 'all'}. Score: the task's dev score x100, mean ± std over seeds.", "",
+             "| strategy | K | dropped blocks | parameters | dev score | Δ vs unpruned | test acc. | "
+             "fine-tune s | latency ms/ex | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        score = "" if row.score_mean is None else f"{_percent(row.score_mean)} ± {_percent(row.score_std)}"
+        delta = "" if row.score_mean is None or not row.drop else f"{100 * (row.score_mean - baseline):+.1f}"
+        seconds = "" if row.finetune_seconds is None else f"{row.finetune_seconds:.0f}"
+        lines.append(
+            f"| {row.strategy} | {row.drop} | {','.join(map(str, row.dropped)) or '-'} | "
+            f"{'' if row.parameters is None else f'{row.parameters:,}'} | {score} | {delta} | "
+            f"{_percent(row.test_accuracy)} | {seconds} | "
+            f"{'' if row.latency_ms is None else f'{row.latency_ms:.2f}'} | {row.note} |")
+    lines += ["", f"Paper: {PAPER_FINDING}", "", "Here:", *(f"- {line}" for line in findings(rows)), ""]
+    (out / "layer_drop.md").write_text("\n".join(lines))
+    with open(out / "layer_drop.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            values = dataclasses.asdict(row)
+            values["dropped"] = " ".join(map(str, row.dropped))
+            writer.writerow([values[column] for column in COLUMNS])
+    (out / "layer_drop.json").write_text(json.dumps(
+        {"task": task_name, "finetune": dataclasses.asdict(finetune), "paper": PAPER_FINDING,
+         "findings": findings(rows), "rows": [dataclasses.asdict(row) for row in rows]}, indent=2) + "\n")

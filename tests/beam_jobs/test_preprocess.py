@@ -1,0 +1,354 @@
+"""The Beam preprocessing stage: transforms on three documents, full jobs read back, bad inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import pathlib
+
+import apache_beam as beam
+import pytest
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.testing import test_pipeline as beam_testing
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_jobs import features, runners
+from beam_jobs import pipeline as preprocess
+from beam_jobs.normalize import NormalizeText, SplitSentences
+from beam_jobs.records import Document, TokenizedDocument
+from beam_jobs.tokenize import TokenizeDocuments
+from configs.errors import TrimbertError
+from configs.schema import DataConfig
+
+IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "brown", "fox",
+              "jump", "##s", ".", "a", "dog", "sleep", "##ing", "cafe", "!", "is", "open"]
+
+SENTENCES = [
+    "The first document has a few sentences in it. It talks about nothing much at all.",
+    "Sentences are short here! Another one follows the first. And a third closes the paragraph.",
+    "A second line of the same document keeps going for a while, so that it is long enough.",
+]
+
+
+def _write_corpus(directory: pathlib.Path, documents: int = 6) -> pathlib.Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    blocks = []
+    for number in range(documents):
+        lines = [f"Document number {number} begins here with its own words."]
+        lines += [f"{sentence} Line {line} of document {number}." for line, sentence in
+                  enumerate(SENTENCES * (1 + number % 3))]
+        blocks.append("\n".join(lines))
+    (directory / "corpus_a.txt").write_text("\n\n".join(blocks[: documents // 2]) + "\n")
+    (directory / "corpus_b.txt").write_text("\n\n".join(blocks[documents // 2:]) + "\n")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def bert_vocab(vocab_path) -> str:
+    return str(vocab_path)
+
+
+def _job(tmp_path: pathlib.Path, vocab: str, **overrides) -> preprocess.PreprocessJob:
+    data = DataConfig(format=overrides.pop("format", "bert"), dupe_factor=overrides.pop("dupe_factor", 2),
+                      seq_len=overrides.pop("seq_len", 64), max_predictions=10, seed=7)
+    corpus = _write_corpus(tmp_path / "corpus")
+    values = dict(inputs=(str(corpus / "*.txt"),), output=str(tmp_path / "out"), data=data, vocab=vocab,
+                  shards=3)
+    values.update(overrides)
+    return preprocess.PreprocessJob(**values)
+
+
+def _records(output: str, manifest: dict) -> list[dict]:
+    import tensorflow as tf
+
+    spec = features.parsing_spec(manifest["format"], manifest["seq_len"], manifest["max_predictions"] or 1)
+    paths = [os.path.join(output, shard["name"]) for shard in manifest["shards"]]
+    dataset = tf.data.TFRecordDataset(paths, compression_type=manifest["compression"])
+    return [{name: value.numpy() for name, value in tf.io.parse_single_example(raw, spec).items()}
+            for raw in dataset]
+
+
+# ---------------------------------------------------------------------------
+# Transforms on three documents
+# ---------------------------------------------------------------------------
+
+
+def test_three_documents_tokenize_to_exact_ids(tmp_path):
+    documents = [
+        Document(0, 0, "d0", ("The quick brown fox jumps.", "A dog is sleeping!")),
+        Document(0, 1, "d1", ("THE CAFÉ\tIS OPEN.",)),
+        Document(1, 0, "d2", ("The zebra jumps. The fox sleeps.",)),
+    ]
+    expected = [
+        TokenizedDocument(0, 0, "d0", ((5, 6, 7, 8, 9, 10, 11), (12, 13, 18, 14, 15, 17))),
+        TokenizedDocument(0, 1, "d1", ((5, 16, 18, 19, 11),)),
+        # "zebra" is not in the vocabulary: one [UNK]; the line splits into two sentences.
+        TokenizedDocument(1, 0, "d2", ((5, 1, 9, 10, 11), (5, 8, 14, 10, 11))),
+    ]
+    # FnApiRunner, as the job uses locally (the DirectRunner would fetch and start Prism).
+    with beam_testing.TestPipeline(runner=FnApiRunner()) as pipeline_under_test:
+        tokenized = (pipeline_under_test
+                     | beam.Create(documents)
+                     | NormalizeText(lower_case=True)
+                     | SplitSentences()
+                     | TokenizeDocuments(TINY_VOCAB, batch_sentences=2))
+        assert_that(tokenized.documents, equal_to(expected))
+        assert_that(tokenized.stats | beam.CombineGlobally(sum_stats), equal_to(
+            [{"tokens": 28, "unknown_tokens": 1}]), label="stats")
+
+
+def sum_stats(parts):
+    from beam_jobs.records import merge_stats
+
+    return {key: value for key, value in merge_stats(parts).items() if value}
+
+
+# ---------------------------------------------------------------------------
+# Whole jobs
+# ---------------------------------------------------------------------------
+
+
+def test_bert_records_read_back_with_google_feature_spec(tmp_path, bert_vocab):
+    job = _job(tmp_path, bert_vocab)
+    manifest = preprocess.run(job, IN_PROCESS)
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == manifest
+    assert manifest["schema_fingerprint"] == features.schema_fingerprint("bert", 64, 10)
+    assert manifest["vocab"]["size"] == 30522 and manifest["stats"]["documents"] == 6
+    records = _records(job.output, manifest)
+    assert len(records) == manifest["examples"] > 0
+    labels = set()
+    for record in records:
+        length = int(record["input_mask"].sum())
+        assert record["input_mask"][:length].all() and not record["input_mask"][length:].any()
+        assert (record["input_ids"] < 30522).all() and (record["input_ids"] >= 0).all()
+        assert record["input_ids"][0] == 101 and record["input_ids"][length - 1] == 102
+        assert not record["input_ids"][length:].any()
+        assert set(record["segment_ids"][:length]) == {0, 1} and not record["segment_ids"][length:].any()
+        weights = record["masked_lm_weights"]
+        count = int(weights.sum())
+        assert count >= 1 and (weights[:count] == 1.0).all() and (weights[count:] == 0.0).all()
+        positions = record["masked_lm_positions"]
+        assert ((positions[:count] > 0) & (positions[:count] < length - 1)).all()
+        assert (positions[:count][1:] > positions[:count][:-1]).all()  # sorted, distinct
+        assert not positions[count:].any() and not record["masked_lm_ids"][count:].any()
+        assert (record["masked_lm_ids"][:count] < 30522).all()
+        assert count == min(10, max(1, round(length * 0.15)))
+        labels.add(int(record["next_sentence_labels"][0]))
+    assert labels == {0, 1}
+    assert not (tmp_path / "out" / preprocess.SCRATCH_DIR).exists()
+
+
+def test_packed_records_are_full_length_and_unmasked(tmp_path, bert_vocab):
+    job = _job(tmp_path, bert_vocab, format="packed", compress=True)
+    manifest = preprocess.run(job, IN_PROCESS)
+    assert manifest["compression"] == "GZIP" and all(s["name"].endswith(".gz") for s in manifest["shards"])
+    records = _records(job.output, manifest)
+    assert sum(int(r["input_mask"].sum()) for r in records) == manifest["tokens"]
+    assert manifest["tokens"] == manifest["stats"]["tokens"] + 2 * len(records)
+    full = [r for r in records if r["input_mask"].all()]
+    assert len(full) >= len(records) - 6  # only each document's last sequence may be shorter
+    for record in records:
+        length = int(record["input_mask"].sum())
+        assert record["input_ids"][0] == 101 and record["input_ids"][length - 1] == 102
+        assert 103 not in record["input_ids"] and not record["segment_ids"].any()
+
+
+def test_same_seed_and_input_give_identical_bytes(tmp_path, bert_vocab):
+    first = _job(tmp_path / "one", bert_vocab)
+    second = _job(tmp_path / "two", bert_vocab)
+    first_manifest = preprocess.run(first, IN_PROCESS)
+    # Plant the debris a killed run leaves: a scratch directory, a stale shard, no manifest.
+    out = pathlib.Path(second.output)
+    (out / preprocess.SCRATCH_DIR / "fragments").mkdir(parents=True)
+    (out / preprocess.SCRATCH_DIR / "fragments" / "unit-0000000-shard-00000-part-000").write_bytes(b"junk")
+    (out / "data-00000-of-00007.tfrecord").write_bytes(b"partial")
+    second_manifest = preprocess.run(second, IN_PROCESS)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [shard["name"] for shard in second_manifest["shards"]] + ["manifest.json"])
+    for shard in first_manifest["shards"]:
+        assert (pathlib.Path(first.output) / shard["name"]).read_bytes() == (out / shard["name"]).read_bytes()
+    drop_inputs = lambda manifest: {k: v for k, v in manifest.items() if k != "inputs"}  # noqa: E731
+    assert drop_inputs(first_manifest) == drop_inputs(second_manifest)
+    reseeded = dataclasses.replace(first, output=str(tmp_path / "three"),
+                                   data=dataclasses.replace(first.data, seed=8))
+    changed = preprocess.run(reseeded, IN_PROCESS)
+    assert changed["shards"] != first_manifest["shards"] or changed["examples"] != first_manifest["examples"]
+
+
+def test_multi_process_direct_runner_matches_in_process(tmp_path, bert_vocab):
+    in_process = _job(tmp_path / "a", bert_vocab)
+    manifest = preprocess.run(in_process, IN_PROCESS)
+    multi = _job(tmp_path / "b", bert_vocab)
+    # No runner flags: the default is the direct runner in multi_processing mode, one worker per core.
+    options = runners.pipeline_options([])
+    assert options.get_all_options()["direct_running_mode"] == "multi_processing"
+    assert options.get_all_options()["direct_num_workers"] == os.cpu_count()
+    with _WorkerProcessWatcher() as watcher:
+        multi_manifest = preprocess.run(multi, ["--direct_num_workers=2"])
+    assert len(watcher.workers) >= 2, "the job did not run in separate SDK worker processes"
+    assert multi_manifest["shards"] == manifest["shards"]
+    for shard in manifest["shards"]:
+        assert (pathlib.Path(in_process.output) / shard["name"]).read_bytes() == (
+            pathlib.Path(multi.output) / shard["name"]).read_bytes()
+
+
+class _WorkerProcessWatcher:
+    """Records the Beam SDK worker processes started under this test process while in use."""
+
+    def __enter__(self):
+        import threading
+
+        self.workers: set[int] = set()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self):
+        import psutil
+
+        me = psutil.Process()
+        while not self._done.wait(0.1):
+            for child in me.children(recursive=True):
+                try:
+                    if "sdk_worker_main" in " ".join(child.cmdline()):
+                        self.workers.add(child.pid)
+                except psutil.Error:
+                    pass
+
+
+# ---------------------------------------------------------------------------
+# Inputs: formats and bad input
+# ---------------------------------------------------------------------------
+
+
+def test_jsonl_gzip_bad_utf8_and_empty_files_are_counted(tmp_path, bert_vocab):
+    corpus = tmp_path / "mixed"
+    corpus.mkdir()
+    lines = [json.dumps({"text": "A json document.\nWith two lines of text."}), "{not json",
+             json.dumps({"title": "no text field"}), json.dumps({"text": "Another json document here."})]
+    (corpus / "docs.jsonl").write_text("\n".join(lines) + "\n")
+    with gzip.open(corpus / "zipped.txt.gz", "wt") as handle:
+        handle.write("A gzipped document.\nIt has two lines.\n")
+    (corpus / "latin1.txt").write_bytes("Caf\xe9 au lait is served.\nSecond line.\n".encode("latin-1"))
+    (corpus / "empty.txt").write_bytes(b"")
+    job = preprocess.PreprocessJob(inputs=(str(corpus / "*"),), output=str(tmp_path / "out"),
+                                   data=DataConfig(format="packed", seq_len=32), vocab=bert_vocab, shards=2)
+    manifest = preprocess.run(job, IN_PROCESS)
+    stats = manifest["stats"]
+    assert stats["files"] == 4 and stats["empty_files"] == 1 and stats["documents"] == 4
+    assert stats["invalid_utf8_lines"] == 1 and stats["invalid_utf8_characters"] == 1
+    assert stats["skipped_documents"] == {"invalid_json": 1, "missing_text_field": 1}
+    assert stats["skipped_bytes"]["invalid_json"] == len("{not json") + 1
+    assert manifest["examples"] == 4
+
+
+def test_glob_matching_nothing_fails_naming_it_and_writes_nothing(tmp_path, bert_vocab):
+    job = preprocess.PreprocessJob(inputs=(str(tmp_path / "missing" / "*.txt"),),
+                                   output=str(tmp_path / "out"), vocab=bert_vocab)
+    with pytest.raises(TrimbertError, match="matches no file: .*missing"):
+        preprocess.run(job, IN_PROCESS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_file_fails_naming_it(tmp_path, bert_vocab):
+    corpus = _write_corpus(tmp_path / "corpus")
+    (corpus / "broken.txt").symlink_to(tmp_path / "nowhere.txt")
+    job = preprocess.PreprocessJob(inputs=(str(corpus / "*.txt"),), output=str(tmp_path / "out"),
+                                   vocab=bert_vocab)
+    with pytest.raises(TrimbertError, match="cannot be read: .*broken.txt"):
+        preprocess.run(job, IN_PROCESS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_vocab_without_special_tokens_fails_naming_them(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(token for token in TINY_VOCAB if token not in ("[MASK]", "[PAD]")) + "\n")
+    job = _job(tmp_path, str(vocab))
+    with pytest.raises(TrimbertError, match=r"vocab.txt lacks the special tokens \[PAD\], \[MASK\]"):
+        preprocess.run(job, IN_PROCESS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tfds_dataset_that_is_not_available_fails_naming_it(tmp_path, bert_vocab):
+    pytest.importorskip("tensorflow_datasets")
+    job = preprocess.PreprocessJob(inputs=("tfds:no_such_dataset_anywhere/en:train",),
+                                   output=str(tmp_path / "out"), vocab=bert_vocab)
+    with pytest.raises(TrimbertError, match="no_such_dataset_anywhere"):
+        preprocess.run(job, IN_PROCESS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tfds_wikipedia_is_read_through_the_real_code_path(tmp_path, bert_vocab):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    spec = "tfds:wikipedia/20230601.en:train"
+    job = preprocess.PreprocessJob(inputs=(spec,), output=str(tmp_path / "out"), vocab=bert_vocab,
+                                   data=DataConfig(format="packed", seq_len=32))
+    # mock_data serves generated records in place of the prepared dataset (offline); everything
+    # after tfds.load is the production path, run in this process so the mock applies.
+    with tfds.testing.mock_data(num_examples=12):
+        manifest = preprocess.run(job, IN_PROCESS)
+    assert manifest["examples"] > 0 and manifest["tokens"] > 0
+    assert all(source.startswith(spec) for source in manifest["inputs"]["sources"])
+    assert len(manifest["inputs"]["sources"]) > 1  # read in even slices, in parallel
+
+
+def test_cli_reports_bad_input_with_exit_code_2(tmp_path, bert_vocab, capsys):
+    from pipeline.cli import main as cli
+
+    code = cli.main(["preprocess", "--input", str(tmp_path / "nothing*.txt"),
+                     "--output", str(tmp_path / "out"), "--vocab", bert_vocab,
+                     "--direct_running_mode=in_memory"])
+    assert code == 2
+    assert "matches no file" in capsys.readouterr().err
+
+
+def test_learned_vocabulary_is_written_and_used(tmp_path):
+    job = preprocess.PreprocessJob(inputs=(str(_write_corpus(tmp_path / "corpus") / "*.txt"),),
+                                   output=str(tmp_path / "out"), data=DataConfig(format="packed", seq_len=32),
+                                   learn_vocab=120, shards=1)
+    manifest = preprocess.run(job, IN_PROCESS)
+    vocabulary = (tmp_path / "out" / "vocab.txt").read_text().splitlines()
+    assert vocabulary[:5] == list(features.SPECIAL_TOKENS) and len(vocabulary) <= 120
+    assert manifest["vocab"]["learned"] and manifest["vocab"]["size"] == len(vocabulary)
+    assert manifest["stats"]["unknown_token_rate"] < 0.01
+
+
+@pytest.mark.slow
+def test_rerun_after_a_real_kill_gives_the_same_complete_output(tmp_path, bert_vocab):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    corpus = _write_corpus(tmp_path / "corpus", documents=400)
+    output = tmp_path / "killed"
+    command = [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", str(corpus / "*.txt"),
+               "--output", str(output), "--vocab", bert_vocab, "--format", "bert", "--dupe-factor", "10",
+               "--seq-len", "64", "--max-predictions", "10", "--seed", "7", "--shards", "3"]
+    process = subprocess.Popen(command, cwd=pathlib.Path(__file__).resolve().parents[2],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    fragments = output / preprocess.SCRATCH_DIR / "fragments"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (fragments.is_dir() and any(fragments.iterdir())):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the job and its Beam workers, mid-write
+    process.wait()
+    assert not (output / "manifest.json").exists(), "the job finished before it could be killed"
+    job = preprocess.PreprocessJob(
+        inputs=(str(corpus / "*.txt"),), output=str(output), vocab=bert_vocab, shards=3,
+        data=DataConfig(format="bert", dupe_factor=10, seq_len=64, max_predictions=10, seed=7))
+    rerun = preprocess.run(job, IN_PROCESS)
+    clean = preprocess.run(dataclasses.replace(job, output=str(tmp_path / "clean")), IN_PROCESS)
+    assert rerun["shards"] == clean["shards"]
+    for shard in clean["shards"]:
+        assert (output / shard["name"]).read_bytes() == (tmp_path / "clean" / shard["name"]).read_bytes()
+    assert not (output / preprocess.SCRATCH_DIR).exists()

@@ -1,0 +1,153 @@
+"""Fine-tuning: packing, bucketing, the GLUE fixture folder (pairs, regression), sentiment, the CLI."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from pipeline.finetune import data as finetune_data
+from pipeline.finetune.tasks import Example
+
+FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
+# A tiny encoder (1 block, width 32) so each fine-tuning run takes seconds.
+TINY_OVERRIDES = ["model.num_layers=1", "model.hidden_dim=32", "model.intermediate_dim=64", "model.num_heads=2"]
+FAST_FINETUNE = ["finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1",
+                 "finetune.learning_rate=1e-3"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, vocab_path):
+    """A freshly initialised tiny encoder saved as a Hugging Face folder with the uncased vocabulary."""
+    import models
+    from configs import schema as config_lib
+
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
+    encoder = models.build_encoder(config_lib.load("tiny", TINY_OVERRIDES))
+    models.save_pretrained(encoder, folder, vocabulary_path=vocab_path)
+    return folder
+
+
+def _finetune(arguments: list[str]) -> int:
+    from pipeline.cli import main as cli
+
+    return cli.main(["finetune", *arguments])
+
+
+# --- packing and batching -------------------------------------------------------------
+
+
+def test_truncate_cuts_the_longer_text_first():
+    pieces_a, pieces_b = finetune_data.truncate(list(range(10)), list(range(3)), seq_len=11)
+    assert (len(pieces_a), len(pieces_b)) == (5, 3)
+    assert pieces_a == [0, 1, 2, 3, 4]
+    single, none = finetune_data.truncate(list(range(10)), None, seq_len=6)
+    assert single == [0, 1, 2, 3] and none is None
+
+
+def test_pairs_pack_as_cls_a_sep_b_sep_with_segments(vocab_path):
+    tokenizer = finetune_data.Tokenizer(vocab_path)
+    encoded = tokenizer.encode([Example("The cat sat.", "A dog ran far away today.", 1, 7)], seq_len=9,
+                               regression=False)
+    tokens, segments = encoded.token_ids[0], encoded.segment_ids[0]
+    assert len(tokens) == 9
+    assert tokens[0] == tokenizer.cls_id and tokens[-1] == tokenizer.sep_id
+    separator = list(tokens).index(tokenizer.sep_id)
+    assert set(segments[: separator + 1]) == {0} and set(segments[separator + 1:]) == {1}
+    assert encoded.labels.tolist() == [1] and encoded.indices.tolist() == [7]
+    unlabelled = tokenizer.encode([Example("hello", None, None, 3)], seq_len=9, regression=False)
+    assert unlabelled.labels is None and unlabelled.segment_ids[0].tolist() == [0, 0, 0]
+
+
+def test_batches_pad_to_a_multiple_and_cover_every_example():
+    rows = [np.arange(1, length + 1, dtype=np.int32) for length in (3, 20, 5, 40, 7, 9)]
+    encoded = finetune_data.EncodedExamples(rows, [np.zeros_like(row) for row in rows],
+                                            np.arange(6), np.arange(6), pad_id=0)
+    order = finetune_data.training_order(encoded.lengths, 4, np.random.default_rng(0))
+    assert sorted(np.concatenate(order).tolist()) == list(range(6))
+    batch = finetune_data.pad_batch(encoded, np.array([0, 2]), regression=False)
+    assert batch.inputs["token_ids"].shape == (2, finetune_data.PAD_MULTIPLE)
+    assert batch.inputs["padding_mask"].sum() == 3 + 5
+    assert finetune_data.pad_batch(encoded, np.array([3]), regression=True).labels.shape == (1, 1)
+    steps = list(finetune_data.training_batches(encoded, 4, epochs=2, steps_per_epoch=3, seed=1,
+                                                regression=False))
+    assert len(steps) == 6  # two passes of two batches, then part of a third: reshuffled each pass
+
+
+# --- end to end on the GLUE fixture folder ------------------------------------------
+
+
+def test_pair_task_writes_result_and_submission(tiny_model, tmp_path):
+    out = tmp_path / "mrpc"
+    assert _finetune(["--init", str(tiny_model), "--task", "MRPC", "--glue-dir", str(FIXTURE_GLUE),
+                      "--seeds", "1,2", "--out", str(out), *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
+    record = json.loads((out / "result.json").read_text())
+    assert record["task"] == "mrpc" and record["seeds"] == [1, 2]
+    assert set(record["metric_mean"]) == {"f1", "accuracy", "score"}
+    assert record["best_seed"] in (1, 2)
+    assert record["parameters"] > 0 and record["finetune_seconds"] > 0
+    assert record["inference_latency_ms"] > 0
+    assert record["pretrain_accelerator_hours"] is None  # an imported folder has no pre-training summary
+    submission = (out / "submission" / "MRPC.tsv").read_text().splitlines()
+    assert submission[0] == "index\tprediction"
+    assert len(submission) == 1 + 2 and all(line.split("\t")[1] in ("0", "1") for line in submission[1:])
+
+
+def test_regression_task_scores_pearson_and_writes_scores(tiny_model, tmp_path):
+    out = tmp_path / "stsb"
+    overrides = [*FAST_FINETUNE, "finetune.pooling=mean"]  # the mean-pooled head, on a regression task
+    assert _finetune(["--init", str(tiny_model), "--task", "sts-b", "--glue-dir", str(FIXTURE_GLUE),
+                      "--out", str(out), *sum((["--set", o] for o in overrides), [])]) == 0
+    record = json.loads((out / "result.json").read_text())
+    assert set(record["metric_mean"]) == {"pearson", "spearman", "score"}
+    rows = (out / "submission" / "STS-B.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and all(float(line.split("\t")[1]) == float(line.split("\t")[1]) for line in rows)
+
+
+def test_sentiment_task_reports_test_metrics(tiny_model, tmp_path):
+    out = tmp_path / "movies"
+    assert _finetune(["--init", str(tiny_model), "--task", "sentiment-movies", "--max-train-examples", "16",
+                      "--out", str(out), *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
+    record = json.loads((out / "result.json").read_text())
+    assert set(record["test_metric_mean"]) == {"accuracy", "score"}
+    assert 0.0 <= record["test_metric_mean"]["accuracy"] <= 1.0
+    assert not (out / "submission").exists()  # labelled test split: metrics, no submission
+
+
+def test_mnli_through_tensorflow_datasets_end_to_end(tiny_model, tmp_path):
+    """No --glue-dir: train and both dev splits come from tfds glue/mnli (mocked offline),
+    and the unlabelled test splits (label -1, as TFDS ships them) become MNLI-m/-mm submissions."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    words = ["the", "cat", "dog", "sat", "ran", "on", "a", "mat", "far", "away"]
+
+    def as_dataset(self, split, *args, **kwargs):
+        unlabelled = str(split).startswith("test")
+        rows = [{"premise": " ".join(words[(i + j) % 10] for j in range(6)),
+                 "hypothesis": " ".join(words[(2 * i + j) % 10] for j in range(3)),
+                 "label": -1 if unlabelled else i % 3, "idx": i} for i in range(12)]
+        return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature={
+            "premise": tf.TensorSpec((), tf.string), "hypothesis": tf.TensorSpec((), tf.string),
+            "label": tf.TensorSpec((), tf.int64), "idx": tf.TensorSpec((), tf.int32)})
+
+    out = tmp_path / "mnli"
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        assert _finetune(["--init", str(tiny_model), "--task", "mnli", "--out", str(out),
+                          *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
+    record = json.loads((out / "result.json").read_text())
+    assert record["task"] == "mnli"
+    assert set(record["metric_mean"]) == {"accuracy_matched", "accuracy_mismatched", "score"}
+    assert record["test_metric_mean"] == {}
+    for name in ("MNLI-m.tsv", "MNLI-mm.tsv"):
+        rows = (out / "submission" / name).read_text().splitlines()
+        assert rows[0] == "index\tprediction" and len(rows) == 1 + 12
+        assert [int(row.split("\t")[0]) for row in rows[1:]] == list(range(12))
+        assert {row.split("\t")[1] for row in rows[1:]} <= {"entailment", "neutral", "contradiction"}
+
+
+def test_unknown_init_is_a_clean_error(tmp_path, capsys):
+    assert _finetune(["--init", str(tmp_path), "--task", "mrpc", "--out", str(tmp_path / "x")]) == 2
+    assert "not a trimbert model directory" in capsys.readouterr().err

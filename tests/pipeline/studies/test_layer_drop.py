@@ -1,0 +1,67 @@
+"""The layer-drop study on a tiny two-block model: a row per strategy, shared runs, the table files, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+
+import pytest
+
+FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
+
+
+@pytest.fixture(scope="module")
+def two_block_model(tmp_path_factory, vocab_path):
+    import models
+    from configs import schema as config_lib
+
+    folder = tmp_path_factory.mktemp("study") / "two-blocks"
+    config = config_lib.load("tiny", ["model.num_layers=2", "model.hidden_dim=32", "model.intermediate_dim=64",
+                                      "model.num_heads=2"])
+    models.save_pretrained(models.build_encoder(config), folder, vocabulary_path=vocab_path)
+    return folder
+
+
+def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model, tmp_path, capsys):
+    from pipeline.cli import main as cli
+    from pipeline.studies import layer_drop as study
+
+    out = tmp_path / "study"
+    arguments = ["study", "layer-drop", "--init", str(two_block_model), "--task", "rte", "--drop", "1",
+                 "--glue-dir", str(FIXTURE_GLUE), "--out", str(out),
+                 "--set", "finetune.seq_len=32", "--set", "finetune.batch_size=4", "--set", "finetune.epochs=1"]
+    assert cli.main(arguments) == 0
+    rows = list(csv.DictReader(open(out / "layer_drop.csv")))
+    assert [row["strategy"] for row in rows] == ["unpruned", *study.STUDY_STRATEGIES]
+    by_strategy = {row["strategy"]: row for row in rows}
+    assert by_strategy["top"]["dropped"] == "1" and by_strategy["bottom"]["dropped"] == "0"
+    assert by_strategy["alternate-even"]["note"] == "same blocks as bottom"  # block 0 again: one shared run
+    assert by_strategy["alternate-odd"]["note"] == "same blocks as top"
+    assert all(row["score_mean"] for row in rows)
+    # Two pruned models were fine-tuned (top and bottom), plus the unpruned one.
+    assert sorted(path.name for path in (out / "runs").iterdir()) == ["bottom-1", "top-1", "unpruned"]
+    assert int(by_strategy["top"]["parameters"]) < int(by_strategy["unpruned"]["parameters"])
+    table = (out / "layer_drop.md").read_text()
+    assert "Sajjad et al. 2022" in table and "K=1: best" in table
+    assert json.loads((out / "layer_drop.json").read_text())["task"] == "rte"
+
+    # Resume: as if killed while fine-tuning top-1, a rerun redoes only that run.
+    (out / "runs" / "top-1" / "result.json").unlink()
+    kept = {name: (out / "runs" / name / "result.json").stat().st_mtime_ns for name in ("unpruned", "bottom-1")}
+    assert cli.main(arguments) == 0
+    assert (out / "runs" / "top-1" / "result.json").is_file()
+    assert kept == {name: (out / "runs" / name / "result.json").stat().st_mtime_ns for name in kept}
+    rerun = {row["strategy"]: row for row in csv.DictReader(open(out / "layer_drop.csv"))}
+    assert rerun["bottom"]["score_mean"] == by_strategy["bottom"]["score_mean"]
+    # The same folder with another finetune section is refused, naming the field.
+    assert cli.main([*arguments, "--set", "finetune.learning_rate=1e-3"]) == 2
+    assert "finetune.learning_rate" in capsys.readouterr().err
+
+
+def test_findings_compare_top_and_bottom_with_the_paper():
+    from pipeline.studies.layer_drop import StudyRow, findings
+
+    rows = [StudyRow("unpruned", 0, score_mean=0.9), StudyRow("top", 2, (4, 5), score_mean=0.88),
+            StudyRow("bottom", 2, (0, 1), score_mean=0.80), StudyRow("symmetric", 2, (2, 3), score_mean=0.85)]
+    assert findings(rows) == ["K=2: best top (88.0), worst bottom (80.0); top best: yes, bottom worst: yes"]
