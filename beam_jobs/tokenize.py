@@ -61,8 +61,14 @@ def limit_tensorflow_threads() -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this process (e.g. in-process runner)
-        pass
+    except RuntimeError as error:
+        # TensorFlow was already initialised in this process (e.g. the in-process runner): the
+        # pools cannot change now. Tokenizing still works, but each worker may use every core,
+        # which oversubscribes the machine; say so instead of hiding it.
+        logging.getLogger(__name__).warning(
+            "tokenizer threads not limited to 1 (%s); TensorFlow keeps intra-op %d, inter-op %d "
+            "threads (0 = one per core)", error, tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads())
 
 
 class _TokenizeFn(beam.DoFn):

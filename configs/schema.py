@@ -194,13 +194,23 @@ class PhaseConfig:
 class DistillConfig:
     """Knowledge distillation (Bort's loss, docs/papers.md).
 
-    loss = mlm_weight * CE(student, labels)
-         + kd_weight * T^2 * KL(softmax(teacher/T) || softmax(student/T)),
+    loss = mlm_weight * CE(student, labels) + kd_weight * KD(student, teacher),
     over masked positions, normalised by their number. Released values:
     mlm_weight 0.1, kd_weight 0.5, T 2.0 (de Wynter & Perry 2020).
+
+    Args:
+        teacher: model folder of the frozen teacher; None trains plain MLM.
+        required: refuse to pre-train without a teacher (a config that *is*
+            a distillation recipe, like bort.yaml, must not fall back to MLM).
+        loss: the KD term. ``bort_reference`` is the released code's term, the
+            scale the released weights were tuned for; ``kl`` is the textbook
+            T^2 * KL(softmax(teacher/T) || softmax(student/T)). See
+            pipeline/pretrain/losses.py.
     """
 
     teacher: str | None = None
+    required: bool = False
+    loss: Literal["bort_reference", "kl"] = "bort_reference"
     mlm_weight: float = 0.1
     kd_weight: float = 0.5
     temperature: float = 2.0

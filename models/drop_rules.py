@@ -1,16 +1,20 @@
 """Poor Man's BERT's rules for which transformer blocks to drop (Sajjad et al. 2022): plain Python, no TensorFlow.
 
-Strategies, for an encoder of D blocks and K blocks to drop (indices 0-based, 0 = bottom):
+Strategies are named as the paper names them, and the paper numbers layers 1..D from the bottom.
+The code returns 0-based block indices (paper layer L is index L-1). For D blocks, K to drop:
 
-    top             drop D-K .. D-1 (the paper's best strategy)
-    bottom          drop 0 .. K-1 (the paper's worst)
-    alternate-even  drop the K highest even indices (e.g. D=12, K=4: 10, 8, 6, 4)
-    alternate-odd   drop the K highest odd indices (e.g. D=12, K=4: 11, 9, 7, 5)
-    symmetric       keep the top and bottom, drop K from the middle (D=12, K=4: 4..7)
-    contribution    drop the K blocks whose output is most similar to their input
-                    (mean cosine over real tokens of sample text): they change the
-                    representation least
-    indices         drop exactly the given indices (their released code's convention,
+    top             drop the top K layers (the paper's best strategy)
+    bottom          drop the bottom K layers (the paper's worst)
+    alternate-odd   drop K of the paper's odd layers 1, 3, 5 .., from the top down
+                    (D=12, K=4: layers 11, 9, 7, 5 = indices 10, 8, 6, 4)
+    alternate-even  drop K of the paper's even layers 2, 4, 6 .., from the top down
+                    (D=12, K=4: layers 12, 10, 8, 6 = indices 11, 9, 7, 5)
+    symmetric       keep the top and bottom, drop K from the middle (D=12, K=4: layers 5..8)
+    contribution    drop the blocks whose output is most similar to their input (mean cosine
+                    over real tokens of sample text): they change the representation least.
+                    Either the K most similar, or, as the paper does, every block whose
+                    similarity is at least a threshold
+    indices         drop exactly the given 0-based indices (their released code's convention,
                     e.g. 9,10,11 = top three of 12)
 
 """
@@ -23,7 +27,7 @@ import numpy as np
 
 from configs.errors import TrimbertError
 
-STRATEGIES = ("top", "bottom", "alternate-even", "alternate-odd", "symmetric", "contribution", "indices")
+STRATEGIES = ("top", "bottom", "alternate-odd", "alternate-even", "symmetric", "contribution", "indices")
 
 
 def _top(num_layers: int, drop: int) -> list[int]:
@@ -34,12 +38,15 @@ def _bottom(num_layers: int, drop: int) -> list[int]:
     return list(range(drop))
 
 
-def _alternate(parity: int) -> Callable[[int, int], list[int]]:
+def _alternate(paper_parity: str) -> Callable[[int, int], list[int]]:
+    # The paper's layer L is index L-1, so its odd layers are the even indices.
+    index_parity = 0 if paper_parity == "odd" else 1
+
     def choose(num_layers: int, drop: int) -> list[int]:
-        candidates = [index for index in reversed(range(num_layers)) if index % 2 == parity]
+        candidates = [index for index in reversed(range(num_layers)) if index % 2 == index_parity]
         if drop > len(candidates):
-            raise TrimbertError(f"cannot drop {drop} {'even' if parity == 0 else 'odd'}-indexed blocks "
-                                f"of {num_layers}: there are only {len(candidates)}")
+            raise TrimbertError(f"cannot drop {drop} of the paper's {paper_parity} layers of {num_layers}: "
+                                f"there are only {len(candidates)}")
         return candidates[:drop]
     return choose
 
@@ -48,13 +55,22 @@ def _symmetric(num_layers: int, drop: int) -> list[int]:
     start = (num_layers - drop) // 2
     return list(range(start, start + drop))
 
-_POSITIONAL = {"top": _top, "bottom": _bottom, "alternate-even": _alternate(0),
-               "alternate-odd": _alternate(1), "symmetric": _symmetric}
+
+_POSITIONAL = {"top": _top, "bottom": _bottom, "alternate-odd": _alternate("odd"),
+               "alternate-even": _alternate("even"), "symmetric": _symmetric}
+
+
+def describe_positional(num_layers: int = 12, drop: int = 4) -> str:
+    """Which of the paper's layers (1 = bottom) each positional strategy drops, for ``--help``."""
+    return "; ".join(
+        f"{name} drops {','.join(str(index + 1) for index in sorted(choose(num_layers, drop)))}"
+        for name, choose in _POSITIONAL.items())
 
 
 def layers_to_drop(strategy: str, num_layers: int, drop: int | None,
                    indices: Sequence[int] | None = None,
-                   similarities: Sequence[float] | None = None) -> tuple[int, ...]:
+                   similarities: Sequence[float] | None = None,
+                   threshold: float | None = None) -> tuple[int, ...]:
     """The sorted block indices a strategy removes.
 
     Args:
@@ -63,6 +79,8 @@ def layers_to_drop(strategy: str, num_layers: int, drop: int | None,
         drop: how many to remove (K, 1 <= K < D); for ``indices`` it may be None.
         indices: the blocks to remove, for ``indices``.
         similarities: per-block mean input/output cosine, for ``contribution``.
+        threshold: for ``contribution`` instead of ``drop``: remove every block whose
+            similarity is at least this (the paper's form).
     """
     if strategy not in STRATEGIES:
         raise TrimbertError(f"unknown prune strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
@@ -72,6 +90,8 @@ def layers_to_drop(strategy: str, num_layers: int, drop: int | None,
         if drop is not None and drop != len(indices):
             raise TrimbertError(f"--drop {drop} disagrees with {len(indices)} --indices {list(indices)}")
         drop = len(indices)
+    if threshold is not None:
+        return _above_threshold(strategy, num_layers, drop, similarities, threshold)
     if drop is None or not 1 <= drop < num_layers:
         raise TrimbertError(f"--drop must be between 1 and {num_layers - 1} for a "
                             f"{num_layers}-block encoder, got {drop}")
@@ -81,11 +101,31 @@ def layers_to_drop(strategy: str, num_layers: int, drop: int | None,
             raise TrimbertError(f"--indices {list(indices)}: must be distinct and within 0..{num_layers - 1}")
         chosen = list(indices)
     elif strategy == "contribution":
-        if similarities is None or len(similarities) != num_layers:
-            raise TrimbertError("strategy 'contribution' needs one similarity per block (pass sample text)")
+        _check_similarities(similarities, num_layers)
         # Most similar first; a stable sort breaks ties towards the lower index.
         order = np.argsort(-np.asarray(similarities, dtype=np.float64), kind="stable")
         chosen = [int(index) for index in order[:drop]]
     else:
         chosen = _POSITIONAL[strategy](num_layers, drop)
     return tuple(sorted(chosen))
+
+
+def _check_similarities(similarities: Sequence[float] | None, num_layers: int) -> None:
+    if similarities is None or len(similarities) != num_layers:
+        raise TrimbertError("strategy 'contribution' needs one similarity per block (pass sample text)")
+
+
+def _above_threshold(strategy: str, num_layers: int, drop: int | None, similarities: Sequence[float] | None,
+                     threshold: float) -> tuple[int, ...]:
+    """The paper's contribution rule: every block at least ``threshold`` similar to its input."""
+    if strategy != "contribution":
+        raise TrimbertError(f"--threshold applies to strategy 'contribution' only, not {strategy!r}")
+    if drop is not None:
+        raise TrimbertError("give --drop (the K most similar blocks) or --threshold, not both")
+    _check_similarities(similarities, num_layers)
+    chosen = tuple(index for index, value in enumerate(similarities) if value >= threshold)
+    if not 1 <= len(chosen) < num_layers:
+        raise TrimbertError(f"--threshold {threshold} selects {len(chosen)} of {num_layers} blocks "
+                            f"(similarities {', '.join(f'{value:.4f}' for value in similarities)}); "
+                            f"it must leave at least one block and drop at least one")
+    return chosen

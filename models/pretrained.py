@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -277,7 +277,22 @@ def vocabulary_file(path: str | pathlib.Path) -> pathlib.Path | None:
 
 
 def lowercases(path: str | pathlib.Path) -> bool:
-    """Whether the checkpoint's tokenizer lower-cases text (True when nothing says otherwise)."""
+    """Whether the checkpoint's tokenizer lower-cases text.
+
+    Its tokenizer config decides when it says; otherwise the case of its vocabulary's tokens
+    (:func:`vocabulary_is_cased`); True only when there is neither.
+    """
+    declared = declared_lowercase(path)
+    if declared is not None:
+        return declared
+    vocabulary = vocabulary_file(path)
+    if vocabulary is not None:
+        return not vocabulary_is_cased(vocabulary.read_text(encoding="utf-8").splitlines())
+    return True
+
+
+def declared_lowercase(path: str | pathlib.Path) -> bool | None:
+    """What a Hugging Face folder's tokenizer config says about lower-casing; None if it says nothing."""
     path = pathlib.Path(path)
     for file_name, key in (("tokenizer_config.json", "do_lower_case"), ("tokenizer.json", "lowercase")):
         candidate = path / file_name
@@ -286,7 +301,18 @@ def lowercases(path: str | pathlib.Path) -> bool:
             settings = data.get("config", data)
             if key in settings:
                 return bool(settings[key])
-    return True
+    return None
+
+
+def vocabulary_is_cased(tokens: Sequence[str]) -> bool:
+    """Whether a WordPiece vocabulary keeps case: some token other than a bracketed special has a capital.
+
+    An uncased vocabulary was built from lower-cased text, so it has no capitals outside
+    [PAD], [CLS] and the like (bert-base-uncased has none among its 30,522 tokens); a cased one
+    has thousands.
+    """
+    return any(token != token.lower() for token in tokens
+               if not (token.startswith("[") and token.endswith("]")))
 
 
 # ---------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def drop_blocks(encoder: Encoder, dropped: Sequence[int], name: str | None = Non
 
 
 def prune(encoder: Encoder, strategy: str, drop: int | None = None, indices: Sequence[int] | None = None,
-          sample_inputs: Mapping[str, np.ndarray] | None = None) -> PruneResult:
+          sample_inputs: Mapping[str, np.ndarray] | None = None, threshold: float | None = None) -> PruneResult:
     """Drops K blocks from a pre-trained encoder by a Poor Man's BERT strategy.
 
     Args:
@@ -107,6 +107,8 @@ def prune(encoder: Encoder, strategy: str, drop: int | None = None, indices: Seq
         indices: blocks to remove, for ``indices``.
         sample_inputs: encoder inputs of sample text, for ``contribution``
             (see ``models.sample_text.encode_texts``).
+        threshold: for ``contribution`` instead of ``drop``: drop every block at least this
+            similar to its input.
     """
     num_layers = len(encoder.blocks)
     similarities = None
@@ -114,7 +116,7 @@ def prune(encoder: Encoder, strategy: str, drop: int | None = None, indices: Seq
         if sample_inputs is None:
             raise TrimbertError("strategy 'contribution' needs sample text (--sample FILE)")
         similarities = layer_similarities(encoder, sample_inputs)
-    dropped = layers_to_drop(strategy, num_layers, drop, indices, similarities)
+    dropped = layers_to_drop(strategy, num_layers, drop, indices, similarities, threshold)
     pruned = drop_blocks(encoder, dropped)
     kept = tuple(index for index in range(num_layers) if index not in dropped)
     return PruneResult(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import pathlib
+import sys
 
 from configs.schema import DataConfig
 
@@ -30,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masked-lm-prob", type=float, default=_DEFAULTS.masked_lm_prob)
     parser.add_argument("--dupe-factor", type=int, default=_DEFAULTS.dupe_factor)
     parser.add_argument("--short-seq-prob", type=float, default=_DEFAULTS.short_seq_prob)
-    parser.add_argument("--cased", action="store_true", help="keep case and accents (cased vocabulary)")
+    case = parser.add_mutually_exclusive_group()
+    case.add_argument("--cased", dest="lower_case", action="store_false", default=None,
+                      help="keep case and accents (cased vocabulary)")
+    case.add_argument("--uncased", dest="lower_case", action="store_true",
+                      help="lower-case and strip accents (uncased vocabulary)")
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--gzip", action="store_true", help="gzip the shards")
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     data = dataclasses.replace(
         _DEFAULTS, format=args.format, seq_len=args.seq_len, max_predictions=args.max_predictions,
         masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor,
-        short_seq_prob=args.short_seq_prob, lower_case=not args.cased, seed=args.seed)
+        short_seq_prob=args.short_seq_prob, lower_case=_lower_case(args), seed=args.seed)
     job = pipeline.PreprocessJob(
         inputs=tuple(p for p in args.input.split(",") if p), output=args.output, data=data,
         vocab=args.vocab, learn_vocab=args.learn_vocab, shards=args.shards, compress=args.gzip,
@@ -55,6 +61,32 @@ def run(args: argparse.Namespace) -> int:
     summary["unknown_token_rate"] = manifest["stats"]["unknown_token_rate"]
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _lower_case(args: argparse.Namespace) -> bool:
+    """--cased / --uncased if given; else what the --vocab says (the text must be cased as it was)."""
+    if args.lower_case is not None:
+        return args.lower_case
+    if args.vocab is None:
+        print("learning an uncased vocabulary (pass --cased to keep case)", file=sys.stderr)
+        return True
+    lower_case = vocabulary_lowercases(args.vocab)
+    print(f"--vocab {args.vocab} is {'uncased' if lower_case else 'cased'}: "
+          f"{'lower-casing' if lower_case else 'keeping the case of'} the text "
+          f"(pass --cased or --uncased to override)", file=sys.stderr)
+    return lower_case
+
+
+def vocabulary_lowercases(vocab: str) -> bool:
+    """Whether text for this vocab.txt must be lower-cased: its folder's tokenizer config, else its tokens."""
+    from beam_jobs.tokenize import read_vocabulary
+    from models import pretrained
+
+    folder = pathlib.Path(vocab).parent
+    declared = pretrained.declared_lowercase(folder) if "://" not in vocab and folder.is_dir() else None
+    if declared is not None:
+        return declared
+    return not pretrained.vocabulary_is_cased(read_vocabulary(vocab))
 
 
 def _show_progress() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from configs.errors import TrimbertError
-from models.drop_rules import STRATEGIES
+from models.drop_rules import STRATEGIES, describe_positional
 
 
 def _indices(text: str) -> tuple[int, ...]:
@@ -19,8 +19,15 @@ def _indices(text: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", required=True,
                         help="pre-trained model folder (Hugging Face BERT format or keras-hub preset)")
-    parser.add_argument("--strategy", required=True, choices=STRATEGIES, help="which blocks to drop")
+    parser.add_argument("--strategy", required=True, choices=STRATEGIES, help=(
+        "which layers to drop, named and numbered as in Poor Man's BERT (layer 1 = bottom); "
+        f"for D=12, K=4: {describe_positional(12, 4)}; contribution drops the K blocks most similar "
+        "to their input, or with --threshold every block at least that similar; indices takes 0-based "
+        "--indices"))
     parser.add_argument("--drop", type=int, default=None, help="number of blocks to drop (K)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="for --strategy contribution instead of --drop: drop every block whose mean "
+                             "input/output cosine is at least this (the paper's form)")
     parser.add_argument("--indices", type=_indices, default=None,
                         help="0-based blocks to drop for --strategy indices, e.g. 9,10,11")
     parser.add_argument("--sample", default=None,
@@ -46,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
             raise TrimbertError(f"{args.source}: no vocab.txt to tokenise the sample with")
         sample_inputs = encode_texts(read_sample(args.sample, args.sample_lines), vocabulary, lowercase,
                                      min(args.sequence_length, encoder.model_config.max_sequence_length))
-    result = prune(encoder, args.strategy, args.drop, args.indices, sample_inputs)
+    result = prune(encoder, args.strategy, args.drop, args.indices, sample_inputs, args.threshold)
     if result.similarities is not None:
         print("mean cosine(input, output) per block: " + ", ".join(
             f"{index}: {value:.4f}" for index, value in enumerate(result.similarities)))
-    print(f"strategy {args.strategy}: dropped blocks {list(result.dropped)}, kept blocks {list(result.kept)}")
+    print(f"strategy {args.strategy}: dropped blocks {list(result.dropped)} (the paper's layers "
+          f"{[index + 1 for index in result.dropped]}), kept blocks {list(result.kept)}")
     reduction = 1 - result.parameters_after / result.parameters_before
     print(f"parameters: {result.parameters_before:,} before, {result.parameters_after:,} after "
           f"({reduction:.1%} fewer)")

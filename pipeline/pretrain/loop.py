@@ -77,6 +77,7 @@ class RunOptions:
 def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
     """Pre-trains ``config`` on the data and returns the summary (also in summary.json)."""
     # === 1. Setup ===
+    _check_teacher_given(config)
     started_at = time.time()
     model_dir = pathlib.Path(options.model_dir)
     precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -225,6 +226,7 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
     still loss-scaled here, so the threshold is scaled alike.
     """
     distill = config.pretrain.distill
+    distillation_loss = losses.DISTILLATION_LOSSES[distill.loss]
     fp16 = config.pretrain.mixed_precision == "float16"
     clip_norm = config.pretrain.clip_norm
     replicas = strategy.num_replicas_in_sync
@@ -238,10 +240,11 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
             outputs = model(inputs, training=True)
             mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights) / masked_total
             loss = mlm
+            kd = tf.constant(0.0)
             if teacher is not None:
                 teacher_logits = teacher(inputs, training=False)["mlm_logits"]
-                kd = losses.distillation_loss_sum(outputs["mlm_logits"], teacher_logits, weights,
-                                                  distill.temperature) / masked_total
+                kd = distillation_loss(outputs["mlm_logits"], teacher_logits, weights,
+                                       distill.temperature) / masked_total
                 loss = distill.mlm_weight * mlm + distill.kd_weight * kd
             nsp = tf.constant(0.0)
             if use_nsp:
@@ -254,7 +257,8 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
         gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                      for g, v in zip(gradients, variables, strict=True)]
         correct = losses.masked_lm_correct_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights)
-        return gradients, {"loss": loss, "mlm_loss": mlm, "mlm_correct": correct / masked_total, "nsp_loss": nsp}
+        return gradients, {"loss": loss, "mlm_loss": mlm, "mlm_correct": correct / masked_total, "nsp_loss": nsp,
+                           "kd_loss": kd}
 
     if config.pretrain.jit_compile:
         # The iterator and the collectives stay outside XLA; the model's maths goes inside.
@@ -265,7 +269,7 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
         # Global counts, so each replica's sum / global count all-reduces to the true mean.
         masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
         gradients = [tf.zeros_like(v) for v in variables]
-        totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss")}
+        totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss", "kd_loss")}
         micro = tf.shape(inputs["token_ids"])[0] // accumulation
         for part in range(accumulation):
             chunk = slice(part * micro, (part + 1) * micro)
@@ -335,6 +339,7 @@ def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock
         "step": current, "phase": phase_index,
         "loss": float(metrics["loss"]), "mlm_loss": float(metrics["mlm_loss"]),
         "mlm_accuracy": float(metrics["mlm_correct"]), "nsp_loss": float(metrics["nsp_loss"]),
+        "kd_loss": float(metrics["kd_loss"]),
         "learning_rate": float(optimizer.learning_rate), "sequences_per_second": sequences_per_second,
         "tokens_per_second": sequences_per_second * phase.seq_len, "train_seconds": clock.seconds,
     }
@@ -345,7 +350,7 @@ def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock
         with open(model_dir / model_dir_lib.METRICS_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         with writer.as_default(step=current):
-            for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "learning_rate",
+            for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "kd_loss", "learning_rate",
                          "sequences_per_second", "tokens_per_second"):
                 tf.summary.scalar(name, record[name])
     return _Window(now, current)
@@ -392,6 +397,16 @@ def _special_ids(manifest: DataManifest) -> dict[str, int]:
     if missing:
         raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")
     return ids
+
+
+def _check_teacher_given(config: Config) -> None:
+    """A distillation recipe (``distill.required``) must not quietly train plain MLM instead."""
+    distill = config.pretrain.distill
+    if distill.required and not distill.teacher:
+        raise TrimbertError(
+            f"config {config.name} pre-trains by distillation and needs a teacher: set "
+            f"pretrain.distill.teacher (--set pretrain.distill.teacher=DIR, a pre-trained model folder), "
+            f"or use a plain-MLM config (e.g. bort_mlm)")
 
 
 def _load_teacher(config: Config, strategy) -> keras.Model:

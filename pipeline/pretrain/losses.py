@@ -29,12 +29,12 @@ def masked_lm_correct_sum(logits: tf.Tensor, label_ids: tf.Tensor, weights: tf.T
     return tf.reduce_sum(tf.cast(tf.equal(predictions, tf.cast(label_ids, tf.int32)), tf.float32) * weights)
 
 
-def distillation_loss_sum(student_logits: tf.Tensor, teacher_logits: tf.Tensor, weights: tf.Tensor,
-                          temperature: float) -> tf.Tensor:
-    """Sum over masked positions of ``T^2 * KL(softmax(teacher/T) || softmax(student/T))``.
+def kl_distillation_loss_sum(student_logits: tf.Tensor, teacher_logits: tf.Tensor, weights: tf.Tensor,
+                             temperature: float) -> tf.Tensor:
+    """Sum over masked positions of ``T^2 * KL(softmax(teacher/T) || softmax(student/T))`` (``distill.loss: kl``).
 
-    The T^2 factor keeps gradient magnitudes comparable across temperatures
-    (Hinton et al. 2015); Bort uses T = 2 (de Wynter & Perry 2020).
+    The textbook term. The T^2 factor keeps gradient magnitudes comparable
+    across temperatures (Hinton et al. 2015).
 
     Args:
         student_logits: [B, M, V].
@@ -42,10 +42,40 @@ def distillation_loss_sum(student_logits: tf.Tensor, teacher_logits: tf.Tensor, 
         weights: [B, M], 1 at real masked positions.
         temperature: T.
     """
-    student = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
-    teacher_log = tf.nn.log_softmax(tf.stop_gradient(tf.cast(teacher_logits, tf.float32)) / temperature, axis=-1)
-    kl = tf.reduce_sum(tf.exp(teacher_log) * (teacher_log - student), axis=-1)  # [B, M]
+    student_log = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
+    teacher_log = _teacher_log_probabilities(teacher_logits, temperature)
+    kl = tf.reduce_sum(tf.exp(teacher_log) * (teacher_log - student_log), axis=-1)  # [B, M]
     return temperature**2 * tf.reduce_sum(kl * weights)
+
+
+def bort_reference_distillation_loss_sum(student_logits: tf.Tensor, teacher_logits: tf.Tensor,
+                                         weights: tf.Tensor, temperature: float) -> tf.Tensor:
+    """Sum over masked positions of Bort's released KD term (``distill.loss: bort_reference``).
+
+    Follows alexa/bort, utils/pretraining_distillation_utils.py, forward(): it
+    hands the tempered *probabilities* p_s = softmax(student/T) and
+    p_t = softmax(teacher/T) to MXNet's ``KLDivLoss(from_logits=False)``, which
+    takes log_softmax of its first argument and averages over the vocabulary. So
+    per masked token the term is ``T^2 * mean_v p_t * (log p_t - log_softmax(p_s))``.
+    Reproduced because Bort's weights (mlm 0.1, kd 0.5, T 2) were tuned for this
+    scale, which is far below the textbook KL's (docs/papers.md, Bort).
+
+    Args: as :func:`kl_distillation_loss_sum`.
+    """
+    student_probabilities = tf.nn.softmax(tf.cast(student_logits, tf.float32) / temperature, axis=-1)
+    student_log = tf.nn.log_softmax(student_probabilities, axis=-1)
+    teacher_log = _teacher_log_probabilities(teacher_logits, temperature)
+    per_token = tf.reduce_mean(tf.exp(teacher_log) * (teacher_log - student_log), axis=-1)  # [B, M]
+    return temperature**2 * tf.reduce_sum(per_token * weights)
+
+
+def _teacher_log_probabilities(teacher_logits: tf.Tensor, temperature: float) -> tf.Tensor:
+    # The teacher is frozen: no gradient may flow into it through the KD term.
+    return tf.nn.log_softmax(tf.stop_gradient(tf.cast(teacher_logits, tf.float32)) / temperature, axis=-1)
+
+
+# ``distill.loss`` -> the function computing its sum over masked positions.
+DISTILLATION_LOSSES = {"kl": kl_distillation_loss_sum, "bort_reference": bort_reference_distillation_loss_sum}
 
 
 def next_sentence_loss_sum(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -5,7 +5,8 @@ the pre-trained encoder is pruned (``OUT/models/STRATEGY-K``, Hugging Face forma
 fine-tuned on the task like ``trimbert finetune`` (``OUT/runs/STRATEGY-K/result.json``);
 the unpruned model is fine-tuned the same way (``OUT/runs/unpruned``). Strategies that
 pick the same blocks share one fine-tuning run; a strategy that cannot drop K blocks
-(alternate-even/odd when there are fewer than K such blocks) gets a row saying why.
+(alternate-odd/even, named in the paper's 1-based numbering, when there are fewer than K such
+layers) gets a row saying why.
 
 ``OUT/layer_drop.{md,csv,json}`` hold one row per (K, strategy) beside the paper's finding
 (Sajjad et al. 2022: dropping the top layers is best, the bottom layers worst).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import logging
 import os
 import pathlib
 
@@ -352,3 +353,39 @@ def test_rerun_after_a_real_kill_gives_the_same_complete_output(tmp_path, bert_v
     for shard in clean["shards"]:
         assert (output / shard["name"]).read_bytes() == (tmp_path / "clean" / shard["name"]).read_bytes()
     assert not (output / preprocess.SCRATCH_DIR).exists()
+
+
+CASED_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "The", "Fox", "Dog", "jump", "sleep", "##s", "."]
+
+
+@pytest.mark.parametrize("flags, unknown_rate", [([], 0.0), (["--cased"], 0.0), (["--uncased"], 0.4)])
+def test_cli_takes_the_case_from_the_vocabulary_unless_told(tmp_path, capsys, flags, unknown_rate):
+    from pipeline.cli import main as cli
+
+    (tmp_path / "vocab.txt").write_text("\n".join(CASED_VOCAB) + "\n")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The Fox jumps. The Dog sleeps.\nThe Dog jumps. The Fox sleeps.\n\n" * 4)
+    code = cli.main(["preprocess", "--input", str(corpus), "--output", str(tmp_path / "out"),
+                     "--vocab", str(tmp_path / "vocab.txt"), "--format", "packed", "--seq-len", "16",
+                     "--shards", "1", *flags, *IN_PROCESS])
+    assert code == 0
+    output = capsys.readouterr()
+    # Lower-cased, "the", "fox" and "dog" miss this cased vocabulary: 4 of every 10 word pieces.
+    assert json.loads(output.out)["unknown_token_rate"] == pytest.approx(unknown_rate)
+    if not flags:
+        assert "is cased: keeping the case" in output.err
+
+
+def test_tokenizer_thread_limit_failure_is_reported_not_swallowed(caplog, monkeypatch):
+    import tensorflow as tf
+
+    from beam_jobs.tokenize import limit_tensorflow_threads
+
+    def already_initialised(threads):
+        raise RuntimeError("Intra op parallelism cannot be modified after initialization.")
+
+    # What TensorFlow raises once its runtime is up (e.g. under the in-process runner).
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads", already_initialised)
+    with caplog.at_level(logging.WARNING, logger="beam_jobs.tokenize"):
+        limit_tensorflow_threads()
+    assert "tokenizer threads not limited to 1 (Intra op parallelism cannot be modified" in caplog.text

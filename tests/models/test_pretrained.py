@@ -202,3 +202,16 @@ def test_checkpoint_name_variants_and_errors(tmp_path):
     with pytest.raises(TrimbertError, match="hidden_act"):
         from_pretrained(tmp_path)
     keras.backend.clear_session()
+
+
+def test_vocabulary_case_is_detected_from_its_tokens(tmp_path):
+    from models import pretrained
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert not pretrained.vocabulary_is_cased(specials + ["the", "##s", "café"])
+    assert pretrained.vocabulary_is_cased(specials + ["the", "The", "##s"])
+    # A folder with a cased vocab.txt and no tokenizer config keeps case (it used to lower-case).
+    (tmp_path / "vocab.txt").write_text("\n".join(specials + ["The", "fox"]) + "\n")
+    assert pretrained.lowercases(tmp_path) is False
+    (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": true}')
+    assert pretrained.lowercases(tmp_path) is True  # a declared setting wins

@@ -50,8 +50,9 @@ def sample_inputs(count: int = 4, length: int = 10, seed: int = 0) -> dict[str, 
     [
         ("top", 4, (8, 9, 10, 11)),
         ("bottom", 4, (0, 1, 2, 3)),
-        ("alternate-even", 4, (4, 6, 8, 10)),
-        ("alternate-odd", 4, (5, 7, 9, 11)),
+        # The paper numbers layers 1..12 from the bottom: its odd layers 11, 9, 7, 5 are indices 10, 8, 6, 4.
+        ("alternate-odd", 4, (4, 6, 8, 10)),
+        ("alternate-even", 4, (5, 7, 9, 11)),
         ("symmetric", 4, (4, 5, 6, 7)),
         ("symmetric", 6, (3, 4, 5, 6, 7, 8)),
         ("top", 6, (6, 7, 8, 9, 10, 11)),
@@ -67,13 +68,33 @@ def test_indices_and_contribution_choices():
     assert layers_to_drop("contribution", 6, 2, similarities=similarities) == (1, 3)
 
 
+def test_contribution_threshold_drops_every_block_at_least_that_similar():
+    similarities = [0.5, 0.9, 0.7, 0.99, 0.6, 0.1]
+    assert layers_to_drop("contribution", 6, None, similarities=similarities, threshold=0.7) == (1, 2, 3)
+    with pytest.raises(TrimbertError, match="--threshold 0.01 selects 6 of 6 blocks"):
+        layers_to_drop("contribution", 6, None, similarities=similarities, threshold=0.01)
+    with pytest.raises(TrimbertError, match="not both"):
+        layers_to_drop("contribution", 6, 2, similarities=similarities, threshold=0.7)
+    with pytest.raises(TrimbertError, match="contribution' only"):
+        layers_to_drop("top", 6, None, threshold=0.7)
+
+
+def test_prune_help_lists_the_paper_layers_each_strategy_drops(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["prune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for expected in ("top drops 9,10,11,12", "bottom drops 1,2,3,4", "alternate-odd drops 5,7,9,11",
+                     "alternate-even drops 6,8,10,12", "symmetric drops 5,6,7,8", "--threshold"):
+        assert expected in text
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
         (("top", 12, 12), "--drop"),
         (("top", 12, 0), "--drop"),
         (("sideways", 12, 2), "unknown prune strategy"),
-        (("alternate-odd", 3, 2), "odd-indexed"),
+        (("alternate-even", 3, 2), "paper's even layers of 3: there are only 1"),
         (("indices", 12, 2, (1,)), "disagrees"),
         (("indices", 12, None, (12,)), "within"),
         (("contribution", 12, 2), "similarity"),

@@ -103,6 +103,34 @@ def test_distillation_from_a_teacher_directory(packed_data, tmp_path):
     assert all(np.isfinite(m["loss"]) for m in read_metrics(tmp_path / "student"))
 
 
+def test_distillation_config_without_a_teacher_is_refused(packed_data, tmp_path):
+    from pipeline.pretrain import loop as pretrain
+
+    options = pretrain.RunOptions(data_dirs=(str(packed_data),), model_dir=str(tmp_path))
+    for config in (config_lib.load("bort"), config_lib.load("tiny", ["pretrain.distill.required=true"])):
+        with pytest.raises(TrimbertError, match=r"--set pretrain\.distill\.teacher=DIR"):
+            pretrain.run(config, options, log=lambda line: None)
+    assert not list(tmp_path.iterdir())  # refused before writing anything
+    assert config_lib.load("bort_mlm").pretrain.distill.required is False
+
+
+@pytest.mark.slow
+def test_teacher_changes_training_and_the_kd_term_falls(packed_data, tmp_path):
+    # The textbook KD term; Bort's reference term is ~1e-5 and nearly flat at this vocabulary size
+    # (README, distillation), so it cannot show the teacher's pull over a few dozen steps. The
+    # teacher starts from another seed: from the student's own seed it would begin next to the student.
+    run_in_process(packed_data, tmp_path / "teacher", steps=30, **{"pretrain.learning_rate": 2e-3,
+                                                                    "pretrain.seed": 1})
+    common = {"pretrain.learning_rate": 2e-3, "pretrain.checkpoint_every": 40}
+    alone = run_in_process(packed_data, tmp_path / "alone", steps=40, **common)
+    taught = run_in_process(packed_data, tmp_path / "taught", steps=40, **common, **{
+        "pretrain.distill.teacher": str(tmp_path / "teacher"), "pretrain.distill.loss": "kl"})
+    assert taught["weights_sha256"] != alone["weights_sha256"]
+    assert all(m["kd_loss"] == 0 for m in read_metrics(tmp_path / "alone"))
+    kd = [m["kd_loss"] for m in read_metrics(tmp_path / "taught")]
+    assert np.mean(kd[-5:]) < 0.5 * np.mean(kd[:5])
+
+
 def _encoder_weights(model_dir):
     from safetensors.numpy import load_file
 

@@ -36,8 +36,9 @@ def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model,
     assert [row["strategy"] for row in rows] == ["unpruned", *study.STUDY_STRATEGIES]
     by_strategy = {row["strategy"]: row for row in rows}
     assert by_strategy["top"]["dropped"] == "1" and by_strategy["bottom"]["dropped"] == "0"
-    assert by_strategy["alternate-even"]["note"] == "same blocks as bottom"  # block 0 again: one shared run
-    assert by_strategy["alternate-odd"]["note"] == "same blocks as top"
+    # The paper's layer 1 (odd) is block 0, as bottom drops: one shared run; its layer 2 is top's block 1.
+    assert by_strategy["alternate-odd"]["note"] == "same blocks as bottom"
+    assert by_strategy["alternate-even"]["note"] == "same blocks as top"
     assert all(row["score_mean"] for row in rows)
     # Two pruned models were fine-tuned (top and bottom), plus the unpruned one.
     assert sorted(path.name for path in (out / "runs").iterdir()) == ["bottom-1", "top-1", "unpruned"]
