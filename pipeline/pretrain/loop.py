@@ -367,6 +367,7 @@ def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[DataMan
             raise TrimbertError(
                 f"pretrain.phases[{index}].seq_len is {phase.seq_len} but {manifest.directory} was packed to "
                 f"{manifest.seq_len}; preprocess with --seq-len {phase.seq_len}")
+        manifest.check_enough_examples(phase.batch_size, f"pretrain.phases[{index}]")
         if phase.seq_len > config.model.max_sequence_length:
             raise TrimbertError(f"pretrain.phases[{index}].seq_len exceeds model.max_sequence_length")
     return manifests

@@ -254,3 +254,51 @@ def test_two_phase_schedule_reports_each_phase(packed_data, tmp_path):
     assert [p["batch_size"] for p in summary["phases"]] == [16, 8]
     assert all(p["train_seconds"] > 0 for p in summary["phases"])
     assert [m["phase"] for m in read_metrics(tmp_path)] == [0, 0, 0, 1, 1]
+
+
+# ---------------------------------------------------------------------------
+# Degenerate data: refused before the loop, never an endless wait
+# ---------------------------------------------------------------------------
+
+
+def _preprocessed(tmp_path, vocab_path, text: str) -> pathlib.Path:
+    """A Beam output folder for ``text``, committed even when it holds no example."""
+    from beam_jobs import pipeline as beam_pipeline
+    from configs.schema import DataConfig
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text)
+    job = beam_pipeline.PreprocessJob(inputs=(str(corpus),), output=str(tmp_path / "data"), vocab=str(vocab_path),
+                                      shards=2, data=DataConfig(format="packed", seq_len=SEQ_LEN),
+                                      allow_empty=True)
+    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("text", ["", "One short sentence.\n\nAnother one.\n"])
+def test_too_little_data_is_refused_before_the_loop(tmp_path, vocab_path, text):
+    data = _preprocessed(tmp_path, vocab_path, text)
+    examples = json.loads((data / "manifest.json").read_text())["examples"]
+    assert examples < 16
+    command, env = cli(data, tmp_path / "model", 5)
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 45
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{data}: {examples} example(s) in 2 shard(s)" in result.stderr
+    assert "pretrain.phases[0] batch_size 16" in result.stderr
+    assert not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_an_input_pipeline_whose_files_hold_no_whole_batch_is_refused(packed_data):
+    import dataclasses
+
+    import tensorflow as tf
+
+    from pipeline.pretrain.input import DataManifest, pretraining_dataset
+
+    # Two workers, one file each, and the second worker's file is empty: its stream could never yield.
+    manifest = dataclasses.replace(DataManifest.read(packed_data), shard_examples=(10, 0))
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    with pytest.raises(TrimbertError, match="input pipeline 1 of 2 gets 0 of the .* fewer than its batch of 4"):
+        pretraining_dataset(manifest, 4, 0, 100, None, context)
