@@ -144,8 +144,12 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
     _clear_previous_output(job.output, scratch)
     vocab_path = job.vocab
     if tokens is None:
-        tokens = learn_vocabulary(options, units, job.data.lower_case, job.learn_vocab,
-                                  posixpath.join(scratch, "vocab"), job.text_field)
+        try:
+            tokens = learn_vocabulary(options, units, job.data.lower_case, job.learn_vocab,
+                                      posixpath.join(scratch, "vocab"), job.text_field)
+        except TrimbertError:
+            FileSystems.delete([scratch])  # no words: leave no scratch that looks like a run in progress
+            raise
         vocab_path = posixpath.join(job.output, VOCAB_FILE)
         with FileSystems.create(vocab_path) as handle:
             handle.write(("\n".join(tokens) + "\n").encode("utf-8"))

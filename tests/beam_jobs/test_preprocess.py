@@ -389,6 +389,20 @@ def test_input_without_examples_exits_non_zero_with_counts_and_no_manifest(tmp_p
     assert not list((tmp_path / "out").glob("data-*"))
 
 
+def test_learning_a_vocabulary_from_no_words_is_a_clean_error(tmp_path, bert_vocab):
+    import sys
+
+    corpus = tmp_path / "empty.txt"
+    corpus.write_bytes(b"")
+    command = [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", str(corpus), "--output",
+               str(tmp_path / "out"), "--learn-vocab", "100", "--format", "packed", *IN_PROCESS]
+    result = _run_cli(command)
+    assert result.returncode == 2, result.stderr
+    assert f"--learn-vocab: the inputs hold no words to learn a vocabulary from ({corpus})" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "out").iterdir())
+
+
 def test_allow_empty_writes_an_empty_manifest(tmp_path, bert_vocab):
     corpus = tmp_path / "empty.txt"
     corpus.write_bytes(b"")
