@@ -406,7 +406,12 @@ def test_learning_a_vocabulary_from_no_words_is_a_clean_error(tmp_path, bert_voc
 def test_allow_empty_writes_an_empty_manifest(tmp_path, bert_vocab):
     corpus = tmp_path / "empty.txt"
     corpus.write_bytes(b"")
-    result = _run_cli(_preprocess_command(corpus, tmp_path / "out", bert_vocab, "--allow-empty"))
+    from pipeline.cli import main as cli
+
+    command = _preprocess_command(corpus, tmp_path / "out", bert_vocab, "--allow-empty")
+    parsed, beam_options = cli.build_parser().parse_known_args(command[3:])
+    assert parsed.allow_empty and "--allow-empty" not in beam_options  # ours, not passed on to Beam
+    result = _run_cli(command)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["examples"] == 0
 
