@@ -56,6 +56,7 @@ class PreprocessJob:
         shards: number of output shards.
         compress: gzip the shards (TFRecordDataset compression_type="GZIP").
         text_field: JSON Lines key holding the text.
+        allow_empty: commit a manifest even when no example was produced (otherwise an error).
     """
 
     inputs: tuple[str, ...]
@@ -66,6 +67,7 @@ class PreprocessJob:
     shards: int = 8
     compress: bool = False
     text_field: str = "text"
+    allow_empty: bool = False
 
     def validate(self) -> None:
         self.data.validate("preprocess")
@@ -130,7 +132,8 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
         beam_args: Beam pipeline options (``--runner``, ``--direct_num_workers``, ``--project`` ...).
 
     Raises:
-        TrimbertError: a bad input, vocabulary or option, before anything is written.
+        TrimbertError: a bad input, vocabulary or option, before anything is written; or no example
+            was produced (unless ``job.allow_empty``), after which no manifest and no shards remain.
     """
     job.validate()
     started = time.monotonic()
@@ -141,8 +144,12 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
     _clear_previous_output(job.output, scratch)
     vocab_path = job.vocab
     if tokens is None:
-        tokens = learn_vocabulary(options, units, job.data.lower_case, job.learn_vocab,
-                                  posixpath.join(scratch, "vocab"), job.text_field)
+        try:
+            tokens = learn_vocabulary(options, units, job.data.lower_case, job.learn_vocab,
+                                      posixpath.join(scratch, "vocab"), job.text_field)
+        except TrimbertError:
+            FileSystems.delete([scratch])  # no words: leave no scratch that looks like a run in progress
+            raise
         vocab_path = posixpath.join(job.output, VOCAB_FILE)
         with FileSystems.create(vocab_path) as handle:
             handle.write(("\n".join(tokens) + "\n").encode("utf-8"))
@@ -178,6 +185,8 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
     report = read_json(posixpath.join(scratch, "job_stats.json"))
     totals: dict[str, int] = report["stats"]
     written = {shard["name"]: shard for shard in report["shards"]}
+    _check_example_count(job, summarize_stats(totals), sum(shard["examples"] for shard in written.values()),
+                         scratch)
     shards = []
     for index in range(job.shards):
         name = shard_name(SHARD_PREFIX, index, job.shards, job.compress)
@@ -218,6 +227,29 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
     FileSystems.rename([temporary], [posixpath.join(job.output, MANIFEST)])
     FileSystems.delete([scratch])
     return manifest
+
+
+def _check_example_count(job: PreprocessJob, stats: dict, examples: int, scratch: str) -> None:
+    """Refuses to commit an empty output (it would look complete and stall pre-training)."""
+    if examples == 0 and not job.allow_empty:
+        # Shards written so far hold nothing: remove them so no half-output looks like data.
+        FileSystems.delete([scratch])
+        raise TrimbertError(
+            f"no pre-training example produced from {', '.join(job.inputs)} ({describe_counts(stats)}); "
+            f"nothing written to {job.output}. Pass --allow-empty to write an empty output anyway")
+    if examples < job.shards:
+        logging.warning("preprocess: only %d example(s) for %d shards: %d shard(s) will be empty",
+                        examples, job.shards, job.shards - examples)
+
+
+def describe_counts(stats: dict) -> str:
+    """The counts that explain a small output: files, documents read and skipped (with reasons), tokens."""
+    skipped = stats["skipped_documents"]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(skipped.items()))
+    return (f"files {stats['files']} ({stats['empty_files']} empty), documents kept {stats['documents']}, "
+            f"documents skipped {sum(skipped.values())}{f' ({reasons})' if reasons else ''}, "
+            f"bytes read {stats['bytes_read']}, invalid UTF-8 lines {stats['invalid_utf8_lines']}, "
+            f"tokens {stats['tokens']}")
 
 
 def summarize_stats(totals: dict[str, int]) -> dict:

@@ -10,7 +10,8 @@ Accepted inputs, comma-separated globs or names:
   ``tfds:wikipedia/20230601.en:train``), read in ``tfds_slices`` even slices.
 
 Nothing is held beyond one document: a file is read line by line. Lines that are not UTF-8 are
-decoded with replacement and counted; empty files and skipped documents are counted with reasons.
+decoded with replacement and counted; a document that is mostly undecodable bytes or control
+characters is skipped as `binary`; empty files and skipped documents are counted with reasons.
 """
 
 from __future__ import annotations
@@ -139,6 +140,20 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+BINARY_CHARACTER_SHARE = 0.1
+
+
+def looks_binary(text: str) -> bool:
+    """True when over a tenth of ``text`` is undecodable bytes or control characters.
+
+    Such a block is not prose (an image, an archive, a model file matched by the glob); its
+    replacement characters would only become [UNK] tokens and count as training text.
+    """
+    suspicious = sum(1 for character in text
+                     if character == "\ufffd" or (character < " " and character not in "\t\n\r"))
+    return suspicious > BINARY_CHARACTER_SHARE * len(text)
+
+
 class _ReadDocumentsFn(beam.DoFn):
     """Streams one read unit into documents; emits per-bundle stats on the ``stats`` tag."""
 
@@ -155,9 +170,13 @@ class _ReadDocumentsFn(beam.DoFn):
     def process(self, unit: ReadUnit):
         readers = {"text": self._read_text, "jsonl": self._read_jsonl, "tfds": self._read_tfds}
         self._stats["files"] += unit.kind != "tfds"
-        ordinal = 0
+        ordinal = binary = 0
         for lines in readers[unit.kind](unit):
             text = "\n".join(lines)
+            if looks_binary(text):
+                self._skip("binary", len(text.encode("utf-8")))
+                binary += 1
+                continue
             yield Document(unit.index, ordinal, content_digest(text), tuple(lines))
             ordinal += 1
             self._documents.inc()
@@ -166,7 +185,7 @@ class _ReadDocumentsFn(beam.DoFn):
                 logging.info("preprocess: reading %s, %d documents so far in this bundle",
                              unit.source, self._stats["documents"] + ordinal)
         self._stats["documents"] += ordinal
-        if ordinal == 0 and unit.kind != "tfds":
+        if ordinal == binary == 0 and unit.kind != "tfds":
             self._stats["empty_files"] += 1
             if self._log_empty_files:
                 logging.warning("preprocess: input file has no documents: %s", unit.source)

@@ -19,6 +19,7 @@ from beam_jobs.normalize import NormalizeText
 from beam_jobs.read import ReadDocuments
 from beam_jobs.records import Document
 from beam_jobs.runners import new_pipeline
+from configs.errors import TrimbertError
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)
 # Google's vocabularies list these first; [PAD] must be id 0 because records are zero-padded.
@@ -74,6 +75,9 @@ def learn_vocabulary(pipeline_options, units, lower_case: bool, size: int, tempo
             for line in handle.read().decode("utf-8").splitlines():
                 word, _, count = line.rpartition("\t")
                 counts[word] = int(count)
+    if not counts:  # the learner would fail with a bare ValueError on no words at all
+        raise TrimbertError(f"--learn-vocab: the inputs hold no words to learn a vocabulary from "
+                            f"({', '.join(sorted({unit.source for unit in units}))}); nothing written")
     logging.info("preprocess: learning a %d-token vocabulary from %d distinct words", size, len(counts))
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     vocabulary = learner.learn(ordered, vocab_size=size, reserved_tokens=list(RESERVED_TOKENS),

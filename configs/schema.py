@@ -239,8 +239,18 @@ class PretrainConfig:
     log_every: int = 50
     shuffle_buffer: int = 10000
     seed: int = 0
+    stall_timeout_seconds: float = 1800.0
+    """Stop the run (exit 2, last checkpoint kept) when no optimizer step completes for this long.
+
+    Counted from the start of each phase, so it must cover building the input, tracing and the
+    first compile (minutes for a large model with XLA on a slow CPU) as well as one step."""
+    sigterm_grace_seconds: float = 5.0
+    """After SIGTERM, wait this long for the current step to end and checkpoint there; if it does
+    not end (blocked input or collective), exit 143 without a checkpoint. A second SIGTERM exits now."""
 
     def validate(self, where: str) -> None:
+        if self.stall_timeout_seconds <= 0 or self.sigterm_grace_seconds <= 0:
+            raise ConfigError(f"{where}: pretrain.stall_timeout_seconds and sigterm_grace_seconds must be > 0")
         if not self.phases:
             raise ConfigError(f"{where}: pretrain.phases must list at least one phase")
         for index, phase in enumerate(self.phases):

@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--gzip", action="store_true", help="gzip the shards")
     parser.add_argument("--text-field", default="text", help="JSON Lines / TFDS key holding the text")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="write the manifest even when no example is produced (default: exit 2, write nothing)")
     parser.set_defaults(accepts_extra_args=True)
 
 
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     job = pipeline.PreprocessJob(
         inputs=tuple(p for p in args.input.split(",") if p), output=args.output, data=data,
         vocab=args.vocab, learn_vocab=args.learn_vocab, shards=args.shards, compress=args.gzip,
-        text_field=args.text_field)
+        text_field=args.text_field, allow_empty=args.allow_empty)
     manifest = pipeline.run(job, getattr(args, "extra_args", []))
     summary = {key: manifest[key] for key in ("format", "examples", "tokens", "schema_fingerprint")}
     summary["unknown_token_rate"] = manifest["stats"]["unknown_token_rate"]

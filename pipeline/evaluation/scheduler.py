@@ -147,6 +147,8 @@ def open_session(model_dir: str | pathlib.Path, task_list: str, store_path: str 
 def one_pass(session: Session, log: Callable[[str], None] = print) -> PassSummary:
     """Lists the checkpoints now on disk and evaluates what is pending."""
     checkpoints = list_checkpoints(session.model_dir)
+    if not checkpoints:
+        log(f"{session.model_dir / model_dir_lib.CHECKPOINTS_DIR}: no checkpoints yet; nothing to evaluate")
     summary = run_pass(session.store, checkpoints, session.tasks, session.evaluate, session.owner, log)
     log(f"pass over {len(checkpoints)} checkpoint(s) x {len(session.tasks)} task(s): "
         f"{len(summary.completed)} evaluated, {len(summary.failed)} failed")

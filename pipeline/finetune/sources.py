@@ -50,8 +50,10 @@ def read_sentiment(task: Task, split: str, sentiment_dir: pathlib.Path | None = 
     """
     _check_split(task, split, SENTIMENT_FILES)
     folder = pathlib.Path(sentiment_dir) if sentiment_dir is not None else assets.ensure("sentiment")
-    rows = corpora.read_tsv(folder / task.name / SENTIMENT_FILES[split])
-    return [Example(sentence, None, label, index) for index, (sentence, label) in enumerate(rows)]
+    path = folder / task.name / SENTIMENT_FILES[split]
+    rows = corpora.read_tsv(path)
+    return _non_empty([Example(sentence, None, label, index) for index, (sentence, label) in enumerate(rows)],
+                      task, split, path)
 
 
 def read_glue_folder(task: Task, split: str, glue_dir: pathlib.Path) -> list[Example]:
@@ -79,7 +81,7 @@ def read_glue_folder(task: Task, split: str, glue_dir: pathlib.Path) -> list[Exa
         positions = _resolve_columns(layout, header, path)
         for number, line in numbered:
             examples.append(_parse_row(task, layout, positions, line, f"{path} line {number}", len(examples)))
-    return examples
+    return _non_empty(examples, task, split, path)
 
 
 def read_tfds(task: Task, split: str, data_dir: pathlib.Path | None = None) -> list[Example]:
@@ -107,6 +109,13 @@ def read_tfds(task: Task, split: str, data_dir: pathlib.Path | None = None) -> l
         label = None if raw_label == -1 else (float(raw_label) if task.is_regression else int(raw_label))
         examples.append(Example(texts[0], texts[1] if task.is_pair else None, label, int(row["idx"])))
     examples.sort(key=lambda example: example.idx)  # TFDS shards interleave; make the order stable
+    return _non_empty(examples, task, split, f"TensorFlow Datasets {task.tfds_name}")
+
+
+def _non_empty(examples: list[Example], task: Task, split: str, source) -> list[Example]:
+    """The examples, or an error naming where they were read: an empty split cannot train or score."""
+    if not examples:
+        raise TrimbertError(f"{task.display_name} {split}: {source} holds no examples")
     return examples
 
 

@@ -39,6 +39,7 @@ class DataManifest:
     vocabulary_sha256: str
     vocabulary_path: pathlib.Path | None
     schema_fingerprint: str
+    shard_examples: tuple[int, ...] = ()
 
     @classmethod
     def read(cls, directory: str | pathlib.Path) -> DataManifest:
@@ -56,7 +57,8 @@ class DataManifest:
                 compressed=bool(raw.get("gzip", False)), examples=int(raw["examples"]),
                 vocabulary_size=int(raw["vocab"]["size"]), vocabulary_sha256=raw["vocab"]["sha256"],
                 vocabulary_path=_vocabulary_path(directory, raw["vocab"].get("path")),
-                schema_fingerprint=raw["schema_fingerprint"])
+                schema_fingerprint=raw["schema_fingerprint"],
+                shard_examples=tuple(int(shard["examples"]) for shard in raw["shards"]))
         except (KeyError, TypeError, ValueError) as error:
             raise TrimbertError(f"{path}: malformed manifest, field {error} missing or wrong") from error
         missing = [shard.name for shard in manifest.shards if not shard.is_file()]
@@ -67,6 +69,19 @@ class DataManifest:
             raise TrimbertError(f"{path}: schema fingerprint {manifest.schema_fingerprint[:12]} does not "
                                 f"match this reader's {expected[:12]} for format {manifest.format}")
         return manifest
+
+    def check_enough_examples(self, batch_size: int, where: str) -> None:
+        """Fails unless one global batch can be drawn: the stream repeats, so an empty one would spin."""
+        if self.examples < batch_size:
+            raise TrimbertError(
+                f"{self.directory}: {self.examples} example(s) in {len(self.shards)} shard(s), fewer than "
+                f"{where} batch_size {batch_size}; preprocess more text or lower the batch size")
+
+    def pipeline_examples(self, pipelines: int, pipeline_id: int) -> int:
+        """Examples one of ``pipelines`` input pipelines reads (see the file sharding below)."""
+        if len(self.shards) < pipelines or len(self.shard_examples) != len(self.shards):
+            return self.examples // pipelines  # records are split evenly, or no per-shard count
+        return sum(self.shard_examples[pipeline_id::pipelines])
 
     def check_vocabulary(self, vocabulary_size: int, vocabulary_sha256: str | None = None) -> None:
         """Fails unless the model's vocabulary is the one the data was tokenized with."""
@@ -131,11 +146,20 @@ def pretraining_dataset(manifest: DataManifest, batch_size: int, seed: int, shuf
         masking: the dynamic masking recipe; required for ``packed`` data, ignored for ``bert``.
         input_context: from ``distribute_datasets_from_function``; shards the files per worker.
         start_step: training steps already taken on this stream.
+
+    Raises:
+        TrimbertError: this pipeline's files hold less than one batch (the stream would never yield).
     """
-    if manifest.format == "packed" and masking is None:
-        raise ValueError("packed data needs a masking spec for dynamic masking")
     pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
+    readable = manifest.pipeline_examples(pipelines, pipeline_id)
+    if readable < batch_size:
+        # The stream repeats its files forever: with no whole batch in them it would never yield.
+        raise TrimbertError(
+            f"{manifest.directory}: input pipeline {pipeline_id} of {pipelines} gets {readable} of the "
+            f"{manifest.examples} examples, fewer than its batch of {batch_size}; write more shards or data")
+    if manifest.format == "packed" and masking is None:
+        raise ValueError("packed data needs a masking spec for dynamic masking")
     files = tf.data.Dataset.from_tensor_slices([str(path) for path in manifest.shards])
     if len(manifest.shards) >= pipelines:
         files = files.shard(pipelines, pipeline_id)

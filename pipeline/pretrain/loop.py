@@ -39,8 +39,8 @@ from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
 from pipeline.pretrain.masking import MaskingSpec
 from pipeline.pretrain.optimizer import pretraining_optimizer
-
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped, resume me"
+from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit code
+from pipeline.pretrain.watchdog import Watchdog
 
 
 class NonFiniteLoss(TrimbertError):
@@ -165,10 +165,14 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         writer = tf.summary.create_file_writer(str(write_dir / model_dir_lib.TENSORBOARD_DIR))
         stop = _SigtermFlag()
         window = _Window(time.perf_counter(), int(step.numpy()))
-        with stop:
+        watchdog = Watchdog(int(step.numpy()), f"the first step of phase {phase_index} (input start-up, tracing, "
+                            f"compiling, the first batch)", config.pretrain.stall_timeout_seconds,
+                            config.pretrain.sigterm_grace_seconds, lambda: _describe_last_checkpoint(write_dir))
+        with stop, watchdog:
             while int(step.numpy()) < phase_end:
                 metrics = train_step(iterator)
                 current = int(step.numpy())
+                watchdog.step_done(current, f"step {current + 1} (an input batch or the replicas' collectives)")
                 loss = float(metrics["loss"])
                 if not math.isfinite(loss):
                     raise NonFiniteLoss(
@@ -329,6 +333,12 @@ class _SigtermFlag:
         self.raised = True
 
 
+def _describe_last_checkpoint(write_dir: pathlib.Path) -> str:
+    checkpoints = write_dir / model_dir_lib.CHECKPOINTS_DIR
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    return f"the last checkpoint {latest} stays" if latest else f"no checkpoint yet in {checkpoints}"
+
+
 def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock, model_dir, writer, chief,
                   log) -> _Window:
     now = time.perf_counter()
@@ -372,6 +382,7 @@ def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[DataMan
             raise TrimbertError(
                 f"pretrain.phases[{index}].seq_len is {phase.seq_len} but {manifest.directory} was packed to "
                 f"{manifest.seq_len}; preprocess with --seq-len {phase.seq_len}")
+        manifest.check_enough_examples(phase.batch_size, f"pretrain.phases[{index}]")
         if phase.seq_len > config.model.max_sequence_length:
             raise TrimbertError(f"pretrain.phases[{index}].seq_len exceeds model.max_sequence_length")
     return manifests

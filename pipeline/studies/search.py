@@ -112,6 +112,10 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
         options: teacher, data and output folders, optional step budget.
         log: progress lines.
     """
+    from pipeline.pretrain.input import DataManifest
+
+    # Every candidate trains on this data: refuse too little of it before measuring anything.
+    DataManifest.read(options.data_dir).check_enough_examples(space.proxy.batch_size, "the space's proxy")
     out_dir = pathlib.Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher_config = config_lib.load(_teacher_config_path(options.teacher))

@@ -389,3 +389,94 @@ def test_tokenizer_thread_limit_failure_is_reported_not_swallowed(caplog, monkey
     with caplog.at_level(logging.WARNING, logger="beam_jobs.tokenize"):
         limit_tensorflow_threads()
     assert "tokenizer threads not limited to 1 (Intra op parallelism cannot be modified" in caplog.text
+
+
+# ---------------------------------------------------------------------------
+# Degenerate input: no silent success
+# ---------------------------------------------------------------------------
+
+
+def _preprocess_command(corpus: pathlib.Path, output: pathlib.Path, vocab: str, *extra: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", str(corpus), "--output", str(output),
+            "--vocab", vocab, "--format", "packed", "--seq-len", "32", "--shards", "2", *extra, *IN_PROCESS]
+
+
+def _run_cli(command: list[str]):
+    import subprocess
+
+    return subprocess.run(command, cwd=pathlib.Path(__file__).resolve().parents[2], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("content, counts", [
+    (b"", "files 1 (1 empty), documents kept 0"),
+    (bytes(range(256)) * 20, "documents skipped 1 (binary 1)"),
+])
+def test_input_without_examples_exits_non_zero_with_counts_and_no_manifest(tmp_path, bert_vocab, content,
+                                                                           counts):
+    corpus = tmp_path / "input.txt"
+    corpus.write_bytes(content)
+    result = _run_cli(_preprocess_command(corpus, tmp_path / "out", bert_vocab))
+    assert result.returncode == 2, result.stderr
+    assert "no pre-training example produced" in result.stderr and counts in result.stderr
+    assert "tokens 0" in result.stderr and "--allow-empty" in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not list((tmp_path / "out").glob("data-*"))
+
+
+def test_learning_a_vocabulary_from_no_words_is_a_clean_error(tmp_path, bert_vocab):
+    import sys
+
+    corpus = tmp_path / "empty.txt"
+    corpus.write_bytes(b"")
+    command = [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", str(corpus), "--output",
+               str(tmp_path / "out"), "--learn-vocab", "100", "--format", "packed", *IN_PROCESS]
+    result = _run_cli(command)
+    assert result.returncode == 2, result.stderr
+    assert f"--learn-vocab: the inputs hold no words to learn a vocabulary from ({corpus})" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_allow_empty_writes_an_empty_manifest(tmp_path, bert_vocab):
+    corpus = tmp_path / "empty.txt"
+    corpus.write_bytes(b"")
+    from pipeline.cli import main as cli
+
+    command = _preprocess_command(corpus, tmp_path / "out", bert_vocab, "--allow-empty")
+    parsed, beam_options = cli.build_parser().parse_known_args(command[3:])
+    assert parsed.allow_empty and "--allow-empty" not in beam_options  # ours, not passed on to Beam
+    result = _run_cli(command)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["examples"] == 0
+
+
+def test_fewer_examples_than_shards_is_reported(tmp_path, bert_vocab):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("One short sentence.\n")
+    job = preprocess.PreprocessJob(inputs=(str(corpus),), output=str(tmp_path / "out"), vocab=bert_vocab,
+                                   data=DataConfig(format="packed", seq_len=32), shards=4)
+    with _CapturedWarnings() as warnings:
+        manifest = preprocess.run(job, IN_PROCESS)
+    assert manifest["examples"] == 1
+    assert "only 1 example(s) for 4 shards: 3 shard(s) will be empty" in warnings.text
+
+
+class _CapturedWarnings:
+    """Collects the preprocess job's log warnings (the driver's, where the shard count is checked)."""
+
+    def __enter__(self):
+        import logging
+
+        self.text = ""
+        self._handler = logging.Handler(logging.WARNING)
+        self._handler.emit = lambda record: setattr(self, "text", self.text + record.getMessage() + "\n")
+        logging.getLogger().addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc_info):
+        import logging
+
+        logging.getLogger().removeHandler(self._handler)

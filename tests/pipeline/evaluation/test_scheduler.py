@@ -124,3 +124,22 @@ def test_finetune_resolves_a_model_dir_to_its_latest_checkpoint(model_dir, tmp_p
                      "--out", str(out)]) == 0  # the run's config.yaml supplies the finetune section
     record = json.loads((out / "result.json").read_text())
     assert record["model_config"] == "tiny" and record["checkpoint"] == str(model_dir)
+
+
+@pytest.mark.parametrize("command, exit_code", [(["evaluate", "--pending"], 2),
+                                                (["watch", "--max-passes", "1", "--every", "0"], 0)])
+def test_no_checkpoints_yet_is_said_a_one_off_fails_a_scheduled_pass_does_not(model_dir, tmp_path, command,
+                                                                               exit_code):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "not-started"
+    (empty / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "run.json"):
+        shutil.copy(model_dir / name, empty / name)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *command, "--model-dir", str(empty), "--tasks", "mrpc",
+         "--glue-dir", str(FIXTURE_GLUE), "--store", str(tmp_path / "store.sqlite")],
+        cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    assert f"{empty / 'checkpoints'}: no checkpoints yet; nothing to evaluate" in result.stdout + result.stderr

@@ -282,3 +282,103 @@ def test_two_phase_schedule_reports_each_phase(packed_data, tmp_path):
     assert [p["batch_size"] for p in summary["phases"]] == [16, 8]
     assert all(p["train_seconds"] > 0 for p in summary["phases"])
     assert [m["phase"] for m in read_metrics(tmp_path)] == [0, 0, 0, 1, 1]
+
+
+# ---------------------------------------------------------------------------
+# Degenerate data: refused before the loop, never an endless wait
+# ---------------------------------------------------------------------------
+
+
+def _preprocessed(tmp_path, vocab_path, text: str) -> pathlib.Path:
+    """A Beam output folder for ``text``, committed even when it holds no example."""
+    from beam_jobs import pipeline as beam_pipeline
+    from configs.schema import DataConfig
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text)
+    job = beam_pipeline.PreprocessJob(inputs=(str(corpus),), output=str(tmp_path / "data"), vocab=str(vocab_path),
+                                      shards=2, data=DataConfig(format="packed", seq_len=SEQ_LEN),
+                                      allow_empty=True)
+    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    return tmp_path / "data"
+
+
+@pytest.mark.parametrize("text", ["", "One short sentence.\n\nAnother one.\n"])
+def test_too_little_data_is_refused_before_the_loop(tmp_path, vocab_path, text):
+    data = _preprocessed(tmp_path, vocab_path, text)
+    examples = json.loads((data / "manifest.json").read_text())["examples"]
+    assert examples < 16
+    command, env = cli(data, tmp_path / "model", 5)
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 45
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{data}: {examples} example(s) in 2 shard(s)" in result.stderr
+    assert "pretrain.phases[0] batch_size 16" in result.stderr
+    assert not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_an_input_pipeline_whose_files_hold_no_whole_batch_is_refused(packed_data):
+    import dataclasses
+
+    import tensorflow as tf
+
+    from pipeline.pretrain.input import DataManifest, pretraining_dataset
+
+    # Two workers, one file each, and the second worker's file is empty: its stream could never yield.
+    manifest = dataclasses.replace(DataManifest.read(packed_data), shard_examples=(10, 0))
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    with pytest.raises(TrimbertError, match="input pipeline 1 of 2 gets 0 of the .* fewer than its batch of 4"):
+        pretraining_dataset(manifest, 4, 0, 100, None, context)
+
+
+# ---------------------------------------------------------------------------
+# Stalls end: the input blocks for good (shards swapped for FIFOs nobody writes to)
+# ---------------------------------------------------------------------------
+
+
+def _start_then_block_the_input(data, model_dir, steps, **extra):
+    """Starts a pretrain run and, once it has checked the data, makes every shard block on open."""
+    command, env = cli(data, model_dir, steps, **extra)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    header = process.stdout.readline()  # printed after the manifests are read, before the input starts
+    assert header.startswith("pretrain tiny:"), header + process.stderr.read()
+    for shard in pathlib.Path(data).glob("data-*.tfrecord"):
+        shard.unlink()
+        os.mkfifo(shard)
+    return process
+
+
+def _copy_of(packed_data, tmp_path):
+    import shutil
+
+    return pathlib.Path(shutil.copytree(packed_data, tmp_path / "data"))
+
+
+def test_a_stalled_input_ends_the_run_naming_the_last_step_and_keeping_the_checkpoint(packed_data, tmp_path):
+    data = _copy_of(packed_data, tmp_path)
+    first, env = cli(data, tmp_path / "model", 3, **{"pretrain.checkpoint_every": 1})
+    subprocess.run(first, env=env, check=True, capture_output=True, timeout=120)
+    process = _start_then_block_the_input(data, tmp_path / "model", 10,
+                                          **{"pretrain.checkpoint_every": 1, "pretrain.stall_timeout_seconds": 8})
+    output, errors = process.communicate(timeout=90)
+    assert process.returncode == 2, output + errors
+    assert "no optimizer step completed in 8 s (pretrain.stall_timeout_seconds)" in errors
+    assert "last completed step 3, waiting on the first step of phase 0" in errors
+    assert "ckpt-3 stays" in errors
+    saved = sorted(path.name for path in (tmp_path / "model" / "checkpoints").glob("ckpt-*.index"))
+    assert saved[-1] == "ckpt-3.index"
+
+
+def test_sigterm_while_the_input_is_blocked_exits_143_within_seconds(packed_data, tmp_path):
+    data = _copy_of(packed_data, tmp_path)
+    process = _start_then_block_the_input(data, tmp_path / "model", 10)
+    time.sleep(8)  # past tracing: the first step now waits for a batch that never comes
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    output, errors = process.communicate(timeout=60)
+    assert time.monotonic() - signalled < 15
+    assert process.returncode == 143, output + errors
+    assert "SIGTERM and no step ended in 5 s; exiting WITHOUT a checkpoint" in errors
+    assert "no checkpoint yet in" in errors

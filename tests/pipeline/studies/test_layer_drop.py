@@ -66,3 +66,20 @@ def test_findings_compare_top_and_bottom_with_the_paper():
     rows = [StudyRow("unpruned", 0, score_mean=0.9), StudyRow("top", 2, (4, 5), score_mean=0.88),
             StudyRow("bottom", 2, (0, 1), score_mean=0.80), StudyRow("symmetric", 2, (2, 3), score_mean=0.85)]
     assert findings(rows) == ["K=2: best top (88.0), worst bottom (80.0); top best: yes, bottom worst: yes"]
+
+
+def test_an_empty_training_split_stops_the_study_before_any_table(two_block_model, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    glue = pathlib.Path(shutil.copytree(FIXTURE_GLUE, tmp_path / "glue"))
+    train = glue / "MRPC" / "train.tsv"
+    train.write_text(train.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # header only
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "study", "layer-drop", "--init", str(two_block_model), "--task", "mrpc",
+         "--drop", "1", "--glue-dir", str(glue), "--out", str(tmp_path / "out")],
+        cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"MRPC train: {train} holds no examples" in result.stderr
+    assert not (tmp_path / "out" / "layer_drop.md").exists()

@@ -91,3 +91,27 @@ def test_cli_help_lists_search():
     args = parser.parse_args(["search", "--space", "tiny_space", "--teacher", "t", "--data", "d", "--out", "o",
                               "--budget-steps", "40"])
     assert args.budget_steps == 40 and sys.modules["pipeline.cli.search"].run is args.run
+
+
+def test_too_little_data_is_refused_before_any_candidate_is_measured(tmp_path, vocab_path):
+    import pathlib
+    import subprocess
+
+    from beam_jobs import pipeline as beam_pipeline
+    from configs.schema import DataConfig
+
+    (tmp_path / "empty.txt").write_text("")
+    job = beam_pipeline.PreprocessJob(inputs=(str(tmp_path / "empty.txt"),), output=str(tmp_path / "data"),
+                                      vocab=str(vocab_path), shards=1, allow_empty=True,
+                                      data=DataConfig(format="packed", seq_len=SEQ_LEN))
+    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "search", "--space", str(space), "--teacher", str(tmp_path / "teacher"),
+         "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
+        cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"{tmp_path / 'data'}: 0 example(s) in 1 shard(s), fewer than the space's proxy batch_size 4"
+            in result.stderr)
+    assert not (tmp_path / "out").exists()
