@@ -1,69 +1,21 @@
 """Normalising text to match the vocabulary, and splitting lines into sentences.
 
-Normalisation follows what Google's BERT tokenizer does before WordPiece, so ids match theirs:
-whitespace control characters become spaces, other control/format characters, NUL and U+FFFD are
-dropped; for an uncased vocabulary text is lower-cased, decomposed (NFD) and stripped of combining
-accents ("Café" -> "cafe"); for a cased one it is NFC-composed; CJK ideographs are spaced out so
-each becomes its own word. ASCII lines (most of an English corpus) take a fast path.
+:func:`normalize_line` (Google BERT's normalisation before WordPiece) lives in
+``beam_jobs.wordpiece`` beside the tokenizer, because fine-tuning applies it too.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-import unicodedata
 
 import apache_beam as beam
 
 from beam_jobs.records import Document
-
-_ASCII_TABLE = {code: " " for code in (9, 10, 11, 12, 13)}
-_ASCII_TABLE.update({code: None for code in [*range(0, 9), *range(14, 32), 127]})
-
-# CJK ideograph blocks, as Google's tokenizer lists them.
-_CJK = re.compile(
-    "([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
-    "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])")
+from beam_jobs.wordpiece import normalize_line
 
 # A sentence ends at . ! or ? (optionally followed by closing quotes/brackets) before whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])(?<![A-Z]\.)([\"')\]]*)\s+(?=\S)")
 MIN_SENTENCE_CHARS = 12
-
-
-def _non_ascii_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
-    for code in range(sys.maxunicode + 1):
-        category = unicodedata.category(chr(code))
-        if code in (0, 0xFFFD) or (category in ("Cc", "Cf") and code not in (9, 10, 13)):
-            table[code] = None
-        elif category == "Zs" or code in (9, 10, 13):
-            table[code] = " "
-    return table
-
-
-_TABLE: dict[int, str | None] | None = None
-
-
-def normalize_line(line: str, lower_case: bool) -> str:
-    """One line normalised as Google's BERT BasicTokenizer does before splitting words.
-
-    Args:
-        line: raw text (one line, any Unicode).
-        lower_case: lower-case and strip accents (uncased vocabulary) instead of NFC.
-    """
-    global _TABLE
-    if line.isascii():
-        line = line.translate(_ASCII_TABLE)
-        return (line.lower() if lower_case else line).strip()
-    if _TABLE is None:
-        _TABLE = _non_ascii_table()
-    line = line.translate(_TABLE)
-    if lower_case:
-        line = unicodedata.normalize("NFD", line.lower())
-        line = "".join(char for char in line if unicodedata.category(char) != "Mn")
-    else:
-        line = unicodedata.normalize("NFC", line)
-    return _CJK.sub(r" \1 ", line).strip()
 
 
 def split_sentences(line: str) -> list[str]:

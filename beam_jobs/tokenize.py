@@ -1,5 +1,7 @@
 """WordPiece tokenization with tensorflow-text's FastWordpieceTokenizer, batched per worker.
 
+The tokenizer and the text -> ids step are ``beam_jobs.wordpiece``'s, which fine-tuning uses too.
+
 The tokenizer is built once per worker in ``DoFn.setup`` and applied to batches of sentences from
 many documents at once (one TensorFlow call per ``batch_sentences`` sentences): per-call overhead
 is what makes naive per-line tokenization slow.
@@ -16,6 +18,7 @@ from apache_beam.transforms import window
 
 from beam_jobs.features import SPECIAL_TOKENS, special_token_ids
 from beam_jobs.records import Document, Stats, TokenizedDocument
+from beam_jobs.wordpiece import build_tokenizer, tokenize_normalized
 from configs.errors import TrimbertError
 
 BATCH_SENTENCES = 4096
@@ -42,16 +45,6 @@ def read_vocabulary(path: str) -> list[str]:
     if missing:
         raise TrimbertError(f"vocabulary {path} lacks the special tokens {', '.join(missing)}")
     return tokens
-
-
-def build_tokenizer(tokens: list[str]):
-    """A FastWordpieceTokenizer doing BERT's whitespace/punctuation split and WordPiece in one op."""
-    import tensorflow as tf
-    import tensorflow_text
-
-    return tensorflow_text.FastWordpieceTokenizer(
-        vocab=tokens, suffix_indicator="##", unknown_token="[UNK]", token_out_type=tf.int64,
-        no_pretokenization=False, support_detokenization=False)
 
 
 def limit_tensorflow_threads() -> None:
@@ -104,13 +97,9 @@ class _TokenizeFn(beam.DoFn):
         if not self._pending:
             return
         sentences = [line for document in self._pending for line in document.lines]
-        ids: list[int] = []
-        splits = [0] * (len(sentences) + 1)
-        if sentences:
-            ragged = self._tokenizer.tokenize(sentences)
-            flat = ragged.flat_values.numpy()
-            ids, splits = flat.tolist(), ragged.row_splits.numpy().tolist()
-            self._stats["unknown_tokens"] += int((flat == self._unknown_id).sum())
+        flat, splits = tokenize_normalized(self._tokenizer, sentences)
+        ids = flat.tolist()
+        self._stats["unknown_tokens"] += int((flat == self._unknown_id).sum())
         self._stats["tokens"] += len(ids)
         self._token_counter.inc(len(ids))
         row = 0

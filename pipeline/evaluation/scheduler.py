@@ -8,9 +8,24 @@ runs; the record is stored on success, the error on failure. A failed pair is cl
 again on the next pass, never twice within one (so a pass ends). ``trimbert watch``
 (``pipeline.cli.watch``) repeats passes on a schedule to pick up new checkpoints.
 
-Each evaluation writes ``MODEL_DIR/evaluations/ckpt-N/TASK/result.json`` (and GLUE
-submission files) like ``trimbert finetune``; ``trimbert report`` reads the store or
-those folders.
+Exactly once in work, not only in the store:
+
+* Each claim fine-tunes into its own folder, ``MODEL_DIR/evaluations/.claims/TOKEN/``. Only the
+  holder of the current claim, once ``complete`` has stored its record, renames that folder to
+  ``MODEL_DIR/evaluations/ckpt-N/TASK/`` (``result.json``, GLUE submission files, as ``trimbert
+  finetune`` writes them); a losing or failed claim's folder is deleted. ``trimbert report``
+  reads the store or those folders.
+* A watcher whose lease was lost (it stalled past the lease and another took the pair over) is
+  told through the event ``keep_alive`` sets; fine-tuning stops at its next step boundary and
+  nothing of it is stored or promoted.
+
+Which errors are retried: an evaluation that raises :class:`TrimbertError` (missing data, a bad
+setting), ``OSError`` (files, disks), ``ValueError`` (malformed data), ``MemoryError`` or a
+TensorFlow ``OpError`` (e.g. out of memory on the device) is stored as failed with its message and
+retried on a later pass. Any other exception (``TypeError``, ``AttributeError``, ``NameError``,
+``KeyError``, ``IndexError``, ``RuntimeError``, ``AssertionError`` ...) is a bug that a retry
+would only repeat: the claim is marked failed with the message, then the exception propagates and
+the pass (and ``trimbert watch``) stops with a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +34,10 @@ import dataclasses
 import os
 import pathlib
 import re
+import shutil
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +46,9 @@ from pipeline.pretrain import model_dir as model_dir_lib
 
 STORE_FILENAME = "evaluations.sqlite"
 RESULTS_DIRNAME = "evaluations"
+CLAIMS_DIRNAME = ".claims"  # inside RESULTS_DIRNAME: one working folder per claim
+# Failures a later pass may not repeat; anything else is a bug (see the module docstring).
+RETRYABLE_ERRORS = (TrimbertError, OSError, ValueError, MemoryError)
 _CHECKPOINT_INDEX = re.compile(r"^(ckpt-(\d+))\.index$")
 
 
@@ -49,23 +70,31 @@ def list_checkpoints(model_dir: pathlib.Path) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class PassSummary:
-    """What one pass did: pairs completed and failed (with their errors)."""
+    """What one pass did: pairs completed, failed (with their errors), and lost to another watcher."""
 
     completed: list[tuple[str, str]]
     failed: list[tuple[str, str, str]]
+    lost: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def run_pass(store, checkpoints: list[str], tasks: list[str], evaluate: Callable, owner: str,
-             log: Callable[[str], None] = print) -> PassSummary:
+             results_dir: pathlib.Path, log: Callable[[str], None] = print) -> PassSummary:
     """Evaluates the pairs still pending, one claim at a time, until none is left for this pass.
 
     Args:
         store: the :class:`pipeline.evaluation.store.ResultStore`.
         checkpoints: checkpoint paths (one spelling: absolute).
         tasks: task names.
-        evaluate: ``(checkpoint, task) -> ResultRecord``; any exception marks the pair failed.
+        evaluate: ``(checkpoint, task, out, lost) -> ResultRecord``: writes its files into the
+            folder ``out`` and stops early (raising) once the ``threading.Event`` ``lost`` is set.
         owner: recorded with each claim (``host:pid``).
+        results_dir: claims work in ``results_dir/.claims/TOKEN``; the winner's folder becomes
+            ``results_dir/CHECKPOINT_NAME/TASK``.
         log: progress printer.
+
+    Raises:
+        Exception: an evaluation's error that is not in ``RETRYABLE_ERRORS`` (a bug), after the
+            pair was marked failed.
     """
     pass_started = time.time()
     summary = PassSummary([], [])
@@ -74,25 +103,69 @@ def run_pass(store, checkpoints: list[str], tasks: list[str], evaluate: Callable
         if not claims:
             return summary
         claim = claims[0]
-        log(f"evaluate {pathlib.Path(claim.checkpoint).name} x {claim.task} (attempt {claim.attempt})")
-        with store.keep_alive(claim) as lost:
-            try:
-                record = evaluate(claim.checkpoint, claim.task)
-            except Exception as error:  # any failure is recorded with its message and retried next pass
-                message = f"{type(error).__name__}: {error}"
-                store.fail(claim, message)
-                summary.failed.append((claim.checkpoint, claim.task, message))
-                log(f"failed {pathlib.Path(claim.checkpoint).name} x {claim.task}: {message}")
-                continue
-        if lost.is_set() or not store.complete(claim, record):
-            log(f"lease on {claim.checkpoint} x {claim.task} was lost; another watcher owns it now")
-            continue
-        summary.completed.append((claim.checkpoint, claim.task))
-        log(f"done {pathlib.Path(claim.checkpoint).name} x {claim.task}: score {record.score:.4f}")
+        log(f"evaluate {_pair_name(claim)} (attempt {claim.attempt})")
+        _run_claim(store, claim, evaluate, pathlib.Path(results_dir), summary, log)
+
+
+def _run_claim(store, claim, evaluate: Callable, results_dir: pathlib.Path, summary: PassSummary,
+               log: Callable[[str], None]) -> None:
+    """Evaluates one claim in its own folder; stores and promotes the result only if the claim still holds."""
+    workspace = results_dir / CLAIMS_DIRNAME / claim.token
+    with store.keep_alive(claim) as lost:
+        try:
+            record = evaluate(claim.checkpoint, claim.task, workspace, lost)
+        except Exception as error:
+            shutil.rmtree(workspace, ignore_errors=True)
+            if is_retryable(error) and lost.is_set():  # most likely the stop we asked for
+                _record_lost(claim, summary, log)
+                return
+            message = f"{type(error).__name__}: {error}"
+            store.fail(claim, message)
+            log(f"failed {_pair_name(claim)}: {message}")
+            if not is_retryable(error):
+                raise
+            summary.failed.append((claim.checkpoint, claim.task, message))
+            return
+    if lost.is_set() or not store.complete(claim, record):
+        shutil.rmtree(workspace, ignore_errors=True)
+        _record_lost(claim, summary, log)
+        return
+    _promote(workspace, results_dir / pathlib.Path(claim.checkpoint).name / claim.task)
+    summary.completed.append((claim.checkpoint, claim.task))
+    log(f"done {_pair_name(claim)}: score {record.score:.4f}")
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether a later pass may succeed where this one failed (see the module docstring)."""
+    if isinstance(error, RETRYABLE_ERRORS):
+        return True
+    # TensorFlow is only loaded if the evaluation imported it; only then can it have raised an OpError.
+    tensorflow = sys.modules.get("tensorflow")
+    return tensorflow is not None and isinstance(error, tensorflow.errors.OpError)
+
+
+def _promote(workspace: pathlib.Path, final: pathlib.Path) -> None:
+    """Makes the winning claim's folder the pair's results folder (a rename on the same disk)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # left by an evaluation from before this store (the store says the pair was pending)
+        stale = workspace.with_name(f"{workspace.name}.replaced")
+        final.rename(stale)
+        shutil.rmtree(stale)
+    workspace.mkdir(parents=True, exist_ok=True)  # an evaluation that wrote no files still gets its folder
+    workspace.rename(final)
+
+
+def _record_lost(claim, summary: PassSummary, log: Callable[[str], None]) -> None:
+    summary.lost.append((claim.checkpoint, claim.task))
+    log(f"lease on {_pair_name(claim)} was lost; another watcher owns it now (this attempt's work is discarded)")
+
+
+def _pair_name(claim) -> str:
+    return f"{pathlib.Path(claim.checkpoint).name} x {claim.task}"
 
 
 def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
-    """``(checkpoint, task) -> ResultRecord`` running ``trimbert finetune`` into ``evaluations/``.
+    """``(checkpoint, task, out, lost) -> ResultRecord`` running ``trimbert finetune`` into ``out``.
 
     Args:
         config: the config whose finetune section every evaluation uses.
@@ -102,9 +175,9 @@ def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
     """
     from pipeline.finetune import run as finetune
 
-    def evaluate(checkpoint: str, task: str):
-        out = model_dir / RESULTS_DIRNAME / pathlib.Path(checkpoint).name / task
-        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=str(out)))
+    def evaluate(checkpoint: str, task: str, out: pathlib.Path, lost: threading.Event):
+        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=str(out)),
+                            stop=lost)
 
     return evaluate
 
@@ -149,7 +222,8 @@ def one_pass(session: Session, log: Callable[[str], None] = print) -> PassSummar
     checkpoints = list_checkpoints(session.model_dir)
     if not checkpoints:
         log(f"{session.model_dir / model_dir_lib.CHECKPOINTS_DIR}: no checkpoints yet; nothing to evaluate")
-    summary = run_pass(session.store, checkpoints, session.tasks, session.evaluate, session.owner, log)
+    summary = run_pass(session.store, checkpoints, session.tasks, session.evaluate, session.owner,
+                       session.model_dir / RESULTS_DIRNAME, log)
     log(f"pass over {len(checkpoints)} checkpoint(s) x {len(session.tasks)} task(s): "
         f"{len(summary.completed)} evaluated, {len(summary.failed)} failed")
     return summary

@@ -1,7 +1,7 @@
 """Fine-tuning input: task examples -> WordPiece ids -> length-bucketed, padded batches.
 
-Texts are tokenised with the checkpoint's own ``vocab.txt`` through keras-hub's
-``BertTokenizer`` (the tokenizer ``models.sample_text`` uses), then packed as
+Texts are tokenised with the checkpoint's own ``vocab.txt`` by pre-training's tokenizer
+(``beam_jobs.wordpiece``: BERT normalisation and tf-text's FastWordpieceTokenizer), then packed as
 BERT packs them: ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` with segment ids
 0 for the first part and 1 for the second, the longer text cut first until the
 pair fits ``seq_len``.
@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from beam_jobs import features, wordpiece
 from configs.errors import TrimbertError
 from pipeline.finetune.tasks import Example
 
@@ -59,29 +60,31 @@ class EncodedExamples:
 class Tokenizer:
     """The checkpoint's WordPiece vocabulary, with BERT's single-text and pair packing.
 
+    Text becomes ids exactly as pre-training tokenizes it (``beam_jobs.wordpiece``: the same
+    normalisation and FastWordpieceTokenizer), so a word has the ids the encoder learned.
+
     Args:
         vocabulary_path: the model's ``vocab.txt``.
         lowercase: lower-case (and strip accents) first, for uncased vocabularies.
     """
 
     def __init__(self, vocabulary_path: str | pathlib.Path, lowercase: bool = True):
-        import keras_hub
-
         self.vocabulary_path = pathlib.Path(vocabulary_path)
         if not self.vocabulary_path.is_file():
             raise TrimbertError(f"vocabulary not found: {self.vocabulary_path}")
-        self._tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=str(self.vocabulary_path),
-                                                             lowercase=lowercase)
-        self.cls_id, self.sep_id, self.pad_id = (
-            self._tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
-        self.vocabulary_size = self._tokenizer.vocabulary_size()
+        tokens = self.vocabulary_path.read_text(encoding="utf-8").splitlines()
+        special = features.special_token_ids(tokens)
+        missing = [token for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if token not in special]
+        if missing:
+            raise TrimbertError(f"vocabulary {self.vocabulary_path} lacks {', '.join(missing)}")
+        self._tokenizer = wordpiece.build_tokenizer(tokens)
+        self.lowercase = lowercase
+        self.cls_id, self.sep_id, self.pad_id = special["[CLS]"], special["[SEP]"], special["[PAD]"]
+        self.vocabulary_size = len(tokens)
 
     def pieces(self, texts: Sequence[str]) -> list[list[int]]:
         """WordPiece ids of each text, no special tokens (one batched TensorFlow call)."""
-        if not texts:
-            return []
-        # keras-hub hands back Python lists for Python input (a RaggedTensor inside a tf.function).
-        return [list(map(int, row)) for row in self._tokenizer(list(texts))]
+        return wordpiece.encode_texts(self._tokenizer, texts, self.lowercase)
 
     def encode(self, examples: Sequence[Example], seq_len: int, regression: bool) -> EncodedExamples:
         """Packs a split's examples for the encoder.

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import threading
 import time
 from collections.abc import Callable
 
@@ -203,8 +204,24 @@ class SeedRun:
 # ---------------------------------------------------------------------------
 
 
-def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = print) -> result_record.ResultRecord:
-    """Fine-tunes ``options.init`` on ``options.task`` once per seed; writes and returns the record."""
+class Stopped(TrimbertError):
+    """Fine-tuning stopped early because its caller asked (e.g. a scheduled evaluation lost its lease)."""
+
+
+def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = print,
+        stop: threading.Event | None = None) -> result_record.ResultRecord:
+    """Fine-tunes ``options.init`` on ``options.task`` once per seed; writes and returns the record.
+
+    Args:
+        config: its ``finetune`` section is the recipe.
+        options: where to read and write.
+        log: progress printer.
+        stop: once set, training stops at the next step boundary and :class:`Stopped` is raised
+            (no record is written).
+
+    Raises:
+        Stopped: ``stop`` was set.
+    """
     started_at = result_record.utc_now()
     finetune = config.finetune
     task = task_registry.get_task(options.task)
@@ -245,7 +262,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         if finetune.seq_len > encoder.model_config.max_sequence_length:
             raise TrimbertError(f"finetune.seq_len {finetune.seq_len} exceeds the model's "
                                 f"{encoder.model_config.max_sequence_length} position embeddings")
-        classifier, epoch_seconds = train_seed(encoder, task, train, finetune, seed, clock, log)
+        classifier, epoch_seconds = train_seed(encoder, task, train, finetune, seed, clock, log, stop)
         runs.append(evaluate_seed(classifier, task, dev, test, finetune.batch_size, seed, epoch_seconds, log))
 
     # === 5. Evals: submissions of the best seed, latency ===
@@ -280,6 +297,20 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
 # ---------------------------------------------------------------------------
 
 
+class StopWhenSet(keras.callbacks.Callback):
+    """Ends ``fit`` after the step during which ``event`` was set (Keras checks between steps)."""
+
+    def __init__(self, event: threading.Event):
+        super().__init__()
+        self.event = event
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.event.is_set():
+            self.model.stop_training = True
+
+
 class _Progress(keras.callbacks.Callback):
     """Prints loss and learning rate every ``log_every`` steps and the wall-clock of each epoch."""
 
@@ -307,7 +338,8 @@ class _Progress(keras.callbacks.Callback):
 
 
 def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.EncodedExamples, finetune: FinetuneConfig,
-               seed: int, clock: TrainingClock, log: Callable[[str], None]) -> tuple[keras.Model, list[float]]:
+               seed: int, clock: TrainingClock, log: Callable[[str], None],
+               stop: threading.Event | None = None) -> tuple[keras.Model, list[float]]:
     """Builds the classifier on ``encoder`` and trains it; returns it and each epoch's seconds.
 
     ``finetune.epochs`` may be fractional: the steps are ``round(epochs x batches per
@@ -321,6 +353,7 @@ def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.En
         seed: shuffling seed (Keras' global seed is set by the caller).
         clock: runs only while ``fit`` trains.
         log: progress printer.
+        stop: once set, training ends at the next step boundary and :class:`Stopped` is raised.
     """
     batches_per_pass = math.ceil(len(train) / finetune.batch_size)
     rounds = math.ceil(finetune.epochs)
@@ -343,10 +376,13 @@ def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.En
     progress = _Progress(seed, total_steps, log)
     log(f"seed {seed}: {total_steps} steps of batch {finetune.batch_size} ({rounds} epoch(s) of {steps_per_round}), "
         f"peak learning rate {finetune.learning_rate:g}")
+    stopper = StopWhenSet(stop or threading.Event())
     clock.start()
-    classifier.fit(dataset, epochs=rounds, steps_per_epoch=steps_per_round, callbacks=[progress], verbose=0,
-                   shuffle=False)  # the generator shuffles and buckets by length itself
+    classifier.fit(dataset, epochs=rounds, steps_per_epoch=steps_per_round, callbacks=[progress, stopper],
+                   verbose=0, shuffle=False)  # the generator shuffles and buckets by length itself
     clock.stop()
+    if stopper.event.is_set():
+        raise Stopped(f"seed {seed}: fine-tuning stopped on request after step {stopper.steps} of {total_steps}")
     return classifier, progress.epoch_seconds
 
 
