@@ -85,7 +85,9 @@ def read_records(paths: Sequence[pathlib.Path]) -> list[result_record.ResultReco
     records = []
     for path in map(pathlib.Path, paths):
         if path.is_dir():
-            found = sorted(path.rglob(f"*{result_record.RESULT_FILENAME}"))
+            # Hidden folders hold work in progress (a scheduled evaluation's claim folders), not results.
+            found = sorted(file for file in path.rglob(f"*{result_record.RESULT_FILENAME}")
+                           if not any(part.startswith(".") for part in file.relative_to(path).parts))
             if not found:
                 raise TrimbertError(f"{path}: no *{result_record.RESULT_FILENAME} files in this folder")
             records.extend(result_record.ResultRecord.load(file) for file in found)

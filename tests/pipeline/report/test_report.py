@@ -44,6 +44,9 @@ def sources(tmp_path):
     folder = tmp_path / "finetune_runs"
     for number, record in enumerate(model_a):
         record.save(folder / f"run-{number}" / result_record.RESULT_FILENAME)
+    # a claim's work in progress (hidden folder) is not a result, though it is the newest record of its pair
+    _record(checkpoint_a, "tiny", 4_400_000, "cola", [{"matthews": 0.0}], finished_at="2027-01-01").save(
+        folder / ".claims" / "token" / result_record.RESULT_FILENAME)
     database = tmp_path / "results.sqlite"
     with ResultStore(database) as store:
         for task, metrics in [("cola", {"matthews": 0.5}), ("mrpc", {"f1": 0.9, "accuracy": 0.8}),
