@@ -81,6 +81,18 @@ def split_sentences(line: str) -> list[str]:
     return sentences
 
 
+def normalize_document(document: Document, lower_case: bool) -> Document:
+    """The document with every line normalised and empty lines dropped."""
+    lines = (normalize_line(line, lower_case) for line in document.lines)
+    return document._replace(lines=tuple(line for line in lines if line))
+
+
+def split_document(document: Document) -> Document:
+    """The document with one sentence per line."""
+    return document._replace(
+        lines=tuple(sentence for line in document.lines for sentence in split_sentences(line)))
+
+
 class NormalizeText(beam.PTransform):
     """PCollection[Document] -> PCollection[Document] with every line normalised (empty ones dropped).
 
@@ -94,20 +106,4 @@ class NormalizeText(beam.PTransform):
 
     def expand(self, documents):
         lower_case = self._lower_case
-
-        def normalize(document: Document) -> Document:
-            lines = (normalize_line(line, lower_case) for line in document.lines)
-            return document._replace(lines=tuple(line for line in lines if line))
-
-        return documents | beam.Map(normalize)
-
-
-class SplitSentences(beam.PTransform):
-    """PCollection[Document] -> PCollection[Document] whose lines are single sentences."""
-
-    def expand(self, documents):
-        def split(document: Document) -> Document:
-            return document._replace(
-                lines=tuple(sentence for line in document.lines for sentence in split_sentences(line)))
-
-        return documents | beam.Map(split)
+        return documents | beam.Map(lambda document: normalize_document(document, lower_case))

@@ -139,44 +139,40 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-class _ReadDocumentsFn(beam.DoFn):
-    """Streams one read unit into documents; emits per-bundle stats on the ``stats`` tag."""
+class DocumentReader:
+    """Streams one read unit into documents, counting into the ``Stats`` it is given.
+
+    Plain Python, so a step can read a whole unit inside one ``process`` call and report the
+    unit's counts with its result (runners such as Dask drop what ``finish_bundle`` emits).
+    """
 
     def __init__(self, text_field: str, log_empty_files: bool) -> None:
         self._text_field = text_field
         self._log_empty_files = log_empty_files
-        self._documents = beam.metrics.Metrics.counter("preprocess", "documents_read")
-        self._bytes = beam.metrics.Metrics.counter("preprocess", "bytes_read")
-
-    def start_bundle(self) -> None:
         self._stats = Stats()
-        self._last_log = time.monotonic()
 
-    def process(self, unit: ReadUnit):
+    def documents(self, unit: ReadUnit, stats: Stats):
+        """Yields the unit's documents in file order, numbered from 0; adds its counts to ``stats``."""
+        self._stats = stats
         readers = {"text": self._read_text, "jsonl": self._read_jsonl, "tfds": self._read_tfds}
-        self._stats["files"] += unit.kind != "tfds"
+        stats["files"] += unit.kind != "tfds"
         ordinal = 0
+        last_log = time.monotonic()
         for lines in readers[unit.kind](unit):
             text = "\n".join(lines)
             yield Document(unit.index, ordinal, content_digest(text), tuple(lines))
             ordinal += 1
-            self._documents.inc()
-            if time.monotonic() - self._last_log > PROGRESS_SECONDS:
-                self._last_log = time.monotonic()
-                logging.info("preprocess: reading %s, %d documents so far in this bundle",
-                             unit.source, self._stats["documents"] + ordinal)
-        self._stats["documents"] += ordinal
+            if time.monotonic() - last_log > PROGRESS_SECONDS:
+                last_log = time.monotonic()
+                logging.info("preprocess: reading %s, %d documents so far", unit.source, ordinal)
+        stats["documents"] += ordinal
         if ordinal == 0 and unit.kind != "tfds":
-            self._stats["empty_files"] += 1
+            stats["empty_files"] += 1
             if self._log_empty_files:
                 logging.warning("preprocess: input file has no documents: %s", unit.source)
 
-    def finish_bundle(self):
-        yield self._stats.emit()
-
     def _decode(self, raw: bytes) -> str:
         self._stats["bytes_read"] += len(raw) + 1
-        self._bytes.inc(len(raw) + 1)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -233,6 +229,22 @@ class _ReadDocumentsFn(beam.DoFn):
     def _skip(self, reason: str, size: int) -> None:
         self._stats[f"skipped_documents.{reason}"] += 1
         self._stats[f"skipped_bytes.{reason}"] += size + 1
+
+
+class _ReadDocumentsFn(beam.DoFn):
+    """Emits per-bundle stats on the ``stats`` tag (for pipelines on the portable runners)."""
+
+    def __init__(self, text_field: str, log_empty_files: bool) -> None:
+        self._reader = DocumentReader(text_field, log_empty_files)
+
+    def start_bundle(self) -> None:
+        self._stats = Stats()
+
+    def process(self, unit: ReadUnit):
+        yield from self._reader.documents(unit, self._stats)
+
+    def finish_bundle(self):
+        yield self._stats.emit()
 
 
 class ReadDocuments(beam.PTransform):

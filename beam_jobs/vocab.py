@@ -18,7 +18,7 @@ from beam_jobs.features import SPECIAL_TOKENS
 from beam_jobs.normalize import NormalizeText
 from beam_jobs.read import ReadDocuments
 from beam_jobs.records import Document
-from beam_jobs.runners import new_pipeline
+from beam_jobs.runners import running
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)
 # Google's vocabularies list these first; [PAD] must be id 0 because records are zero-padded.
@@ -58,7 +58,7 @@ def learn_vocabulary(pipeline_options, units, lower_case: bool, size: int, tempo
     from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
     counts_prefix = posixpath.join(temporary_dir, "word_counts", "counts")
-    with new_pipeline(pipeline_options) as pipeline:
+    with running(pipeline_options) as pipeline:
         read = (pipeline
                 | "Units" >> beam.Create(units)
                 | "ReshuffleUnits" >> beam.Reshuffle()
