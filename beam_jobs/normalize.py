@@ -13,8 +13,6 @@ import re
 import sys
 import unicodedata
 
-import apache_beam as beam
-
 from beam_jobs.records import Document
 
 _ASCII_TABLE = {code: " " for code in (9, 10, 11, 12, 13)}
@@ -91,19 +89,3 @@ def split_document(document: Document) -> Document:
     """The document with one sentence per line."""
     return document._replace(
         lines=tuple(sentence for line in document.lines for sentence in split_sentences(line)))
-
-
-class NormalizeText(beam.PTransform):
-    """PCollection[Document] -> PCollection[Document] with every line normalised (empty ones dropped).
-
-    Args:
-        lower_case: match an uncased vocabulary (lower-case, strip accents).
-    """
-
-    def __init__(self, lower_case: bool = True, label: str | None = None) -> None:
-        super().__init__(label)
-        self._lower_case = lower_case
-
-    def expand(self, documents):
-        lower_case = self._lower_case
-        return documents | beam.Map(lambda document: normalize_document(document, lower_case))

@@ -23,7 +23,6 @@ import logging
 import os
 import time
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -229,37 +228,3 @@ class DocumentReader:
     def _skip(self, reason: str, size: int) -> None:
         self._stats[f"skipped_documents.{reason}"] += 1
         self._stats[f"skipped_bytes.{reason}"] += size + 1
-
-
-class _ReadDocumentsFn(beam.DoFn):
-    """Emits per-bundle stats on the ``stats`` tag (for pipelines on the portable runners)."""
-
-    def __init__(self, text_field: str, log_empty_files: bool) -> None:
-        self._reader = DocumentReader(text_field, log_empty_files)
-
-    def start_bundle(self) -> None:
-        self._stats = Stats()
-
-    def process(self, unit: ReadUnit):
-        yield from self._reader.documents(unit, self._stats)
-
-    def finish_bundle(self):
-        yield self._stats.emit()
-
-
-class ReadDocuments(beam.PTransform):
-    """PCollection[ReadUnit] -> PCollection[Document], plus per-bundle stats tagged ``stats``.
-
-    Args:
-        text_field: JSON Lines key (and TFDS feature) holding the text.
-        log_empty_files: warn about each input file without documents (off for a second pass).
-    """
-
-    def __init__(self, text_field: str = "text", log_empty_files: bool = True, label: str | None = None) -> None:
-        super().__init__(label)
-        self._text_field = text_field
-        self._log_empty_files = log_empty_files
-
-    def expand(self, units):
-        read = _ReadDocumentsFn(self._text_field, self._log_empty_files)
-        return units | beam.ParDo(read).with_outputs("stats", main="documents")
