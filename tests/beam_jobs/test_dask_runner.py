@@ -38,8 +38,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 def dask_cluster(tmp_path_factory):
     """A scheduler and two single-threaded workers, each its own process, all able to import the
     project (the scheduler unpickles the task graph, so it needs the project too)."""
-    pytest.importorskip("distributed", reason="pip install -e '.[dask]'")
-    from distributed import Client
+    from distributed import Client  # the `dask` extra, part of `test`
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
