@@ -21,7 +21,10 @@ RUNTIME_REQUIREMENTS = [
     "matplotlib",
 ]
 
-TEST_REQUIREMENTS = ["pytest", "ruff", "psutil"]
+# Beam's DaskRunner (`--runner DaskRunner`); the versions it was tested with here.
+DASK_REQUIREMENTS = ["dask[bag]>=2026.8.0", "distributed>=2026.8.0"]
+
+TEST_REQUIREMENTS = ["pytest", "ruff", "psutil", *DASK_REQUIREMENTS]
 
 # Dataflow workers need the GCP extras; kept optional so a local install stays small.
 DATAFLOW_REQUIREMENTS = ["apache-beam[gcp]==2.77.0"]
@@ -36,6 +39,6 @@ setup(
     package_data={"configs": ["*.yaml", "search/*.yaml"]},
     include_package_data=True,
     install_requires=RUNTIME_REQUIREMENTS,
-    extras_require={"test": TEST_REQUIREMENTS, "dataflow": DATAFLOW_REQUIREMENTS},
+    extras_require={"test": TEST_REQUIREMENTS, "dataflow": DATAFLOW_REQUIREMENTS, "dask": DASK_REQUIREMENTS},
     entry_points={"console_scripts": ["trimbert=pipeline.cli.main:main"]},
 )

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
+from apache_beam.transforms.combiners import TopCombineFn
 
 from beam_jobs.features import encode_example, feature_specs, special_token_ids
 from beam_jobs.records import Document, TokenizedDocument, stable_hash
@@ -192,50 +193,30 @@ def packed_examples(document: TokenizedDocument, config: DataConfig, special: Sp
         yield encode_example(specs, values), len(tokens)
 
 
-class _BuildInstancesFn(beam.DoFn):
-    def __init__(self, config: DataConfig, special: SpecialIds, shards: int) -> None:
-        self._config, self._special, self._shards = config, special, shards
-        self._counter = beam.metrics.Metrics.counter("preprocess", "examples")
-
-    def setup(self) -> None:
-        self._pool: list[TokenizedDocument] | None = None
-
-    def process(self, document: TokenizedDocument, pool=()):
-        config = self._config
-        if config.format == "packed":
-            passes = [packed_examples(document, config, self._special)]
-        else:
-            if self._pool is None:
-                self._pool = sorted(pool, key=lambda other: stable_hash(config.seed, other.digest))
-            passes = [bert_examples(document, self._pool, dupe, config, self._special)
-                      for dupe in range(config.dupe_factor)]
-        for dupe, examples in enumerate(passes):
-            for number, (payload, length) in enumerate(examples):
-                shard = stable_hash(config.seed, document.digest, dupe, number) % self._shards
-                self._counter.inc()
-                yield Instance(shard, document.unit, document.ordinal, payload, length)
-
-
-class BuildInstances(beam.PTransform):
-    """PCollection[TokenizedDocument] -> PCollection[Instance] (encoded records with their shard).
+def build_instances(document: TokenizedDocument, config: DataConfig, special: SpecialIds, shards: int,
+                    pool: Sequence[TokenizedDocument]):
+    """Yields every Instance of one document: ``dupe_factor`` passes (``bert``) or one (``packed``).
 
     Args:
+        document: the tokenized document.
         config: the data config (format, seq_len, masking, dupe_factor, seed).
         special: special token ids of the vocabulary.
         shards: number of output shards; each record's shard is a seeded hash of its identity.
-        pool: for ``bert``, the random-document pool (a singleton PCollection of spans or a list).
+        pool: for ``bert``, the random-document pool sorted by seeded hash (:func:`sort_pool`).
     """
+    if config.format == "packed":
+        passes = [packed_examples(document, config, special)]
+    else:
+        passes = [bert_examples(document, pool, dupe, config, special) for dupe in range(config.dupe_factor)]
+    for dupe, examples in enumerate(passes):
+        for number, (payload, length) in enumerate(examples):
+            shard = stable_hash(config.seed, document.digest, dupe, number) % shards
+            yield Instance(shard, document.unit, document.ordinal, payload, length)
 
-    def __init__(self, config: DataConfig, special: SpecialIds, shards: int, pool=None,
-                 label: str | None = None) -> None:
-        super().__init__(label)
-        self._config, self._special, self._shards, self._pool = config, special, shards, pool
 
-    def expand(self, documents):
-        fn = _BuildInstancesFn(self._config, self._special, self._shards)
-        if self._pool is None:
-            return documents | beam.ParDo(fn)
-        return documents | beam.ParDo(fn, pool=beam.pvalue.AsList(self._pool))
+def sort_pool(pool, seed: int) -> list[TokenizedDocument]:
+    """The pool in the fixed order random draws index into: by seeded hash of each digest."""
+    return sorted(pool, key=lambda other: stable_hash(seed, other.digest))
 
 
 def text_span(document: Document, seed: int, characters: int = POOL_CHARACTERS) -> tuple[str, ...]:
@@ -262,8 +243,11 @@ def text_span(document: Document, seed: int, characters: int = POOL_CHARACTERS) 
 
 
 class SampleRandomDocuments(beam.PTransform):
-    """PCollection[Document] (raw) -> PCollection[Document]: a span of at most 3,000 characters from
+    """PCollection[Document] (raw) -> one list of Documents: a span of at most 3,000 characters from
     each of the ``pool_size`` documents with the smallest seeded content hash (a uniform sample).
+
+    A plain global combine: Beam's ``Top.Of`` keeps per-bundle tops that it emits from
+    ``finish_bundle``, which the Dask runner drops.
 
     Args:
         seed: the job seed.
@@ -280,9 +264,8 @@ class SampleRandomDocuments(beam.PTransform):
         def span(document: Document) -> Document:
             return document._replace(unit=-1, ordinal=0, lines=text_span(document, seed))
 
+        smallest = TopCombineFn(self._pool_size, key=lambda document: (stable_hash(seed, document.digest),
+                                                                       document.digest), reverse=True)
         return (documents
                 | "Span" >> beam.Map(span)
-                | "Smallest" >> beam.combiners.Top.Of(
-                    self._pool_size, key=lambda document: (stable_hash(seed, document.digest),
-                                                           document.digest), reverse=True)
-                | "Flatten" >> beam.FlatMap(lambda documents: documents))
+                | "Smallest" >> beam.CombineGlobally(smallest).without_defaults())

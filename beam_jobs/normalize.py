@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-import apache_beam as beam
-
 from beam_jobs.records import Document
 from beam_jobs.wordpiece import normalize_line
 
@@ -33,33 +31,13 @@ def split_sentences(line: str) -> list[str]:
     return sentences
 
 
-class NormalizeText(beam.PTransform):
-    """PCollection[Document] -> PCollection[Document] with every line normalised (empty ones dropped).
-
-    Args:
-        lower_case: match an uncased vocabulary (lower-case, strip accents).
-    """
-
-    def __init__(self, lower_case: bool = True, label: str | None = None) -> None:
-        super().__init__(label)
-        self._lower_case = lower_case
-
-    def expand(self, documents):
-        lower_case = self._lower_case
-
-        def normalize(document: Document) -> Document:
-            lines = (normalize_line(line, lower_case) for line in document.lines)
-            return document._replace(lines=tuple(line for line in lines if line))
-
-        return documents | beam.Map(normalize)
+def normalize_document(document: Document, lower_case: bool) -> Document:
+    """The document with every line normalised and empty lines dropped."""
+    lines = (normalize_line(line, lower_case) for line in document.lines)
+    return document._replace(lines=tuple(line for line in lines if line))
 
 
-class SplitSentences(beam.PTransform):
-    """PCollection[Document] -> PCollection[Document] whose lines are single sentences."""
-
-    def expand(self, documents):
-        def split(document: Document) -> Document:
-            return document._replace(
-                lines=tuple(sentence for line in document.lines for sentence in split_sentences(line)))
-
-        return documents | beam.Map(split)
+def split_document(document: Document) -> Document:
+    """The document with one sentence per line."""
+    return document._replace(
+        lines=tuple(sentence for line in document.lines for sentence in split_sentences(line)))

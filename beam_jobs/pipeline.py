@@ -1,7 +1,9 @@
 """The preprocessing job as a Python API: validate, build the Beam graph, run, commit.
 
-    read units -> Reshuffle -> ReadDocuments -> NormalizeText -> SplitSentences
-      -> TokenizeDocuments -> BuildInstances (+ random-document pool for ``bert``) -> WriteShards
+    ``bert`` only, a first pipeline: read units -> Reshuffle -> read + hash -> SampleRandomDocuments
+      -> tokenize the sample -> the pool file
+    read units -> Reshuffle -> ProcessUnits (read, normalize, split, tokenize, build instances,
+      write fragments; one unit per call) -> MergeShards -> job_stats.json
 
 Output directory after a successful run::
 
@@ -26,14 +28,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import features
-from beam_jobs.instances import BuildInstances, SampleRandomDocuments, SpecialIds
-from beam_jobs.normalize import NormalizeText, SplitSentences
-from beam_jobs.read import ReadDocuments, expand_inputs
-from beam_jobs.records import ReadUnit, merge_stats
-from beam_jobs.runners import new_pipeline, pipeline_options
-from beam_jobs.tokenize import TokenizeDocuments, read_vocabulary
+from beam_jobs.instances import SampleRandomDocuments
+from beam_jobs.read import DocumentReader, expand_inputs
+from beam_jobs.records import ReadUnit, Stats, merge_stats
+from beam_jobs.runners import pipeline_options, running
+from beam_jobs.tokenize import read_vocabulary
+from beam_jobs.units import ProcessUnits, pool_file, tokenize_and_write_pool
 from beam_jobs.vocab import learn_vocabulary
-from beam_jobs.write import WriteShards, create_raw, read_json, shard_name, write_json
+from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
 
@@ -80,48 +82,66 @@ class PreprocessJob:
             raise TrimbertError(f"--shards must be >= 1, got {self.shards}")
 
 
-def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
-          scratch: str):
-    """Adds the preprocessing graph to ``pipeline``; returns the PCollection of stats files written.
+def build_pool(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
+               scratch: str):
+    """Adds the ``bert`` pool pass (read + hash, then tokenize the sample) to ``pipeline``; its last
+    step writes the pool file that the main pipeline's workers read.
 
     Args:
-        pipeline: the Beam pipeline.
+        pipeline: a pipeline of its own, run before :func:`build`'s.
         job: the validated job.
         units: read units from :func:`beam_jobs.read.expand_inputs`.
         tokens: the vocabulary.
         scratch: the job's scratch directory.
     """
+    config, path, reader = job.data, pool_file(scratch), DocumentReader(job.text_field, log_empty_files=False)
+    return (pipeline
+            | "Units" >> beam.Create(list(units))
+            | "ReshuffleUnits" >> beam.Reshuffle()
+            | "ReadForPool" >> beam.FlatMap(lambda unit: reader.documents(unit, Stats()))
+            | "SamplePool" >> SampleRandomDocuments(config.seed)
+            | "WritePool" >> beam.Map(tokenize_and_write_pool, tokens, config.lower_case, path))
+
+
+def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
+          scratch: str):
+    """Adds the preprocessing graph to ``pipeline``; returns the PCollection of the stats file written.
+
+    One chain that ends in a single last step, every branch joined by a Flatten before it: the Dask
+    runner computes only the last step and what it depends on.
+
+    Args:
+        pipeline: the Beam pipeline.
+        job: the validated job; for ``bert``, :func:`build_pool`'s pipeline has run.
+        units: read units from :func:`beam_jobs.read.expand_inputs`.
+        tokens: the vocabulary.
+        scratch: the job's scratch directory.
+    """
     config = job.data
-    read_units = pipeline | "Units" >> beam.Create(list(units)) | "ReshuffleUnits" >> beam.Reshuffle()
-    pool = None
-    if config.format == "bert":
-        # A first, cheap pass (read + hash, no tokenization) picks the random-document pool.
-        pool = ((read_units | "ReadForPool" >> ReadDocuments(job.text_field, log_empty_files=False)).documents
-                | "SamplePool" >> SampleRandomDocuments(config.seed)
-                | "NormalizePool" >> NormalizeText(config.lower_case)
-                | "SplitPool" >> SplitSentences()
-                | "TokenizePool" >> TokenizeDocuments(tokens)).documents
-        # The main pass starts once the pool exists, so read -> ... -> write stays one fused stage;
-        # otherwise the runner would materialise every tokenized document while waiting for it.
-        read_units = read_units | "WaitForPool" >> beam.transforms.util.WaitOn(pool)
-    read = read_units | "Read" >> ReadDocuments(job.text_field)
-    tokenized = (read.documents
-                 | "Normalize" >> NormalizeText(config.lower_case)
-                 | "SplitSentences" >> SplitSentences()
-                 | "Tokenize" >> TokenizeDocuments(tokens))
-    special = SpecialIds.from_tokens(tokens)
-    written = (tokenized.documents
-               | "BuildInstances" >> BuildInstances(config, special, job.shards, pool)
-               | "WriteShards" >> WriteShards(scratch, SHARD_PREFIX, job.shards, config.seq_len,
-                                              job.compress))
-    stats = ((read.stats, tokenized.stats, written.stats)
-             | "FlattenStats" >> beam.Flatten()
-             | "SumStats" >> beam.CombineGlobally(merge_stats))
-    shard_list = written.shards | "ListShards" >> beam.combiners.ToList()
+    pool = pool_file(scratch) if config.format == "bert" else None
+    results = (pipeline
+               | "Units" >> beam.Create(list(units))
+               | "ReshuffleUnits" >> beam.Reshuffle()
+               | "ProcessUnits" >> ProcessUnits(config, tokens, job.shards, job.text_field,
+                                                posixpath.join(scratch, "fragments"), pool))
+    merged = (results
+              | "Fragments" >> beam.FlatMap(lambda result: result.fragments)
+              | "MergeShards" >> MergeShards(scratch, SHARD_PREFIX, job.shards, job.compress))
+    unit_stats = results | "UnitStats" >> beam.Map(lambda result: {"stats": result.stats})
     stats_path = posixpath.join(scratch, "job_stats.json")
-    return stats | "WriteStats" >> beam.Map(
-        lambda totals, shards: write_json(stats_path, {"stats": totals, "shards": shards}) or stats_path,
-        shards=beam.pvalue.AsSingleton(shard_list))
+    return ((merged, unit_stats)
+            | "FlattenReports" >> beam.Flatten()
+            | "OneKey" >> beam.Map(lambda report: (None, report))
+            | "GatherReports" >> beam.GroupByKey()
+            | "WriteStats" >> beam.MapTuple(lambda _, reports: _write_job_stats(stats_path, reports)))
+
+
+def _write_job_stats(path: str, reports) -> str:
+    reports = list(reports)
+    totals = merge_stats(report["stats"] for report in reports)
+    shards = sorted((report["shard"] for report in reports if "shard" in report), key=lambda shard: shard["name"])
+    write_json(path, {"stats": totals, "shards": shards})
+    return path
 
 
 def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
@@ -158,7 +178,10 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
     logging.info("preprocess: %d read units, %s format, %d shards, runner %s (%s, %s workers)", len(units),
                  job.data.format, job.shards, all_options.get("runner") or "FnApiRunner",
                  all_options.get("direct_running_mode"), all_options.get("direct_num_workers"))
-    with new_pipeline(options) as pipeline:
+    if job.data.format == "bert":
+        with running(options) as pipeline:
+            build_pool(pipeline, job, units, tokens, scratch)
+    with running(options) as pipeline:
         build(pipeline, job, units, tokens, scratch)
     manifest = _commit(job, units, tokens, vocab_path, scratch)
     elapsed = time.monotonic() - started
@@ -222,7 +245,8 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
     }
     temporary = posixpath.join(scratch, MANIFEST)
     write_json(temporary, manifest)
-    FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "job_stats.json")
+    FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "job_stats.json",
+                                                              "pool.json")
                         if FileSystems.exists(posixpath.join(scratch, d))])
     FileSystems.rename([temporary], [posixpath.join(job.output, MANIFEST)])
     FileSystems.delete([scratch])

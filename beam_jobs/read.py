@@ -24,7 +24,6 @@ import logging
 import os
 import time
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -154,23 +153,25 @@ def looks_binary(text: str) -> bool:
     return suspicious > BINARY_CHARACTER_SHARE * len(text)
 
 
-class _ReadDocumentsFn(beam.DoFn):
-    """Streams one read unit into documents; emits per-bundle stats on the ``stats`` tag."""
+class DocumentReader:
+    """Streams one read unit into documents, counting into the ``Stats`` it is given.
+
+    Plain Python, so a step can read a whole unit inside one ``process`` call and report the
+    unit's counts with its result (runners such as Dask drop what ``finish_bundle`` emits).
+    """
 
     def __init__(self, text_field: str, log_empty_files: bool) -> None:
         self._text_field = text_field
         self._log_empty_files = log_empty_files
-        self._documents = beam.metrics.Metrics.counter("preprocess", "documents_read")
-        self._bytes = beam.metrics.Metrics.counter("preprocess", "bytes_read")
-
-    def start_bundle(self) -> None:
         self._stats = Stats()
-        self._last_log = time.monotonic()
 
-    def process(self, unit: ReadUnit):
+    def documents(self, unit: ReadUnit, stats: Stats):
+        """Yields the unit's documents in file order, numbered from 0; adds its counts to ``stats``."""
+        self._stats = stats
         readers = {"text": self._read_text, "jsonl": self._read_jsonl, "tfds": self._read_tfds}
-        self._stats["files"] += unit.kind != "tfds"
+        stats["files"] += unit.kind != "tfds"
         ordinal = binary = 0
+        last_log = time.monotonic()
         for lines in readers[unit.kind](unit):
             text = "\n".join(lines)
             if looks_binary(text):
@@ -179,23 +180,17 @@ class _ReadDocumentsFn(beam.DoFn):
                 continue
             yield Document(unit.index, ordinal, content_digest(text), tuple(lines))
             ordinal += 1
-            self._documents.inc()
-            if time.monotonic() - self._last_log > PROGRESS_SECONDS:
-                self._last_log = time.monotonic()
-                logging.info("preprocess: reading %s, %d documents so far in this bundle",
-                             unit.source, self._stats["documents"] + ordinal)
-        self._stats["documents"] += ordinal
+            if time.monotonic() - last_log > PROGRESS_SECONDS:
+                last_log = time.monotonic()
+                logging.info("preprocess: reading %s, %d documents so far", unit.source, ordinal)
+        stats["documents"] += ordinal
         if ordinal == binary == 0 and unit.kind != "tfds":
-            self._stats["empty_files"] += 1
+            stats["empty_files"] += 1
             if self._log_empty_files:
                 logging.warning("preprocess: input file has no documents: %s", unit.source)
 
-    def finish_bundle(self):
-        yield self._stats.emit()
-
     def _decode(self, raw: bytes) -> str:
         self._stats["bytes_read"] += len(raw) + 1
-        self._bytes.inc(len(raw) + 1)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -252,21 +247,3 @@ class _ReadDocumentsFn(beam.DoFn):
     def _skip(self, reason: str, size: int) -> None:
         self._stats[f"skipped_documents.{reason}"] += 1
         self._stats[f"skipped_bytes.{reason}"] += size + 1
-
-
-class ReadDocuments(beam.PTransform):
-    """PCollection[ReadUnit] -> PCollection[Document], plus per-bundle stats tagged ``stats``.
-
-    Args:
-        text_field: JSON Lines key (and TFDS feature) holding the text.
-        log_empty_files: warn about each input file without documents (off for a second pass).
-    """
-
-    def __init__(self, text_field: str = "text", log_empty_files: bool = True, label: str | None = None) -> None:
-        super().__init__(label)
-        self._text_field = text_field
-        self._log_empty_files = log_empty_files
-
-    def expand(self, units):
-        read = _ReadDocumentsFn(self._text_field, self._log_empty_files)
-        return units | beam.ParDo(read).with_outputs("stats", main="documents")

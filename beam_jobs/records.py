@@ -10,11 +10,6 @@ import collections
 import hashlib
 from typing import NamedTuple
 
-from apache_beam import pvalue
-from apache_beam.transforms import window
-
-STATS_TAG = "stats"
-
 
 class ReadUnit(NamedTuple):
     """One independently readable piece of input.
@@ -70,10 +65,6 @@ def stable_hash(*parts: object) -> int:
 
 class Stats(collections.Counter):
     """Integer counts keyed by dotted names (``skipped_documents.empty``); sums across workers."""
-
-    def emit(self):
-        """The counts as a tagged output from ``finish_bundle`` (global window, no timestamp)."""
-        return pvalue.TaggedOutput(STATS_TAG, window.GlobalWindows.windowed_value(dict(self)))
 
 
 def merge_stats(parts) -> dict[str, int]:

@@ -2,9 +2,9 @@
 
 The tokenizer and the text -> ids step are ``beam_jobs.wordpiece``'s, which fine-tuning uses too.
 
-The tokenizer is built once per worker in ``DoFn.setup`` and applied to batches of sentences from
-many documents at once (one TensorFlow call per ``batch_sentences`` sentences): per-call overhead
-is what makes naive per-line tokenization slow.
+The tokenizer is built once per worker (in ``DoFn.setup`` of the job's unit step) and applied to
+batches of sentences from many documents at once (one TensorFlow call per ``batch_sentences``
+sentences): per-call overhead is what makes naive per-line tokenization slow.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-
-import apache_beam as beam
-from apache_beam.transforms import window
 
 from beam_jobs.features import SPECIAL_TOKENS, special_token_ids
 from beam_jobs.records import Document, Stats, TokenizedDocument
@@ -64,44 +61,41 @@ def limit_tensorflow_threads() -> None:
             tf.config.threading.get_inter_op_parallelism_threads())
 
 
-class _TokenizeFn(beam.DoFn):
-    def __init__(self, tokens: list[str], batch_sentences: int) -> None:
-        self._tokens = tokens
-        self._batch_sentences = batch_sentences
-        self._token_counter = beam.metrics.Metrics.counter("preprocess", "tokens")
+class BatchTokenizer:
+    """Tokenizes documents in batches of about ``batch_sentences`` sentences, counting into a Stats.
 
-    def setup(self) -> None:
+    Plain Python, so the job's per-unit step can batch inside one ``process`` call and flush at the
+    end of its unit (what ``finish_bundle`` emits is dropped by runners such as Dask).
+    """
+
+    def __init__(self, tokens: list[str], batch_sentences: int = BATCH_SENTENCES) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         limit_tensorflow_threads()
-        self._tokenizer = build_tokenizer(self._tokens)
-        self._unknown_id = self._tokens.index("[UNK]")
-
-    def start_bundle(self) -> None:
+        self._tokenizer = build_tokenizer(tokens)
+        self._unknown_id = tokens.index("[UNK]")
+        self._batch_sentences = batch_sentences
         self._pending: list[Document] = []
         self._pending_sentences = 0
-        self._stats = Stats()
+        self._tokens_done = 0
         self._started = self._last_log = time.monotonic()
 
-    def process(self, document: Document):
+    def add(self, document: Document, stats: Stats):
+        """Queues a document; yields the tokenized batch once it holds enough sentences."""
         self._pending.append(document)
         self._pending_sentences += len(document.lines)
         if self._pending_sentences >= self._batch_sentences:
-            yield from self._flush()
+            yield from self.flush(stats)
 
-    def finish_bundle(self):
-        for document in self._flush():
-            yield window.GlobalWindows.windowed_value(document)
-        yield self._stats.emit()
-
-    def _flush(self):
+    def flush(self, stats: Stats):
+        """Yields every queued document, tokenized, in the order queued (none without tokens)."""
         if not self._pending:
             return
         sentences = [line for document in self._pending for line in document.lines]
         flat, splits = tokenize_normalized(self._tokenizer, sentences)
         ids = flat.tolist()
-        self._stats["unknown_tokens"] += int((flat == self._unknown_id).sum())
-        self._stats["tokens"] += len(ids)
-        self._token_counter.inc(len(ids))
+        stats["unknown_tokens"] += int((flat == self._unknown_id).sum())
+        stats["tokens"] += len(ids)
+        self._tokens_done += len(ids)
         row = 0
         for document in self._pending:
             pieces = []
@@ -113,29 +107,10 @@ class _TokenizeFn(beam.DoFn):
             if pieces:
                 yield TokenizedDocument(document.unit, document.ordinal, document.digest, tuple(pieces))
             else:
-                self._stats["skipped_documents.no_tokens"] += 1
+                stats["skipped_documents.no_tokens"] += 1
         self._pending, self._pending_sentences = [], 0
         if time.monotonic() - self._last_log > PROGRESS_SECONDS:
             self._last_log = time.monotonic()
             elapsed = self._last_log - self._started
             logging.info("preprocess: worker %d tokenized %d tokens (%.0f tokens/s)",
-                         os.getpid(), self._stats["tokens"], self._stats["tokens"] / max(elapsed, 1e-9))
-
-
-class TokenizeDocuments(beam.PTransform):
-    """PCollection[Document] -> PCollection[TokenizedDocument], plus stats tagged ``stats``.
-
-    Args:
-        tokens: the vocabulary (index = id), as returned by :func:`read_vocabulary`.
-        batch_sentences: sentences per tokenizer call.
-    """
-
-    def __init__(self, tokens: list[str], batch_sentences: int = BATCH_SENTENCES,
-                 label: str | None = None) -> None:
-        super().__init__(label)
-        self._tokens = tokens
-        self._batch_sentences = batch_sentences
-
-    def expand(self, documents):
-        return documents | beam.ParDo(_TokenizeFn(self._tokens, self._batch_sentences)).with_outputs(
-            "stats", main="documents")
+                         os.getpid(), self._tokens_done, self._tokens_done / max(elapsed, 1e-9))

@@ -7,6 +7,7 @@ the tokenizer will look up. Only distinct words and their counts reach the drive
 
 from __future__ import annotations
 
+import collections
 import logging
 import posixpath
 import re
@@ -15,15 +16,17 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.features import SPECIAL_TOKENS
-from beam_jobs.normalize import NormalizeText
-from beam_jobs.read import ReadDocuments
-from beam_jobs.records import Document
-from beam_jobs.runners import new_pipeline
+from beam_jobs.normalize import normalize_document
+from beam_jobs.read import DocumentReader
+from beam_jobs.records import ReadUnit, Stats, stable_hash
+from beam_jobs.runners import running
 from configs.errors import TrimbertError
 
 _WORD = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)
 # Google's vocabularies list these first; [PAD] must be id 0 because records are zero-padded.
 RESERVED_TOKENS: tuple[str, ...] = SPECIAL_TOKENS
+# Word counts are written in this many files, each word's file chosen by a stable hash.
+COUNT_FILES = 16
 
 
 def split_words(line: str) -> list[str]:
@@ -31,17 +34,31 @@ def split_words(line: str) -> list[str]:
     return _WORD.findall(line)
 
 
-class CountWords(beam.PTransform):
-    """PCollection[Document] (normalised) -> PCollection[(word, count)]."""
+def unit_word_counts(unit: ReadUnit, reader: DocumentReader, lower_case: bool):
+    """Yields (word, count) for each distinct word of one read unit, after normalisation.
 
-    def expand(self, documents):
-        def words(document: Document):
-            for line in document.lines:
-                yield from split_words(line)
+    Counting a whole unit in one call sends one pair per distinct word, not per word, through the
+    shuffle on every runner (Beam's Dask runner does no combiner lifting).
+    """
+    counts: collections.Counter = collections.Counter()
+    for document in reader.documents(unit, Stats()):
+        for line in normalize_document(document, lower_case).lines:
+            counts.update(split_words(line))
+    yield from counts.items()
 
-        return (documents
-                | "Words" >> beam.FlatMap(words)
-                | "Count" >> beam.combiners.Count.PerElement())
+
+class _WriteCountsFn(beam.DoFn):
+    """Writes one bucket of (word, count) pairs; the file name is the bucket's, so a rerun overwrites it."""
+
+    def __init__(self, counts_dir: str) -> None:
+        self._counts_dir = counts_dir
+
+    def process(self, element):
+        bucket, pairs = element
+        lines = "".join(f"{word}\t{count}\n" for word, count in sorted(pairs))
+        with FileSystems.create(posixpath.join(self._counts_dir, f"counts-{bucket:05d}")) as handle:
+            handle.write(lines.encode("utf-8"))
+        yield bucket
 
 
 def learn_vocabulary(pipeline_options, units, lower_case: bool, size: int, temporary_dir: str,
@@ -58,19 +75,19 @@ def learn_vocabulary(pipeline_options, units, lower_case: bool, size: int, tempo
     """
     from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-    counts_prefix = posixpath.join(temporary_dir, "word_counts", "counts")
-    with new_pipeline(pipeline_options) as pipeline:
-        read = (pipeline
-                | "Units" >> beam.Create(units)
-                | "ReshuffleUnits" >> beam.Reshuffle()
-                | "Read" >> ReadDocuments(text_field))
-        _ = (read.documents
-             | "Normalize" >> NormalizeText(lower_case)
-             | "CountWords" >> CountWords()
-             | "Format" >> beam.MapTuple(lambda word, count: f"{word}\t{count}")
-             | "WriteCounts" >> beam.io.WriteToText(counts_prefix, shard_name_template="-SSSSS-of-NNNNN"))
+    counts_dir = posixpath.join(temporary_dir, "word_counts")
+    reader = DocumentReader(text_field, log_empty_files=False)
+    with running(pipeline_options) as pipeline:
+        _ = (pipeline
+             | "Units" >> beam.Create(units)
+             | "ReshuffleUnits" >> beam.Reshuffle()
+             | "CountUnits" >> beam.FlatMap(unit_word_counts, reader, lower_case)
+             | "SumCounts" >> beam.CombinePerKey(sum)
+             | "ByBucket" >> beam.Map(lambda pair: (stable_hash(pair[0]) % COUNT_FILES, pair))
+             | "GroupByBucket" >> beam.GroupByKey()
+             | "WriteCounts" >> beam.ParDo(_WriteCountsFn(counts_dir)))
     counts: dict[str, int] = {}
-    for match in FileSystems.match([counts_prefix + "-*"])[0].metadata_list:
+    for match in FileSystems.match([posixpath.join(counts_dir, "counts-*")])[0].metadata_list:
         with FileSystems.open(match.path) as handle:
             for line in handle.read().decode("utf-8").splitlines():
                 word, _, count = line.rpartition("\t")

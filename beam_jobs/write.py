@@ -2,7 +2,7 @@
 
 Records stream from the builder into *fragment* files, one per (read unit, shard), written by the
 worker that built them (bounded memory: an open file per shard). Only fragment names and counts
-cross the shuffle: fragments are grouped by shard and concatenated in (unit, part) order into the
+cross the shuffle: fragments are grouped by shard and concatenated in unit order into the
 shard, under a temporary directory. TFRecord framing is self-delimiting, so concatenation is a valid
 TFRecord file; ``--gzip`` compresses the concatenation (what TFRecordDataset's "GZIP" reads).
 The driver then renames the finished shards into place, writes ``manifest.json`` last and deletes the
@@ -22,7 +22,6 @@ import posixpath
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms import window
 
 from beam_jobs.features import frame_record
 from beam_jobs.instances import Instance
@@ -44,42 +43,41 @@ def length_bucket(length: int, seq_len: int) -> str:
     return f"{low + 1}-{min(low + width, seq_len)}"
 
 
-class _WriteFragmentsFn(beam.DoFn):
-    def __init__(self, fragment_dir: str, seq_len: int) -> None:
-        self._fragment_dir, self._seq_len = fragment_dir, seq_len
+class FragmentWriter:
+    """Streams one read unit's records into one fragment file per shard it touches.
 
-    def start_bundle(self) -> None:
-        self._unit: int | None = None
-        self._parts: dict[int, int] = {}
+    A fragment's name is a function of (unit, shard) only, and its bytes of the unit's input only,
+    so a step that a runner executes again (Dask recomputes lost or shared work) overwrites the same
+    file with the same bytes instead of leaving a second copy behind.
+
+    Args:
+        fragment_dir: the scratch folder for fragments.
+        unit: the read unit being written.
+        seq_len: for the length histogram.
+    """
+
+    def __init__(self, fragment_dir: str, unit: int, seq_len: int) -> None:
+        self._fragment_dir, self._unit, self._seq_len = fragment_dir, unit, seq_len
         self._open: dict[int, tuple] = {}
 
-    def process(self, instance: Instance):
-        if instance.unit != self._unit:
-            yield from self._close_all()
-            self._unit = instance.unit
+    def write(self, instance: Instance) -> None:
         if instance.shard not in self._open:
-            # Parts never overwrite each other inside one attempt; a retried bundle rewrites the
-            # same names with the same bytes.
-            part = self._parts.get((instance.unit, instance.shard), 0)
-            self._parts[(instance.unit, instance.shard)] = part + 1
-            path = posixpath.join(self._fragment_dir,
-                                  f"unit-{instance.unit:07d}-shard-{instance.shard:05d}-part-{part:03d}")
-            self._open[instance.shard] = (create_raw(path), path, part, Stats())
-        handle, _, _, stats = self._open[instance.shard]
+            path = posixpath.join(self._fragment_dir, f"unit-{self._unit:07d}-shard-{instance.shard:05d}")
+            self._open[instance.shard] = (create_raw(path), path, Stats())
+        handle, _, stats = self._open[instance.shard]
         handle.write(frame_record(instance.payload))
         stats["examples"] += 1
         stats["example_tokens"] += instance.length
         stats[f"length_histogram.{length_bucket(instance.length, self._seq_len)}"] += 1
 
-    def finish_bundle(self):
-        for fragment in self._close_all():
-            yield window.GlobalWindows.windowed_value(fragment)
-
-    def _close_all(self):
-        for shard, (handle, path, part, stats) in sorted(self._open.items()):
+    def close(self) -> list[tuple[int, tuple[int, str, dict]]]:
+        """Closes every fragment; returns ``(shard, (unit, path, stats))`` for each, by shard."""
+        fragments = []
+        for shard, (handle, path, stats) in sorted(self._open.items()):
             handle.close()
-            yield shard, (self._unit, part, path, dict(stats))
+            fragments.append((shard, (self._unit, path, dict(stats))))
         self._open = {}
+        return fragments
 
 
 class _MergeShardFn(beam.DoFn):
@@ -94,44 +92,44 @@ class _MergeShardFn(beam.DoFn):
         with create_raw(posixpath.join(self._shard_dir, name)) as raw:
             # mtime=0 and no file name keep gzip output byte-identical across runs.
             out = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if self._compressed else raw
-            for _, _, path, fragment_stats in sorted(fragments, key=lambda f: (f[0], f[1])):
+            # A fragment's name is a function of (unit, shard): should a runner hand the same fragment
+            # over twice, it is one file and is copied once.
+            unique = {(unit, path): fragment_stats for unit, path, fragment_stats in fragments}
+            for (_, path), fragment_stats in sorted(unique.items()):
                 stats.update(fragment_stats)
                 with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
                     while block := handle.read(COPY_BYTES):
                         out.write(block)
             if self._compressed:
                 out.close()
-        yield {"name": name, "examples": stats["examples"], "tokens": stats["example_tokens"]}
-        yield beam.pvalue.TaggedOutput("stats", dict(stats))
+        yield {"shard": {"name": name, "examples": stats["examples"], "tokens": stats["example_tokens"]},
+               "stats": dict(stats)}
 
 
-class WriteShards(beam.PTransform):
-    """PCollection[Instance] -> PCollection[dict] with one {name, examples, tokens} per non-empty
-    shard, plus stats tagged ``stats``; shards land in ``temporary_dir/shards``.
+class MergeShards(beam.PTransform):
+    """PCollection[(shard, (unit, fragment path, stats))] -> one ``{"shard": {name, examples, tokens},
+    "stats": ...}`` per non-empty shard; the shard is the concatenation of its fragments in unit
+    order, written to ``temporary_dir/shards``.
 
     Args:
         temporary_dir: the job's scratch directory (deleted by the driver on commit).
         prefix: shard file name prefix.
         shards: number of shards.
-        seq_len: for the length histogram.
         compressed: gzip the shards.
     """
 
-    def __init__(self, temporary_dir: str, prefix: str, shards: int, seq_len: int, compressed: bool,
+    def __init__(self, temporary_dir: str, prefix: str, shards: int, compressed: bool,
                  label: str | None = None) -> None:
         super().__init__(label)
-        self._temporary_dir, self._prefix, self._shards = temporary_dir, prefix, shards
-        self._seq_len, self._compressed = seq_len, compressed
+        self._temporary_dir, self._prefix = temporary_dir, prefix
+        self._shards, self._compressed = shards, compressed
 
-    def expand(self, instances):
-        fragment_dir = posixpath.join(self._temporary_dir, "fragments")
+    def expand(self, fragments):
         shard_dir = posixpath.join(self._temporary_dir, "shards")
-        return (instances
-                | "WriteFragments" >> beam.ParDo(_WriteFragmentsFn(fragment_dir, self._seq_len))
+        return (fragments
                 | "GroupByShard" >> beam.GroupByKey()
                 | "MergeFragments" >> beam.ParDo(_MergeShardFn(
-                    shard_dir, self._prefix, self._shards, self._compressed)).with_outputs(
-                        "stats", main="shards"))
+                    shard_dir, self._prefix, self._shards, self._compressed)))
 
 
 def create_raw(path: str):

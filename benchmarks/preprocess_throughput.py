@@ -58,8 +58,8 @@ def timed(function):
 def tokenizer_benchmarks(sentences: list[str], vocab: str) -> dict:
     import tensorflow as tf
 
-    from beam_jobs.normalize import normalize_line
-    from beam_jobs.tokenize import build_tokenizer, limit_tensorflow_threads, read_vocabulary
+    from beam_jobs.tokenize import limit_tensorflow_threads, read_vocabulary
+    from beam_jobs.wordpiece import build_tokenizer, normalize_line
 
     limit_tensorflow_threads()
     tokens = read_vocabulary(vocab)

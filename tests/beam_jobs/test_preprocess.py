@@ -9,17 +9,13 @@ import logging
 import os
 import pathlib
 
-import apache_beam as beam
 import pytest
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.testing import test_pipeline as beam_testing
-from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import features, runners
 from beam_jobs import pipeline as preprocess
-from beam_jobs.normalize import NormalizeText, SplitSentences
-from beam_jobs.records import Document, TokenizedDocument
-from beam_jobs.tokenize import TokenizeDocuments
+from beam_jobs.normalize import normalize_document, split_document
+from beam_jobs.records import Document, Stats, TokenizedDocument
+from beam_jobs.tokenize import BatchTokenizer
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
 
@@ -78,7 +74,7 @@ def _records(output: str, manifest: dict) -> list[dict]:
 # ---------------------------------------------------------------------------
 
 
-def test_three_documents_tokenize_to_exact_ids(tmp_path):
+def test_three_documents_tokenize_to_exact_ids():
     documents = [
         Document(0, 0, "d0", ("The quick brown fox jumps.", "A dog is sleeping!")),
         Document(0, 1, "d1", ("THE CAFÉ\tIS OPEN.",)),
@@ -90,22 +86,14 @@ def test_three_documents_tokenize_to_exact_ids(tmp_path):
         # "zebra" is not in the vocabulary: one [UNK]; the line splits into two sentences.
         TokenizedDocument(1, 0, "d2", ((5, 1, 9, 10, 11), (5, 8, 14, 10, 11))),
     ]
-    # FnApiRunner, as the job uses locally (the DirectRunner would fetch and start Prism).
-    with beam_testing.TestPipeline(runner=FnApiRunner()) as pipeline_under_test:
-        tokenized = (pipeline_under_test
-                     | beam.Create(documents)
-                     | NormalizeText(lower_case=True)
-                     | SplitSentences()
-                     | TokenizeDocuments(TINY_VOCAB, batch_sentences=2))
-        assert_that(tokenized.documents, equal_to(expected))
-        assert_that(tokenized.stats | beam.CombineGlobally(sum_stats), equal_to(
-            [{"tokens": 28, "unknown_tokens": 1}]), label="stats")
-
-
-def sum_stats(parts):
-    from beam_jobs.records import merge_stats
-
-    return {key: value for key, value in merge_stats(parts).items() if value}
+    tokenizer = BatchTokenizer(TINY_VOCAB, batch_sentences=2)
+    stats = Stats()
+    tokenized = []
+    for document in documents:
+        tokenized += tokenizer.add(split_document(normalize_document(document, lower_case=True)), stats)
+    tokenized += tokenizer.flush(stats)
+    assert tokenized == expected
+    assert {key: value for key, value in stats.items() if value} == {"tokens": 28, "unknown_tokens": 1}
 
 
 # ---------------------------------------------------------------------------

@@ -18,24 +18,22 @@ TEXTS = [
 
 
 def _assert_pretraining_gives(tokens: list[str], expected: list[tuple[int, ...]]) -> None:
-    """Runs each text through the Beam job's normalize -> split -> tokenize transforms and checks the
-    ids (a text's sentences end to end) against ``expected``."""
-    import apache_beam as beam
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-    from apache_beam.testing.util import assert_that, equal_to
+    """Runs each text through the Beam job's per-document steps (normalize -> split into sentences ->
+    batched tokenize, as ``beam_jobs.units`` chains them) and checks the ids (a text's sentences end
+    to end) against ``expected``."""
+    from beam_jobs.normalize import normalize_document, split_document
+    from beam_jobs.records import Document, Stats
+    from beam_jobs.tokenize import BatchTokenizer
 
-    from beam_jobs.normalize import NormalizeText, SplitSentences
-    from beam_jobs.records import Document
-    from beam_jobs.tokenize import TokenizeDocuments
-
-    documents = [Document(0, ordinal, f"d{ordinal}", (text,)) for ordinal, text in enumerate(TEXTS)]
-    # FnApiRunner, as the job uses locally (the DirectRunner would fetch and start Prism).
-    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
-        tokenized = (pipeline | beam.Create(documents) | NormalizeText(lower_case=True) | SplitSentences()
-                     | TokenizeDocuments(tokens, batch_sentences=2))
-        ids = tokenized.documents | beam.Map(
-            lambda document: (document.ordinal, tuple(piece for sentence in document.sentences for piece in sentence)))
-        assert_that(ids, equal_to(list(enumerate(expected))))
+    tokenizer, stats = BatchTokenizer(tokens, batch_sentences=2), Stats()
+    tokenized = []
+    for ordinal, text in enumerate(TEXTS):
+        document = split_document(normalize_document(Document(0, ordinal, f"d{ordinal}", (text,)), True))
+        tokenized.extend(tokenizer.add(document, stats))
+    tokenized.extend(tokenizer.flush(stats))
+    ids = [(document.ordinal, tuple(piece for sentence in document.sentences for piece in sentence))
+           for document in tokenized]
+    assert ids == list(enumerate(expected))
 
 
 def test_finetuning_gets_the_ids_pretraining_gets(vocab_path):

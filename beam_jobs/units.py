@@ -1,0 +1,125 @@
+"""The job's heavy step: one read unit in, its fragment files and counts out, in one ``process`` call.
+
+Read -> normalise -> split sentences -> tokenize -> build instances -> write fragments all happen
+inside the call for one unit, streaming (one document and one tokenizer batch held at a time), and
+the step returns a single :class:`UnitResult`. This shape is what every runner executes alike:
+
+* nothing is emitted from ``finish_bundle`` and there are no tagged outputs (Beam 2.77's Dask
+  runner drops the first and hands every tagged output to every consumer);
+* no side input: the ``bert`` random-document pool is a file the driver has written before the
+  main pipeline starts (the Dask runner recomputes a side input inside every task that reads it);
+* a unit's fragment names and bytes depend on the unit alone, so a step run twice rewrites the same
+  files with the same bytes.
+
+The FnApiRunner fused these stages anyway (everything after the unit reshuffle was one stage), so
+parallelism is unchanged: it was, and is, across read units.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam_jobs.instances import SpecialIds, build_instances, sort_pool
+from beam_jobs.normalize import normalize_document, split_document
+from beam_jobs.read import DocumentReader
+from beam_jobs.records import Document, ReadUnit, Stats, TokenizedDocument
+from beam_jobs.tokenize import BatchTokenizer
+from beam_jobs.write import FragmentWriter, write_json
+from configs.schema import DataConfig
+
+
+class UnitResult(NamedTuple):
+    """What one read unit produced.
+
+    Args:
+        unit: the read unit's index.
+        stats: read and tokenizer counts of the unit.
+        fragments: ``(shard, (unit, fragment path, record stats))`` per shard the unit wrote to.
+    """
+
+    unit: int
+    stats: dict
+    fragments: list
+
+
+class _ProcessUnitFn(beam.DoFn):
+    def __init__(self, config: DataConfig, tokens: list[str], shards: int, text_field: str,
+                 fragment_dir: str, pool_path: str | None) -> None:
+        self._config, self._tokens, self._shards = config, tokens, shards
+        self._text_field, self._fragment_dir, self._pool_path = text_field, fragment_dir, pool_path
+
+    def setup(self) -> None:
+        self._reader = DocumentReader(self._text_field, log_empty_files=True)
+        self._tokenizer = BatchTokenizer(self._tokens)
+        self._special = SpecialIds.from_tokens(self._tokens)
+        self._pool = sort_pool(read_pool(self._pool_path), self._config.seed) if self._pool_path else []
+
+    def process(self, unit: ReadUnit):
+        stats = Stats()
+        writer = FragmentWriter(self._fragment_dir, unit.index, self._config.seq_len)
+        try:
+            for document in self._reader.documents(unit, stats):
+                document = split_document(normalize_document(document, self._config.lower_case))
+                for tokenized in self._tokenizer.add(document, stats):
+                    self._write(tokenized, writer)
+            for tokenized in self._tokenizer.flush(stats):
+                self._write(tokenized, writer)
+        finally:
+            fragments = writer.close()
+        yield UnitResult(unit.index, dict(stats), fragments)
+
+    def _write(self, document: TokenizedDocument, writer: FragmentWriter) -> None:
+        for instance in build_instances(document, self._config, self._special, self._shards, self._pool):
+            writer.write(instance)
+
+
+class ProcessUnits(beam.PTransform):
+    """PCollection[ReadUnit] -> PCollection[UnitResult]; fragments land in ``fragment_dir``.
+
+    Args:
+        config: the data config (format, seq_len, masking, dupe_factor, lower_case, seed).
+        tokens: the vocabulary.
+        shards: number of output shards.
+        text_field: JSON Lines / TFDS key holding the text.
+        fragment_dir: scratch folder for the fragment files.
+        pool_path: for ``bert``, the pool file :func:`write_pool` wrote; None for ``packed``.
+    """
+
+    def __init__(self, config: DataConfig, tokens: list[str], shards: int, text_field: str, fragment_dir: str,
+                 pool_path: str | None, label: str | None = None) -> None:
+        super().__init__(label)
+        self._fn = _ProcessUnitFn(config, tokens, shards, text_field, fragment_dir, pool_path)
+
+    def expand(self, units):
+        return units | beam.ParDo(self._fn)
+
+
+def tokenize_and_write_pool(spans: list[Document], tokens: list[str], lower_case: bool, path: str) -> str:
+    """Normalises, splits and tokenizes the pool's text spans as the main pass does its documents,
+    and writes them to ``path`` (JSON); returns the path."""
+    tokenizer = BatchTokenizer(tokens)
+    stats = Stats()
+    tokenized: list[TokenizedDocument] = []
+    for span in sorted(spans, key=lambda document: document.digest):
+        tokenized += tokenizer.add(split_document(normalize_document(span, lower_case)), stats)
+    tokenized += tokenizer.flush(stats)
+    write_json(path, [document._asdict() for document in tokenized])
+    return path
+
+
+def read_pool(path: str) -> list[TokenizedDocument]:
+    """The pool :func:`tokenize_and_write_pool` wrote."""
+    with FileSystems.open(path) as handle:
+        records = json.loads(handle.read().decode("utf-8"))
+    return [TokenizedDocument(record["unit"], record["ordinal"], record["digest"],
+                              tuple(tuple(sentence) for sentence in record["sentences"])) for record in records]
+
+
+def pool_file(scratch: str) -> str:
+    """Where the pool of a job with this scratch directory is written."""
+    return posixpath.join(scratch, "pool.json")

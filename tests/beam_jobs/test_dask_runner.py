@@ -1,0 +1,132 @@
+"""The preprocessing job on a real dask.distributed cluster gives the FnApiRunner's bytes."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DASK = str(pathlib.Path(sys.executable).with_name("dask"))
+START_SECONDS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A scheduler and two single-threaded workers, each its own process, all able to import the
+    project (the scheduler unpickles the task graph, so it needs the project too)."""
+    from distributed import Client  # the `dask` extra, part of `test`
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("dask_logs")
+    environment = dict(os.environ, PYTHONPATH=str(ROOT))
+    commands = [[DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]] + [
+        [DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
+         "--name", f"worker-{number}"] for number in range(2)]
+    processes: list[subprocess.Popen] = []
+    try:
+        for number, command in enumerate(commands):
+            log = open(logs / f"process-{number}.log", "wb")  # noqa: SIM115 (closed with the process)
+            processes.append(subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT))
+        with Client(address, timeout=START_SECONDS) as client:
+            client.wait_for_workers(2, timeout=START_SECONDS)
+            yield address, client
+    finally:
+        _stop(processes)
+        for log in sorted(logs.iterdir()):
+            if log.stat().st_size and any(p.returncode not in (0, -15) for p in processes):
+                print(log.name, log.read_text(errors="replace")[-2000:])
+
+
+def _small_corpus(corpus_dir: pathlib.Path, folder: pathlib.Path) -> str:
+    """Three files of real text, a few documents each."""
+    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")
+    documents = [block for block in text.split("\n\n") if block.strip()][:9]
+    folder.mkdir()
+    for number in range(3):
+        (folder / f"part-{number}.txt").write_text("\n\n".join(documents[number::3]) + "\n", encoding="utf-8")
+    return str(folder / "*.txt")
+
+
+def test_dask_cluster_output_is_byte_identical_to_the_fn_api_runner(tmp_path, dask_cluster, corpus_dir,
+                                                                  vocab_path):
+    from pipeline.cli import main as cli
+
+    address, client = dask_cluster
+    corpus = _small_corpus(pathlib.Path(corpus_dir), tmp_path / "corpus")
+    common = ["preprocess", "--input", corpus, "--vocab", str(vocab_path), "--format", "bert",
+              "--seq-len", "64", "--max-predictions", "10", "--dupe-factor", "2", "--shards", "3", "--seed", "5"]
+    started = time.monotonic()
+    assert cli.main([*common, "--output", str(tmp_path / "fn_api"), "--direct_running_mode=in_memory",
+                     "--direct_num_workers=1"]) == 0
+    fn_api_seconds = time.monotonic() - started
+    before = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    assert cli.main([*common, "--output", str(tmp_path / "dask"), "--runner", "DaskRunner",
+                     "--dask_client_address", address]) == 0
+    after = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    print(f"FnApiRunner {fn_api_seconds:.1f} s, DaskRunner {time.monotonic() - started - fn_api_seconds:.1f} s")
+
+    # Both workers ran part of the job: it was distributed, not run in this process.
+    assert sorted(after) == sorted(before) and len(after) == 2
+    assert all(after[worker] > before[worker] for worker in after), (before, after)
+    expected = sorted(path.name for path in (tmp_path / "fn_api").iterdir())
+    assert expected == ["data-00000-of-00003.tfrecord", "data-00001-of-00003.tfrecord",
+                        "data-00002-of-00003.tfrecord", "manifest.json"]
+    assert sorted(path.name for path in (tmp_path / "dask").iterdir()) == expected
+    # The manifest records neither the runner nor timings, so it is compared whole, byte for byte.
+    for name in expected:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "fn_api" / name).read_bytes(), name
+    assert all((tmp_path / "fn_api" / name).stat().st_size > 0 for name in expected)
+
+
+def test_dask_cluster_learns_the_same_vocabulary_and_writes_the_same_records(tmp_path, dask_cluster,
+                                                                              corpus_dir):
+    import json
+
+    from pipeline.cli import main as cli
+
+    address, _ = dask_cluster
+    corpus = _small_corpus(pathlib.Path(corpus_dir), tmp_path / "corpus")
+    common = ["preprocess", "--input", corpus, "--learn-vocab", "400", "--format", "packed", "--seq-len", "32",
+              "--shards", "2"]
+    assert cli.main([*common, "--output", str(tmp_path / "fn_api"), "--direct_running_mode=in_memory",
+                     "--direct_num_workers=1"]) == 0
+    assert cli.main([*common, "--output", str(tmp_path / "dask"), "--runner", "DaskRunner",
+                     "--dask_client_address", address]) == 0
+
+    expected = sorted(path.name for path in (tmp_path / "fn_api").iterdir())
+    assert expected == ["data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord", "manifest.json",
+                        "vocab.txt"]
+    assert sorted(path.name for path in (tmp_path / "dask").iterdir()) == expected
+    assert len((tmp_path / "fn_api" / "vocab.txt").read_text().splitlines()) > 100
+    for name in expected[:2] + ["vocab.txt"]:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "fn_api" / name).read_bytes(), name
+    # The manifest names the learned vocab.txt by its path inside each output folder; all else is equal.
+    manifests = [json.loads((tmp_path / folder / "manifest.json").read_text()) for folder in ("fn_api", "dask")]
+    assert [manifest["vocab"].pop("path") for manifest in manifests] == [
+        str(tmp_path / "fn_api" / "vocab.txt"), str(tmp_path / "dask" / "vocab.txt")]
+    assert manifests[0] == manifests[1]
