@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 STORE_FILENAME = "evaluations.sqlite"
@@ -31,7 +32,7 @@ RESULTS_DIRNAME = "evaluations"
 _CHECKPOINT_INDEX = re.compile(r"^(ckpt-(\d+))\.index$")
 
 
-def list_checkpoints(model_dir: pathlib.Path) -> list[str]:
+def list_checkpoints(model_dir: str | pathlib.Path) -> list[str]:
     """Every ``checkpoints/ckpt-N`` prefix of a pre-training run, oldest first, as absolute paths.
 
     A checkpoint counts once its ``.index`` file exists: TensorFlow writes it last.
@@ -39,11 +40,11 @@ def list_checkpoints(model_dir: pathlib.Path) -> list[str]:
     Args:
         model_dir: the pre-training model directory.
     """
-    folder = pathlib.Path(model_dir).resolve() / model_dir_lib.CHECKPOINTS_DIR
-    if not folder.is_dir():
+    folder = storage.join(storage.absolute(model_dir), model_dir_lib.CHECKPOINTS_DIR)
+    if not storage.isdir(folder):
         return []
-    found = [(int(match.group(2)), str(folder / match.group(1)))
-             for match in map(_CHECKPOINT_INDEX.match, os.listdir(folder)) if match]
+    found = [(int(match.group(2)), storage.join(folder, match.group(1)))
+             for match in map(_CHECKPOINT_INDEX.match, storage.listdir(folder)) if match]
     return [path for _, path in sorted(found)]
 
 
@@ -74,7 +75,7 @@ def run_pass(store, checkpoints: list[str], tasks: list[str], evaluate: Callable
         if not claims:
             return summary
         claim = claims[0]
-        log(f"evaluate {pathlib.Path(claim.checkpoint).name} x {claim.task} (attempt {claim.attempt})")
+        log(f"evaluate {storage.name(claim.checkpoint)} x {claim.task} (attempt {claim.attempt})")
         with store.keep_alive(claim) as lost:
             try:
                 record = evaluate(claim.checkpoint, claim.task)
@@ -82,16 +83,16 @@ def run_pass(store, checkpoints: list[str], tasks: list[str], evaluate: Callable
                 message = f"{type(error).__name__}: {error}"
                 store.fail(claim, message)
                 summary.failed.append((claim.checkpoint, claim.task, message))
-                log(f"failed {pathlib.Path(claim.checkpoint).name} x {claim.task}: {message}")
+                log(f"failed {storage.name(claim.checkpoint)} x {claim.task}: {message}")
                 continue
         if lost.is_set() or not store.complete(claim, record):
             log(f"lease on {claim.checkpoint} x {claim.task} was lost; another watcher owns it now")
             continue
         summary.completed.append((claim.checkpoint, claim.task))
-        log(f"done {pathlib.Path(claim.checkpoint).name} x {claim.task}: score {record.score:.4f}")
+        log(f"done {storage.name(claim.checkpoint)} x {claim.task}: score {record.score:.4f}")
 
 
-def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
+def finetune_evaluator(config, model_dir: str, template) -> Callable:
     """``(checkpoint, task) -> ResultRecord`` running ``trimbert finetune`` into ``evaluations/``.
 
     Args:
@@ -103,8 +104,8 @@ def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
     from pipeline.finetune import run as finetune
 
     def evaluate(checkpoint: str, task: str):
-        out = model_dir / RESULTS_DIRNAME / pathlib.Path(checkpoint).name / task
-        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=str(out)))
+        out = storage.join(model_dir, RESULTS_DIRNAME, storage.name(checkpoint), task)
+        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=out))
 
     return evaluate
 
@@ -113,7 +114,7 @@ def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
 class Session:
     """What a pass needs, resolved once from the arguments."""
 
-    model_dir: pathlib.Path
+    model_dir: str
     store: object
     tasks: list[str]
     evaluate: Callable
@@ -135,11 +136,14 @@ def open_session(model_dir: str | pathlib.Path, task_list: str, store_path: str 
     from pipeline.evaluation.store import ResultStore
     from pipeline.finetune import tasks as task_registry
 
-    model_dir = pathlib.Path(model_dir).resolve()
-    if not (model_dir / model_dir_lib.CONFIG_FILE).is_file():
+    model_dir = storage.absolute(model_dir)
+    if not storage.isfile(storage.join(model_dir, model_dir_lib.CONFIG_FILE)):
         raise TrimbertError(f"--model-dir {model_dir}: not a pre-training model directory (no config.yaml)")
     tasks = [task.name for task in task_registry.parse_task_list(task_list)]
-    store = ResultStore(pathlib.Path(store_path or model_dir / STORE_FILENAME), lease_seconds=lease_seconds)
+    if store_path is None and storage.is_url(model_dir):
+        raise TrimbertError(f"--model-dir {model_dir} is on object storage, where the SQLite evaluation store "
+                            f"cannot live (it needs a local disk); pass --store /local/path/{STORE_FILENAME}")
+    store = ResultStore(store_path or storage.join(model_dir, STORE_FILENAME), lease_seconds=lease_seconds)
     return Session(model_dir, store, tasks, finetune_evaluator(config, model_dir, template),
                    owner=f"{socket.gethostname()}:{os.getpid()}")
 

@@ -67,10 +67,14 @@ class Tokenizer:
     def __init__(self, vocabulary_path: str | pathlib.Path, lowercase: bool = True):
         import keras_hub
 
-        self.vocabulary_path = pathlib.Path(vocabulary_path)
-        if not self.vocabulary_path.is_file():
-            raise TrimbertError(f"vocabulary not found: {self.vocabulary_path}")
-        self._tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=str(self.vocabulary_path),
+        from models.pretrained import read_vocabulary
+        from pipeline import storage
+
+        self.vocabulary_path = vocabulary_path
+        if not storage.isfile(vocabulary_path):
+            raise TrimbertError(f"vocabulary not found: {vocabulary_path}")
+        # The tokens, not the path: keras-hub opens a path with open(), which cannot read gs://.
+        self._tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=read_vocabulary(vocabulary_path),
                                                              lowercase=lowercase)
         self.cls_id, self.sep_id, self.pad_id = (
             self._tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
