@@ -223,7 +223,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
 
     def encode(split: str, limit: int | None = None) -> data.EncodedExamples:
         examples = sources.load_examples(task, split, glue_dir=options.glue_dir,
-                                      tfds_data_dir=_path(options.tfds_data_dir),
+                                      tfds_data_dir=options.tfds_data_dir,  # str: TFDS reads gs:// itself
                                       sentiment_dir=_path(options.sentiment_dir))
         return tokenizer.encode(data.subsample(examples, limit), finetune.seq_len, task.is_regression)
 

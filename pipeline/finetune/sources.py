@@ -19,7 +19,7 @@ SENTIMENT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.
 
 
 def load_examples(task: Task | str, split: str, glue_dir: str | pathlib.Path | None = None,
-                  tfds_data_dir: pathlib.Path | None = None,
+                  tfds_data_dir: str | pathlib.Path | None = None,
                   sentiment_dir: pathlib.Path | None = None) -> list[Example]:
     """Examples of one split, from whichever source the task and arguments name.
 
@@ -83,7 +83,7 @@ def read_glue_folder(task: Task, split: str, glue_dir: str | pathlib.Path) -> li
     return examples
 
 
-def read_tfds(task: Task, split: str, data_dir: pathlib.Path | None = None) -> list[Example]:
+def read_tfds(task: Task, split: str, data_dir: str | pathlib.Path | None = None) -> list[Example]:
     """One split of TensorFlow Datasets' ``glue/<task>`` (downloaded on first use).
 
     Args:

@@ -132,10 +132,8 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
     vocabulary, lowercase = finetune.find_vocabulary(source, baseline_options.vocabulary)
     sample_inputs = None
     if "contribution" in strategies:
-        tfds_data_dir = None if baseline_options.tfds_data_dir is None else pathlib.Path(
-            baseline_options.tfds_data_dir)
         train = sources.load_examples(task_name, "train", glue_dir=baseline_options.glue_dir,
-                                      tfds_data_dir=tfds_data_dir)
+                                      tfds_data_dir=baseline_options.tfds_data_dir)
         sentences = [text for example in train[:SAMPLE_SENTENCES] for text in (example.text_a, example.text_b)
                      if text]
         sample_inputs = encode_texts(sentences, vocabulary, lowercase, config.finetune.seq_len)

@@ -102,3 +102,22 @@ def test_pretrain_finetune_evaluate_report_prune_on_ram(ram_root, tmp_path, caps
     encoder = pretrained.from_pretrained(pruned)
     assert encoder.model_config.num_layers == 1
     assert pretrained.vocabulary_file(pruned) == storage.join(pruned, "vocab.txt")
+
+
+def test_finetune_hands_a_tfds_data_dir_url_to_tfds_whole(minilm_dir, tmp_path, monkeypatch):
+    from configs import schema as config_lib
+    from pipeline.finetune import run as finetune
+    from pipeline.finetune import sources
+
+    seen = []
+
+    def load_examples(task, split, glue_dir=None, tfds_data_dir=None, sentiment_dir=None):
+        seen.append(tfds_data_dir)
+        raise RuntimeError("stop after reading the options")
+
+    monkeypatch.setattr(sources, "load_examples", load_examples)
+    options = finetune.FinetuneOptions(init=str(minilm_dir), task="rte", out=str(tmp_path / "out"),
+                                       tfds_data_dir="gs://bucket/tfds")
+    with pytest.raises(RuntimeError, match="stop after"):
+        finetune.run(config_lib.load("tiny"), options, log=lambda line: None)
+    assert [str(value) for value in seen] == ["gs://bucket/tfds"]  # not pathlib's gs:/bucket/tfds
