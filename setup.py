@@ -21,7 +21,8 @@ RUNTIME_REQUIREMENTS = [
     "matplotlib",
 ]
 
-TEST_REQUIREMENTS = ["pytest", "ruff", "psutil"]
+# apache-beam[gcp] and gcp-storage-emulator: the Beam job is tested on gs:// against a local emulator.
+TEST_REQUIREMENTS = ["pytest", "ruff", "psutil", "apache-beam[gcp]==2.77.0", "gcp-storage-emulator"]
 
 # Dataflow workers need the GCP extras; kept optional so a local install stays small.
 DATAFLOW_REQUIREMENTS = ["apache-beam[gcp]==2.77.0"]
