@@ -77,3 +77,26 @@ def test_search_journal_on_a_url_survives_a_reload():
     again = Journal(path)
     assert again.costs("a")["parameters"] == 1 and again.error("a", 0) == 2.5
     assert len(storage.read_text(path).splitlines()) == 2  # rewritten whole, not appended twice
+
+
+def test_study_and_search_outputs_on_a_url():
+    from configs import schema as config_lib
+    from pipeline.studies import layer_drop, search
+
+    config = config_lib.load("tiny")
+    study = f"ram://storage-test-{uuid.uuid4().hex}/study"
+    layer_drop.check_study_folder(study, "ram://bucket/run", "rte", config)
+    layer_drop.check_study_folder(study, "ram://bucket/run", "rte", config)  # the same study: resumed
+    assert storage.read_json(storage.join(study, layer_drop.STUDY_FILENAME))["init"] == "ram://bucket/run"
+    rows = [layer_drop.StudyRow("unpruned", 0, (), 100, 0.5, 0.0), layer_drop.StudyRow("top", 1, (1,), 80, 0.4, 0.0)]
+    layer_drop.write_table(rows, study, "rte", config)
+    assert storage.read_text(storage.join(study, "layer_drop.csv")).splitlines()[2].startswith("top,1,1,80,0.4")
+    assert storage.read_json(storage.join(study, "layer_drop.json"))["task"] == "rte"
+
+    out = f"ram://storage-test-{uuid.uuid4().hex}/search"
+    row = {column: 1 for column in search.TABLE_COLUMNS} | {"name": "a", "parameters": 1_000_000,
+                                                          "proxy_loss": 2.0, "pareto": True, "latency_ms": 1.0}
+    search._write_tables([row], out)
+    search._plot([row], storage.join(out, "pareto.png"))
+    assert storage.read_text(storage.join(out, "results.md")).count("1,000,000") == 1
+    assert storage.read_bytes(storage.join(out, "pareto.png")).startswith(b"\x89PNG")
