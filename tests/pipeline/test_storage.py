@@ -100,3 +100,13 @@ def test_study_and_search_outputs_on_a_url():
     search._plot([row], storage.join(out, "pareto.png"))
     assert storage.read_text(storage.join(out, "results.md")).count("1,000,000") == 1
     assert storage.read_bytes(storage.join(out, "pareto.png")).startswith(b"\x89PNG")
+
+
+def test_config_with_a_base_loads_from_a_url():
+    from configs import schema as config_lib
+
+    folder = f"ram://storage-test-{uuid.uuid4().hex}/configs"
+    storage.write_text(storage.join(folder, "base.yaml"), config_lib.dump(config_lib.load("tiny")))
+    storage.write_text(storage.join(folder, "sub", "child.yaml"), "base: ../base.yaml\nname: child\n")
+    config = config_lib.load(storage.join(folder, "sub", "child.yaml"), ["model.num_layers=1"])
+    assert config.name == "child" and config.model.num_layers == 1 and config.model.hidden_dim == 128
