@@ -243,12 +243,18 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
         "shards": shards,
         "stats": summarize_stats(totals),
     }
-    temporary = posixpath.join(scratch, MANIFEST)
-    write_json(temporary, manifest)
     FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "job_stats.json",
                                                               "pool.json")
                         if FileSystems.exists(posixpath.join(scratch, d))])
-    FileSystems.rename([temporary], [posixpath.join(job.output, MANIFEST)])
+    final = posixpath.join(job.output, MANIFEST)
+    if FileSystems.get_scheme(job.output) is None:  # local disk: a complete temporary file, renamed last
+        temporary = posixpath.join(scratch, MANIFEST)
+        write_json(temporary, manifest)
+        FileSystems.rename([temporary], [final])
+    else:
+        # Object storage: a rename is a copy + delete, but one object write is atomic: write the final
+        # object once, last.
+        write_json(final, manifest)
     FileSystems.delete([scratch])
     return manifest
 

@@ -326,8 +326,12 @@ def load(path: str | pathlib.Path, overrides: typing.Sequence[str] = ()) -> Conf
         path: a YAML file, or the bare name of a shipped config (``bert_base``).
         overrides: ``section.field=value`` strings; values are parsed as YAML.
     """
-    path = resolve_path(path)
-    raw = _read_with_bases(path, seen=())
+    if "://" in str(path):  # a model directory's config.yaml on object storage (gs://, s3://, ...)
+        path = str(path)
+        raw = _read_url_with_bases(path, seen=())
+    else:
+        path = resolve_path(path)
+        raw = _read_with_bases(path, seen=())
     for override in overrides:
         _apply_override(raw, override, path)
     return from_dict(raw, where=str(path))
@@ -375,6 +379,31 @@ def _read_with_bases(path: pathlib.Path, seen: tuple[pathlib.Path, ...]) -> dict
     return _merge(_read_with_bases(base_path, seen + (path,)), raw)
 
 
+def _read_url_with_bases(url: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """:func:`_read_with_bases` for a URL, read through ``tf.io.gfile`` (a ``base`` is beside it)."""
+    import posixpath
+
+    import tensorflow as tf  # only for URLs: loading a local config stays free of TensorFlow
+
+    if url in seen:
+        raise ConfigError(f"{url}: 'base' chain loops back on itself")
+    if not tf.io.gfile.exists(url):
+        raise ConfigError(f"config file not found: {url}")
+    with tf.io.gfile.GFile(url, "r") as handle:
+        text = handle.read()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{url}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{url}: top level must be a mapping, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_url = posixpath.normpath(posixpath.join(posixpath.dirname(url), base)).replace(":/", "://", 1)
+    return _merge(_read_url_with_bases(base_url, seen + (url,)), raw)
+
+
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
@@ -385,7 +414,7 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _apply_override(raw: dict[str, Any], override: str, path: pathlib.Path) -> None:
+def _apply_override(raw: dict[str, Any], override: str, path: pathlib.Path | str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {override!r}: expected section.field=value")

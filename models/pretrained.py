@@ -13,8 +13,9 @@ Dense weights are stored as Hugging Face does, [out, in]; Keras kernels are [in,
 from __future__ import annotations
 
 import json
+import os
 import pathlib
-import shutil
+import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,54 @@ from models.encoder import Encoder, sections_from_dict
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 VOCABULARY_FILE = "vocab.txt"
+
+
+# Model folders may be on object storage (gs://, s3://, ram://): paths stay str and every file call
+# goes through tf.io.gfile (pathlib would fold ``gs://b`` into ``gs:/b``; open() knows no schemes).
+
+
+def _join(folder: str, *parts: str) -> str:
+    return posixpath.join(folder, *parts) if "://" in folder else os.path.join(folder, *parts)
+
+
+def _is_file(path: str) -> bool:
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def _read_bytes(path: str) -> bytes:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return handle.read()
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    """One write of the whole file (on object storage, one atomic object write)."""
+    import tensorflow as tf
+
+    if path.startswith("ram://") and tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)  # TensorFlow's ram:// appends on "wb" over an existing file; others replace
+    with tf.io.gfile.GFile(path, "wb") as handle:
+        handle.write(data)
+
+
+def read_vocabulary(path: str | os.PathLike) -> list[str]:
+    """A vocab.txt's tokens, one per line, exactly as keras-hub's tokenizers read a file path.
+
+    keras-hub opens a path with ``open()``, which cannot read gs:// or ram://: callers read the
+    file here (through tf.io.gfile) and hand the tokenizer the list.
+    """
+    import io
+
+    text = _read_bytes(os.fspath(path)).decode("utf-8")
+    return [line.rstrip() for line in io.StringIO(text, newline=None)]
+
+
+def _as_given(path: str) -> pathlib.Path | str:
+    """A local folder comes back as ``pathlib.Path`` (as callers always had it), a URL as ``str``."""
+    return path if "://" in path else pathlib.Path(path)
 
 # Hugging Face hidden_act -> our activation; "gelu" is the exact erf form in both.
 _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
@@ -128,17 +177,19 @@ def normalize_key(key: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _read_json(path: pathlib.Path) -> dict[str, Any]:
+def _read_json(path: str) -> dict[str, Any]:
+    import tensorflow as tf
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+        return json.loads(_read_bytes(path))
+    except (OSError, tf.errors.OpError, json.JSONDecodeError) as error:
         raise TrimbertError(f"{path}: cannot read JSON: {error}") from error
 
 
-def is_keras_hub_preset(path: pathlib.Path) -> bool:
+def is_keras_hub_preset(path: str | os.PathLike) -> bool:
     """A keras-hub preset directory has a config.json naming a keras-hub class."""
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
+    config_path = _join(os.fspath(path), CONFIG_FILE)
+    if not _is_file(config_path):
         return False
     config = _read_json(config_path)
     return "class_name" in config and str(config.get("registered_name", "")).startswith("keras_hub")
@@ -172,7 +223,7 @@ def config_from_hugging_face(hf_config: Mapping[str, Any], source: str) -> Confi
     return Config(name=str(hf_config.get("_name_or_path") or "pretrained"), model=model, trim=TrimConfig())
 
 
-def _keras_hub_tensors(path: pathlib.Path) -> tuple[Config, dict[str, np.ndarray]]:
+def _keras_hub_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
     """A keras-hub BertBackbone preset as our config plus Hugging Face-layout tensors."""
     import keras_hub
 
@@ -220,17 +271,18 @@ def _keras_hub_tensors(path: pathlib.Path) -> tuple[Config, dict[str, np.ndarray
         dense(f"{prefix}.output.dense", block._feedforward_output_dense, kernel_shape=(-1, hidden))
         layernorm(f"{prefix}.output.LayerNorm", block._feedforward_layer_norm)
     dense("pooler.dense", backbone.get_layer("pooled_dense"))
-    return Config(name=path.name, model=model, trim=TrimConfig()), tensors
+    return Config(name=posixpath.basename(path.rstrip("/")), model=model, trim=TrimConfig()), tensors
 
 
-def _hugging_face_tensors(path: pathlib.Path) -> tuple[Config, dict[str, np.ndarray]]:
-    from safetensors.numpy import load_file
+def _hugging_face_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
+    from safetensors.numpy import load
 
-    config = config_from_hugging_face(_read_json(path / CONFIG_FILE), str(path / CONFIG_FILE))
-    weights_path = path / WEIGHTS_FILE
-    if not weights_path.is_file():
+    config = config_from_hugging_face(_read_json(_join(path, CONFIG_FILE)), _join(path, CONFIG_FILE))
+    weights_path = _join(path, WEIGHTS_FILE)
+    if not _is_file(weights_path):
         raise TrimbertError(f"{path}: no {WEIGHTS_FILE} (only safetensors checkpoints are read)")
-    tensors = {normalize_key(key): value for key, value in load_file(str(weights_path)).items()}
+    # From bytes, not load_file: the file may be an object on gs:// that only tf.io.gfile can read.
+    tensors = {normalize_key(key): value for key, value in load(_read_bytes(weights_path)).items()}
     return config, tensors
 
 
@@ -249,8 +301,8 @@ def from_pretrained(path: str | pathlib.Path, model_overrides: Mapping[str, Any]
     Returns:
         The encoder with every weight set from the checkpoint.
     """
-    path = pathlib.Path(path)
-    if not (path / CONFIG_FILE).is_file():
+    path = os.fspath(path)
+    if not _is_file(_join(path, CONFIG_FILE)):
         raise TrimbertError(f"{path}: not a pretrained model folder (no {CONFIG_FILE})")
     if is_keras_hub_preset(path):
         config, tensors = _keras_hub_tensors(path)
@@ -263,16 +315,16 @@ def from_pretrained(path: str | pathlib.Path, model_overrides: Mapping[str, Any]
         model.validate(f"model_overrides for {path}")
         config = dataclasses.replace(config, model=model)
     encoder = build_encoder(config, name=name)
-    assign_tensors(encoder, tensors, str(path))
+    assign_tensors(encoder, tensors, path)
     return encoder
 
 
-def vocabulary_file(path: str | pathlib.Path) -> pathlib.Path | None:
+def vocabulary_file(path: str | pathlib.Path) -> pathlib.Path | str | None:
     """The WordPiece vocabulary of a Hugging Face folder or keras-hub preset, if it has one."""
-    path = pathlib.Path(path)
-    for candidate in (path / VOCABULARY_FILE, path / "assets" / "tokenizer" / "vocabulary.txt"):
-        if candidate.is_file():
-            return candidate
+    path = os.fspath(path)
+    for candidate in (_join(path, VOCABULARY_FILE), _join(path, "assets", "tokenizer", "vocabulary.txt")):
+        if _is_file(candidate):
+            return _as_given(candidate)
     return None
 
 
@@ -287,16 +339,16 @@ def lowercases(path: str | pathlib.Path) -> bool:
         return declared
     vocabulary = vocabulary_file(path)
     if vocabulary is not None:
-        return not vocabulary_is_cased(vocabulary.read_text(encoding="utf-8").splitlines())
+        return not vocabulary_is_cased(_read_bytes(os.fspath(vocabulary)).decode("utf-8").splitlines())
     return True
 
 
 def declared_lowercase(path: str | pathlib.Path) -> bool | None:
     """What a Hugging Face folder's tokenizer config says about lower-casing; None if it says nothing."""
-    path = pathlib.Path(path)
+    path = os.fspath(path)
     for file_name, key in (("tokenizer_config.json", "do_lower_case"), ("tokenizer.json", "lowercase")):
-        candidate = path / file_name
-        if candidate.is_file():
+        candidate = _join(path, file_name)
+        if _is_file(candidate):
             data = _read_json(candidate)
             settings = data.get("config", data)
             if key in settings:
@@ -347,7 +399,7 @@ def hugging_face_config(config: Config) -> dict[str, Any]:
 
 def save_pretrained(encoder: Encoder, path: str | pathlib.Path,
                     vocabulary_path: str | pathlib.Path | None = None,
-                    lowercase: bool = True) -> pathlib.Path:
+                    lowercase: bool = True) -> pathlib.Path | str:
     """Writes the encoder as a Hugging Face-format folder that :func:`from_pretrained` reloads exactly.
 
     A pruned encoder (``trim.drop_layers``) is written in compact form: its kept blocks
@@ -359,15 +411,17 @@ def save_pretrained(encoder: Encoder, path: str | pathlib.Path,
         vocabulary_path: a ``vocab.txt`` to copy beside the weights, if any.
         lowercase: written to ``tokenizer_config.json`` as ``do_lower_case`` with the vocabulary.
     """
-    from safetensors.numpy import save_file
+    import tensorflow as tf
+    from safetensors.numpy import save
 
-    path = pathlib.Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    path = os.fspath(path)
+    tf.io.gfile.makedirs(path)
     config = compact_config(encoder.to_config())
-    (path / CONFIG_FILE).write_text(json.dumps(hugging_face_config(config), indent=2) + "\n")
-    save_file(encoder_tensors(encoder), str(path / WEIGHTS_FILE), metadata={"format": "pt"})
+    # The weights first and config.json last: a folder counts as a model once config.json exists.
+    _write_bytes(_join(path, WEIGHTS_FILE), save(encoder_tensors(encoder), metadata={"format": "pt"}))
     if vocabulary_path is not None:
-        shutil.copyfile(vocabulary_path, path / VOCABULARY_FILE)
-        (path / "tokenizer_config.json").write_text(
-            json.dumps({"do_lower_case": lowercase, "tokenizer_class": "BertTokenizer"}, indent=2) + "\n")
-    return path
+        _write_bytes(_join(path, VOCABULARY_FILE), _read_bytes(os.fspath(vocabulary_path)))
+        _write_bytes(_join(path, "tokenizer_config.json"), (
+            json.dumps({"do_lower_case": lowercase, "tokenizer_class": "BertTokenizer"}, indent=2) + "\n").encode())
+    _write_bytes(_join(path, CONFIG_FILE), (json.dumps(hugging_face_config(config), indent=2) + "\n").encode())
+    return _as_given(path)

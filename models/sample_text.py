@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Sequence
 
@@ -25,12 +26,14 @@ def encode_texts(texts: Sequence[str], vocabulary_path: str | pathlib.Path, lowe
     """
     import keras_hub
 
+    from models.pretrained import read_vocabulary
+
     texts = [text.strip() for text in texts if text.strip()]
     if not texts:
         raise TrimbertError("no sample text to encode")
     if sequence_length < 3:
         raise TrimbertError(f"sequence_length must be >= 3, got {sequence_length}")
-    tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=str(vocabulary_path), lowercase=lowercase)
+    tokenizer = keras_hub.tokenizers.BertTokenizer(vocabulary=read_vocabulary(vocabulary_path), lowercase=lowercase)
     cls_id, sep_id, pad_id = (tokenizer.token_to_id(token) for token in ("[CLS]", "[SEP]", "[PAD]"))
     token_ids = np.full((len(texts), sequence_length), pad_id, dtype=np.int32)  # [N, T]
     padding_mask = np.zeros((len(texts), sequence_length), dtype=np.int32)  # [N, T]
@@ -49,17 +52,22 @@ def read_sample(path: str | pathlib.Path, max_lines: int = 256) -> list[str]:
         path: a plain-text or TSV file.
         max_lines: keep at most this many lines.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
+    import io
+
+    import tensorflow as tf  # tf.io.gfile: the sample may be on gs:// or another object store
+
+    path = os.fspath(path)
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise TrimbertError(f"sample file not found: {path}")
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        content = handle.read().decode("utf-8", errors="replace")
     lines = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            text = line.rstrip("\n").split("\t")[-1].strip()
-            if text:
-                lines.append(text)
-            if len(lines) >= max_lines:
-                break
+    for line in io.StringIO(content, newline=None):
+        text = line.rstrip("\n").split("\t")[-1].strip()
+        if text:
+            lines.append(text)
+        if len(lines) >= max_lines:
+            break
     if not lines:
         raise TrimbertError(f"{path}: no text lines")
     return lines

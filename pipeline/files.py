@@ -1,22 +1,22 @@
-"""Writing a file so that a reader never sees half of it: a temporary name, then a rename."""
+"""Writing a file so that a reader never sees half of it (local disk or object storage).
+
+The work is :mod:`pipeline.storage`'s: a temporary name and a rename on a local disk, one
+direct write of the final object on object storage (where a rename is a copy + delete).
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 from typing import Any
 
-
-def write_text_atomic(path: str | pathlib.Path, text: str) -> pathlib.Path:
-    """Writes ``text`` to ``path`` through ``.NAME.tmp`` beside it and ``os.replace``."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+from pipeline import storage
 
 
-def write_json(path: str | pathlib.Path, value: Any) -> pathlib.Path:
+def write_text_atomic(path: str | os.PathLike, text: str) -> str:
+    """Writes ``text`` to ``path`` atomically; returns the path as ``str``."""
+    return storage.write_text(path, text)
+
+
+def write_json(path: str | os.PathLike, value: Any) -> str:
     """Indented JSON, written atomically."""
-    return write_text_atomic(path, json.dumps(value, indent=2) + "\n")
+    return storage.write_json(path, value)

@@ -6,6 +6,7 @@ import argparse
 import pathlib
 
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 
@@ -37,7 +38,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's vocab.txt, when it is not in the model folder")
 
 
-def load_config(args: argparse.Namespace, model_dir: pathlib.Path | None):
+def load_config(args: argparse.Namespace, model_dir: str | pathlib.Path | None):
     """The config whose finetune section applies, with ``--set`` and the shortcut flags applied.
 
     Args:
@@ -48,7 +49,7 @@ def load_config(args: argparse.Namespace, model_dir: pathlib.Path | None):
 
     name = args.config
     if name is None:
-        name = model_dir / model_dir_lib.CONFIG_FILE if model_dir is not None else "bert_base"
+        name = storage.join(model_dir, model_dir_lib.CONFIG_FILE) if model_dir is not None else "bert_base"
     overrides = list(args.overrides)
     if args.seeds is not None:
         overrides.append(f"finetune.seeds=[{','.join(str(seed) for seed in args.seeds)}]")
@@ -71,8 +72,9 @@ def open_session_from(args: argparse.Namespace):
     """The evaluation session of ``trimbert evaluate`` / ``watch`` arguments."""
     from pipeline.evaluation import scheduler
 
-    model_dir = pathlib.Path(args.model_dir).resolve()
-    config = load_config(args, model_dir) if (model_dir / model_dir_lib.CONFIG_FILE).is_file() else None
+    model_dir = storage.absolute(args.model_dir)
+    config = load_config(args, model_dir) if storage.isfile(storage.join(model_dir, model_dir_lib.CONFIG_FILE)) \
+        else None
     return scheduler.open_session(model_dir, args.tasks, args.store, args.lease_seconds, config,
                                   finetune_options(args, "", "", ""))
 
@@ -86,7 +88,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated tasks; 'glue' and 'sentiment' name the groups")
     parser.add_argument("--pending", action="store_true",
                         help="evaluate every checkpoint x task not done yet (without it: list the store)")
-    parser.add_argument("--store", default=None, help=f"results store (default MODEL_DIR/{STORE_FILENAME})")
+    parser.add_argument("--store", default=None,
+                        help=f"results store, a local SQLite file (default MODEL_DIR/{STORE_FILENAME}; "
+                             f"required when MODEL_DIR is on object storage)")
     parser.add_argument("--lease-seconds", type=float, default=900.0,
                         help="a claim not renewed for this long is taken over (crashed watcher)")
     add_config_arguments(parser)

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from configs import schema as config_lib
+    from pipeline import storage
     from pipeline.pretrain import loop as pretrain
     from pipeline.pretrain.input import DataManifest
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     options = pretrain.RunOptions(
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
-        vocabulary=str(vocabulary) if vocabulary and vocabulary.is_file() else None, max_steps=args.max_steps)
+        vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None, max_steps=args.max_steps)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))
     except pretrain.Preempted:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 
 from pipeline.cli.arguments import add_config_arguments, finetune_options, load_config
 from pipeline.studies.layer_drop import STUDY_STRATEGIES, run_layer_drop
@@ -41,14 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline import storage
     from pipeline.finetune import run as finetune
     from pipeline.finetune import tasks as task_registry
 
     task = task_registry.get_task(args.task)
     config = load_config(args, finetune.resolve_source(args.init).model_dir)
-    out = pathlib.Path(args.out)
+    out = args.out
     run_layer_drop(config, args.init, task.name, args.drop, args.strategies, out,
                    lambda init, run_out: finetune_options(args, init, task.name, str(run_out)))
-    print((out / "layer_drop.md").read_text())
-    print(f"wrote {out / 'layer_drop.md'}, {out / 'layer_drop.csv'}, {out / 'layer_drop.json'}")
+    print(storage.read_text(storage.join(out, "layer_drop.md")))
+    print("wrote " + ", ".join(storage.join(out, f"layer_drop.{extension}") for extension in ("md", "csv", "json")))
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from configs.errors import TrimbertError
-from pipeline import clock
+from pipeline import clock, storage
 from pipeline.files import write_json
 from pipeline.finetune import tasks
 from pipeline.pretrain import model_dir as model_dir_lib
@@ -118,16 +118,19 @@ class ResultRecord:
             raise TrimbertError(f"{where}: malformed seed_results: {error}") from error
         return cls(**values)
 
-    def save(self, path: pathlib.Path) -> pathlib.Path:
-        """Writes the record as JSON (via a temporary file, so readers never see half of it)."""
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return write_json(path, self.to_dict())
+    def save(self, path: str | pathlib.Path) -> pathlib.Path | str:
+        """Writes the record as JSON atomically (local: temporary file + rename; URL: one object write).
+
+        Returns a local path as ``pathlib.Path``, a URL as ``str``.
+        """
+        storage.makedirs(storage.parent(path))
+        written = write_json(path, self.to_dict())
+        return written if storage.is_url(written) else pathlib.Path(written)
 
     @classmethod
-    def load(cls, path: pathlib.Path) -> ResultRecord:
+    def load(cls, path: str | pathlib.Path) -> ResultRecord:
         try:
-            raw = json.loads(pathlib.Path(path).read_text())
+            raw = storage.read_json(path)
         except (OSError, json.JSONDecodeError) as error:
             raise TrimbertError(f"{path}: cannot read result record: {error}") from error
         return cls.from_dict(raw, where=str(path))
@@ -164,7 +167,7 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         test_metric_mean=test_mean, test_metric_std=test_std, best_seed=best.seed,
         finetune_seconds=float(finetune_seconds),
         finetune_accelerator_hours=clock.accelerator_hours(devices, finetune_seconds),
-        pretrain_accelerator_hours=read_pretrain_accelerator_hours(pathlib.Path(checkpoint)),
+        pretrain_accelerator_hours=read_pretrain_accelerator_hours(checkpoint),
         inference_latency_ms=inference_latency_ms, started_at=started_at,
         finished_at=finished_at or utc_now())
 
@@ -186,8 +189,18 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def find_pretrain_summary(checkpoint: pathlib.Path) -> pathlib.Path | None:
+def find_pretrain_summary(checkpoint: str | pathlib.Path) -> pathlib.Path | str | None:
     """The ``summary.json`` in the checkpoint folder or up to two folders above it, nearest first."""
+    if storage.is_url(checkpoint):
+        folder = str(checkpoint) if storage.isdir(checkpoint) else storage.parent(checkpoint)
+        candidates = [folder]
+        while len(candidates) < SUMMARY_LEVELS and storage.is_url(storage.parent(candidates[-1])):
+            candidates.append(storage.parent(candidates[-1]))  # not above the bucket
+        for candidate in candidates:
+            if storage.isfile(storage.join(candidate, model_dir_lib.SUMMARY_FILE)):
+                return storage.join(candidate, model_dir_lib.SUMMARY_FILE)
+        return None
+    checkpoint = pathlib.Path(checkpoint)
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
     for candidate in [folder, *folder.parents][:SUMMARY_LEVELS]:
         if (candidate / model_dir_lib.SUMMARY_FILE).is_file():
@@ -195,16 +208,16 @@ def find_pretrain_summary(checkpoint: pathlib.Path) -> pathlib.Path | None:
     return None
 
 
-def read_pretrain_accelerator_hours(checkpoint: pathlib.Path) -> float | None:
+def read_pretrain_accelerator_hours(checkpoint: str | pathlib.Path) -> float | None:
     """Pre-training accelerator-hours from the checkpoint's ``summary.json``; ``None`` if absent.
 
     A Hugging Face or keras-hub model has no summary: its pre-training cost is unknown here.
     """
-    summary = find_pretrain_summary(pathlib.Path(checkpoint))
+    summary = find_pretrain_summary(checkpoint)
     if summary is None:
         return None
     try:
-        value = json.loads(summary.read_text()).get("accelerator_hours")
+        value = storage.read_json(summary).get("accelerator_hours")
     except (OSError, json.JSONDecodeError, AttributeError) as error:
         raise TrimbertError(f"{summary}: cannot read the pre-training summary: {error}") from error
     return None if value is None else float(value)

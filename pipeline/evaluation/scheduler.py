@@ -34,7 +34,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import shutil
 import socket
 import sys
 import threading
@@ -42,6 +41,7 @@ import time
 from collections.abc import Callable
 
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 STORE_FILENAME = "evaluations.sqlite"
@@ -52,7 +52,7 @@ RETRYABLE_ERRORS = (TrimbertError, OSError, ValueError, MemoryError)
 _CHECKPOINT_INDEX = re.compile(r"^(ckpt-(\d+))\.index$")
 
 
-def list_checkpoints(model_dir: pathlib.Path) -> list[str]:
+def list_checkpoints(model_dir: str | pathlib.Path) -> list[str]:
     """Every ``checkpoints/ckpt-N`` prefix of a pre-training run, oldest first, as absolute paths.
 
     A checkpoint counts once its ``.index`` file exists: TensorFlow writes it last.
@@ -60,11 +60,11 @@ def list_checkpoints(model_dir: pathlib.Path) -> list[str]:
     Args:
         model_dir: the pre-training model directory.
     """
-    folder = pathlib.Path(model_dir).resolve() / model_dir_lib.CHECKPOINTS_DIR
-    if not folder.is_dir():
+    folder = storage.join(storage.absolute(model_dir), model_dir_lib.CHECKPOINTS_DIR)
+    if not storage.isdir(folder):
         return []
-    found = [(int(match.group(2)), str(folder / match.group(1)))
-             for match in map(_CHECKPOINT_INDEX.match, os.listdir(folder)) if match]
+    found = [(int(match.group(2)), storage.join(folder, match.group(1)))
+             for match in map(_CHECKPOINT_INDEX.match, storage.listdir(folder)) if match]
     return [path for _, path in sorted(found)]
 
 
@@ -78,7 +78,7 @@ class PassSummary:
 
 
 def run_pass(store, checkpoints: list[str], tasks: list[str], evaluate: Callable, owner: str,
-             results_dir: pathlib.Path, log: Callable[[str], None] = print) -> PassSummary:
+             results_dir: str, log: Callable[[str], None] = print) -> PassSummary:
     """Evaluates the pairs still pending, one claim at a time, until none is left for this pass.
 
     Args:
@@ -104,18 +104,18 @@ def run_pass(store, checkpoints: list[str], tasks: list[str], evaluate: Callable
             return summary
         claim = claims[0]
         log(f"evaluate {_pair_name(claim)} (attempt {claim.attempt})")
-        _run_claim(store, claim, evaluate, pathlib.Path(results_dir), summary, log)
+        _run_claim(store, claim, evaluate, str(results_dir), summary, log)
 
 
-def _run_claim(store, claim, evaluate: Callable, results_dir: pathlib.Path, summary: PassSummary,
+def _run_claim(store, claim, evaluate: Callable, results_dir: str, summary: PassSummary,
                log: Callable[[str], None]) -> None:
     """Evaluates one claim in its own folder; stores and promotes the result only if the claim still holds."""
-    workspace = results_dir / CLAIMS_DIRNAME / claim.token
+    workspace = storage.join(results_dir, CLAIMS_DIRNAME, claim.token)
     with store.keep_alive(claim) as lost:
         try:
             record = evaluate(claim.checkpoint, claim.task, workspace, lost)
         except Exception as error:
-            shutil.rmtree(workspace, ignore_errors=True)
+            storage.remove_tree(workspace)
             if is_retryable(error) and lost.is_set():  # most likely the stop we asked for
                 _record_lost(claim, summary, log)
                 return
@@ -127,10 +127,10 @@ def _run_claim(store, claim, evaluate: Callable, results_dir: pathlib.Path, summ
             summary.failed.append((claim.checkpoint, claim.task, message))
             return
     if lost.is_set() or not store.complete(claim, record):
-        shutil.rmtree(workspace, ignore_errors=True)
+        storage.remove_tree(workspace)
         _record_lost(claim, summary, log)
         return
-    _promote(workspace, results_dir / pathlib.Path(claim.checkpoint).name / claim.task)
+    _promote(workspace, storage.join(results_dir, storage.name(claim.checkpoint), claim.task))
     summary.completed.append((claim.checkpoint, claim.task))
     log(f"done {_pair_name(claim)}: score {record.score:.4f}")
 
@@ -144,15 +144,20 @@ def is_retryable(error: BaseException) -> bool:
     return tensorflow is not None and isinstance(error, tensorflow.errors.OpError)
 
 
-def _promote(workspace: pathlib.Path, final: pathlib.Path) -> None:
-    """Makes the winning claim's folder the pair's results folder (a rename on the same disk)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():  # left by an evaluation from before this store (the store says the pair was pending)
-        stale = workspace.with_name(f"{workspace.name}.replaced")
-        final.rename(stale)
-        shutil.rmtree(stale)
-    workspace.mkdir(parents=True, exist_ok=True)  # an evaluation that wrote no files still gets its folder
-    workspace.rename(final)
+def _promote(workspace: str, final: str) -> None:
+    """Makes the winning claim's folder the pair's results folder.
+
+    On a local disk a rename on the same file system; on object storage a copy then a delete (what
+    a rename is there), safe because only the claim's holder, after ``complete``, gets here.
+    """
+    storage.makedirs(workspace)  # an evaluation that wrote no files still gets its folder
+    storage.remove_tree(final)  # left by an evaluation from before this store (the store said pending)
+    storage.makedirs(storage.parent(final))
+    if storage.is_url(final):
+        storage.copy_tree(workspace, final)
+        storage.remove_tree(workspace)
+    else:
+        os.rename(workspace, final)
 
 
 def _record_lost(claim, summary: PassSummary, log: Callable[[str], None]) -> None:
@@ -161,10 +166,10 @@ def _record_lost(claim, summary: PassSummary, log: Callable[[str], None]) -> Non
 
 
 def _pair_name(claim) -> str:
-    return f"{pathlib.Path(claim.checkpoint).name} x {claim.task}"
+    return f"{storage.name(claim.checkpoint)} x {claim.task}"
 
 
-def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
+def finetune_evaluator(config, model_dir: str, template) -> Callable:
     """``(checkpoint, task, out, lost) -> ResultRecord`` running ``trimbert finetune`` into ``out``.
 
     Args:
@@ -175,8 +180,8 @@ def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
     """
     from pipeline.finetune import run as finetune
 
-    def evaluate(checkpoint: str, task: str, out: pathlib.Path, lost: threading.Event):
-        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=str(out)),
+    def evaluate(checkpoint: str, task: str, out: str, lost: threading.Event):
+        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=out),
                             stop=lost)
 
     return evaluate
@@ -186,7 +191,7 @@ def finetune_evaluator(config, model_dir: pathlib.Path, template) -> Callable:
 class Session:
     """What a pass needs, resolved once from the arguments."""
 
-    model_dir: pathlib.Path
+    model_dir: str
     store: object
     tasks: list[str]
     evaluate: Callable
@@ -208,11 +213,14 @@ def open_session(model_dir: str | pathlib.Path, task_list: str, store_path: str 
     from pipeline.evaluation.store import ResultStore
     from pipeline.finetune import tasks as task_registry
 
-    model_dir = pathlib.Path(model_dir).resolve()
-    if not (model_dir / model_dir_lib.CONFIG_FILE).is_file():
+    model_dir = storage.absolute(model_dir)
+    if not storage.isfile(storage.join(model_dir, model_dir_lib.CONFIG_FILE)):
         raise TrimbertError(f"--model-dir {model_dir}: not a pre-training model directory (no config.yaml)")
     tasks = [task.name for task in task_registry.parse_task_list(task_list)]
-    store = ResultStore(pathlib.Path(store_path or model_dir / STORE_FILENAME), lease_seconds=lease_seconds)
+    if store_path is None and storage.is_url(model_dir):
+        raise TrimbertError(f"--model-dir {model_dir} is on object storage, where the SQLite evaluation store "
+                            f"cannot live (it needs a local disk); pass --store /local/path/{STORE_FILENAME}")
+    store = ResultStore(store_path or storage.join(model_dir, STORE_FILENAME), lease_seconds=lease_seconds)
     return Session(model_dir, store, tasks, finetune_evaluator(config, model_dir, template),
                    owner=f"{socket.gethostname()}:{os.getpid()}")
 
@@ -223,7 +231,7 @@ def one_pass(session: Session, log: Callable[[str], None] = print) -> PassSummar
     if not checkpoints:
         log(f"{session.model_dir / model_dir_lib.CHECKPOINTS_DIR}: no checkpoints yet; nothing to evaluate")
     summary = run_pass(session.store, checkpoints, session.tasks, session.evaluate, session.owner,
-                       session.model_dir / RESULTS_DIRNAME, log)
+                       storage.join(session.model_dir, RESULTS_DIRNAME), log)
     log(f"pass over {len(checkpoints)} checkpoint(s) x {len(session.tasks)} task(s): "
         f"{len(summary.completed)} evaluated, {len(summary.failed)} failed")
     return summary

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 
+from configs.errors import TrimbertError
 from pipeline.evaluation.record import ResultRecord
 
 _SCHEMA = """
@@ -91,6 +92,9 @@ class ResultStore:
     """
 
     def __init__(self, path: pathlib.Path, lease_seconds: float = 900.0):
+        if "://" in str(path):  # SQLite opens files through the OS: an object store has no locks
+            raise TrimbertError(f"evaluation store {path}: the SQLite store needs a local disk, not a URL; "
+                                "pass --store /local/path/evaluations.sqlite")
         self.path = pathlib.Path(path)
         self.lease_seconds = lease_seconds
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,14 +69,16 @@ class Tokenizer:
     """
 
     def __init__(self, vocabulary_path: str | pathlib.Path, lowercase: bool = True):
-        self.vocabulary_path = pathlib.Path(vocabulary_path)
-        if not self.vocabulary_path.is_file():
-            raise TrimbertError(f"vocabulary not found: {self.vocabulary_path}")
-        tokens = self.vocabulary_path.read_text(encoding="utf-8").splitlines()
+        from pipeline import storage
+
+        self.vocabulary_path = vocabulary_path
+        if not storage.isfile(vocabulary_path):
+            raise TrimbertError(f"vocabulary not found: {vocabulary_path}")
+        tokens = storage.read_text(vocabulary_path).splitlines()  # as pre-training reads it
         special = features.special_token_ids(tokens)
         missing = [token for token in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if token not in special]
         if missing:
-            raise TrimbertError(f"vocabulary {self.vocabulary_path} lacks {', '.join(missing)}")
+            raise TrimbertError(f"vocabulary {vocabulary_path} lacks {', '.join(missing)}")
         self._tokenizer = wordpiece.build_tokenizer(tokens)
         self.lowercase = lowercase
         self.cls_id, self.sep_id, self.pad_id = special["[CLS]"], special["[SEP]"], special["[PAD]"]

@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import os
 import pathlib
 import threading
 import time
@@ -33,6 +33,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config, FinetuneConfig
 from models import pretrained
+from pipeline import storage
 from pipeline.assets import cache as assets
 from pipeline.clock import TrainingClock
 from pipeline.evaluation import record as result_record
@@ -66,42 +67,44 @@ class ModelSource:
         model_dir: the pre-training model directory, for ``model_dir`` and ``checkpoint``.
     """
 
-    path: pathlib.Path
+    path: str
     kind: str
-    model_dir: pathlib.Path | None = None
+    model_dir: str | None = None
 
     @property
     def config_name(self) -> str:
         """The model's config name: the pre-training config's, else the folder's name."""
-        parent = self.path.parent
-        model_dir = self.model_dir or (parent if (parent / model_dir_lib.CONFIG_FILE).is_file() else None)
+        parent = storage.parent(self.path)
+        model_dir = self.model_dir or (
+            parent if storage.isfile(storage.join(parent, model_dir_lib.CONFIG_FILE)) else None)
         if model_dir is not None:
-            return config_lib.load(model_dir / model_dir_lib.CONFIG_FILE).name
-        return self.path.name
+            return config_lib.load(storage.join(model_dir, model_dir_lib.CONFIG_FILE)).name
+        return storage.name(self.path)
 
 
 def resolve_source(path: str | pathlib.Path) -> ModelSource:
     """Classifies ``--init``: a checkpoint prefix, a pre-training model directory or a pretrained folder."""
-    path = pathlib.Path(path)
-    if pathlib.Path(f"{path}.index").is_file():
-        return ModelSource(path, "checkpoint", path.parent.parent)
-    if (path / model_dir_lib.CHECKPOINTS_DIR).is_dir() and (path / model_dir_lib.CONFIG_FILE).is_file():
+    path = os.fspath(path)
+    if storage.isfile(f"{path}.index"):
+        return ModelSource(path, "checkpoint", storage.parent(storage.parent(path)))
+    if storage.isdir(storage.join(path, model_dir_lib.CHECKPOINTS_DIR)) and \
+            storage.isfile(storage.join(path, model_dir_lib.CONFIG_FILE)):
         return ModelSource(path, "model_dir", path)
-    if (path / pretrained.CONFIG_FILE).is_file():
+    if storage.isfile(storage.join(path, pretrained.CONFIG_FILE)):
         return ModelSource(path, "pretrained")
     raise TrimbertError(f"--init {path}: not a trimbert model directory (config.yaml + checkpoints/), "
                         f"a checkpoint (checkpoints/ckpt-N) or a Hugging Face / keras-hub folder (config.json)")
 
 
-def _restore_checkpoint(model_dir: pathlib.Path, checkpoint: str | None) -> models.Encoder:
+def _restore_checkpoint(model_dir: str, checkpoint: str | None) -> models.Encoder:
     """The encoder of one pre-training checkpoint (``None``: the latest), restored with its heads."""
     _, model = model_dir_lib.restore_pretraining_model(model_dir, checkpoint)
     return model.get_layer("encoder")
 
 
 def _load_model_dir(source: ModelSource) -> models.Encoder:
-    export = source.model_dir / model_dir_lib.ENCODER_DIR
-    if (export / pretrained.CONFIG_FILE).is_file():  # written once pre-training finished
+    export = storage.join(source.model_dir, model_dir_lib.ENCODER_DIR)
+    if storage.isfile(storage.join(export, pretrained.CONFIG_FILE)):  # written once pre-training finished
         return models.from_pretrained(export)
     return _restore_checkpoint(source.model_dir, None)
 
@@ -109,7 +112,7 @@ def _load_model_dir(source: ModelSource) -> models.Encoder:
 _LOADERS: dict[str, Callable[[ModelSource], models.Encoder]] = {
     "pretrained": lambda source: models.from_pretrained(source.path),
     "model_dir": _load_model_dir,
-    "checkpoint": lambda source: _restore_checkpoint(source.model_dir, str(source.path)),
+    "checkpoint": lambda source: _restore_checkpoint(source.model_dir, source.path),
 }
 
 
@@ -118,7 +121,8 @@ def load_encoder(source: ModelSource) -> models.Encoder:
     return _LOADERS[source.kind](source)
 
 
-def find_vocabulary(source: ModelSource, explicit: str | pathlib.Path | None = None) -> tuple[pathlib.Path, bool]:
+def find_vocabulary(source: ModelSource, explicit: str | pathlib.Path | None = None
+                    ) -> tuple[str | pathlib.Path, bool]:
     """The vocab.txt the model was pre-trained with, and whether it lower-cases.
 
     Looks at, in order: ``explicit``; the pretrained folder's own vocabulary; the model
@@ -131,15 +135,16 @@ def find_vocabulary(source: ModelSource, explicit: str | pathlib.Path | None = N
         explicit: ``--vocab``, if given.
     """
     if explicit is not None:
-        return pathlib.Path(explicit), True
-    folders = [source.path] if source.kind == "pretrained" else [source.model_dir / model_dir_lib.ENCODER_DIR]
+        return os.fspath(explicit), True
+    folders = [source.path] if source.kind == "pretrained" else [
+        storage.join(source.model_dir, model_dir_lib.ENCODER_DIR)]
     for folder in folders:
         vocabulary = pretrained.vocabulary_file(folder)
         if vocabulary is not None:
             return vocabulary, pretrained.lowercases(folder)
-    run_file = source.model_dir / model_dir_lib.RUN_FILE if source.model_dir else None
-    if run_file is not None and run_file.is_file():
-        expected = json.loads(run_file.read_text()).get("vocabulary_sha256")
+    run_file = storage.join(source.model_dir, model_dir_lib.RUN_FILE) if source.model_dir else None
+    if run_file is not None and storage.isfile(run_file):
+        expected = storage.read_json(run_file).get("vocabulary_sha256")
         embedded = assets.ensure("vocab")
         if expected == features.vocabulary_sha256(embedded.read_text(encoding="utf-8").splitlines()):
             return embedded, True
@@ -227,16 +232,15 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     task = task_registry.get_task(options.task)
     metric_spec = task.metrics
     source = resolve_source(options.init)
-    out = pathlib.Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = storage.makedirs(options.out)
 
     # === 2. Input ===
     vocabulary, lowercase = find_vocabulary(source, options.vocabulary)
     tokenizer = data.Tokenizer(vocabulary, lowercase)
 
     def encode(split: str, limit: int | None = None) -> data.EncodedExamples:
-        examples = sources.load_examples(task, split, glue_dir=_path(options.glue_dir),
-                                      tfds_data_dir=_path(options.tfds_data_dir),
+        examples = sources.load_examples(task, split, glue_dir=options.glue_dir,
+                                      tfds_data_dir=options.tfds_data_dir,  # str: TFDS reads gs:// itself
                                       sentiment_dir=_path(options.sentiment_dir))
         return tokenizer.encode(data.subsample(examples, limit), finetune.seq_len, task.is_regression)
 
@@ -268,7 +272,8 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     # === 5. Evals: submissions of the best seed, latency ===
     best = max(runs, key=lambda seed_run: seed_run.result.dev_metrics["score"])
     for split, predictions in best.submissions.items():
-        path = task_registry.write_submission(task, split, test[split].indices, predictions, out / SUBMISSION_DIR)
+        path = task_registry.write_submission(task, split, test[split].indices, predictions,
+                                              storage.join(out, SUBMISSION_DIR))
         log(f"wrote {path} (seed {best.result.seed})")
     latency = measure_latency(classifier, next(iter(dev.values())), finetune.seq_len)
 
@@ -277,10 +282,10 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
         task=task.name, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
         devices=clock.devices, started_at=started_at, inference_latency_ms=latency)
-    path = record.save(out / result_record.RESULT_FILENAME)
+    path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
-    (out / TIMINGS_FILENAME).write_text(json.dumps(
-        {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs}}, indent=2) + "\n")
+    storage.write_json(storage.join(out, TIMINGS_FILENAME),
+                       {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs}})
     summary = ", ".join(f"{name} {record.metric_mean[name]:.4f} ± {record.metric_std[name]:.4f}"
                         for name in record.metric_mean)
     log(f"{task.name} dev over seeds {record.seeds}: {summary}; best seed {record.best_seed}")
@@ -449,4 +454,5 @@ def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_
 
 
 def _path(value: str | None) -> pathlib.Path | None:
+    """A local-only folder option (TFDS data, the sentiment asset) as a path."""
     return None if value is None else pathlib.Path(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.assets import cache as assets
 from pipeline.assets import corpora
 from pipeline.finetune.tasks import Column, Example, Task, TsvLayout, get_task
@@ -17,8 +18,8 @@ from pipeline.finetune.tasks import Column, Example, Task, TsvLayout, get_task
 SENTIMENT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 
 
-def load_examples(task: Task | str, split: str, glue_dir: pathlib.Path | None = None,
-                  tfds_data_dir: pathlib.Path | None = None,
+def load_examples(task: Task | str, split: str, glue_dir: str | pathlib.Path | None = None,
+                  tfds_data_dir: str | pathlib.Path | None = None,
                   sentiment_dir: pathlib.Path | None = None) -> list[Example]:
     """Examples of one split, from whichever source the task and arguments name.
 
@@ -36,7 +37,7 @@ def load_examples(task: Task | str, split: str, glue_dir: pathlib.Path | None = 
     if not task.is_glue:
         return read_sentiment(task, split, sentiment_dir)
     if glue_dir is not None:
-        return read_glue_folder(task, split, pathlib.Path(glue_dir))
+        return read_glue_folder(task, split, glue_dir)
     return read_tfds(task, split, tfds_data_dir)
 
 
@@ -56,35 +57,35 @@ def read_sentiment(task: Task, split: str, sentiment_dir: pathlib.Path | None = 
                       task, split, path)
 
 
-def read_glue_folder(task: Task, split: str, glue_dir: pathlib.Path) -> list[Example]:
+def read_glue_folder(task: Task, split: str, glue_dir: str | pathlib.Path) -> list[Example]:
     """One split from a standard GLUE data folder (as ``download_glue_data.py`` lays it out).
 
     Args:
         task: a GLUE task.
         split: a split name listed in ``task.files``.
-        glue_dir: the folder holding ``CoLA/``, ``SST-2/``, ``MNLI/`` ...
+        glue_dir: the folder holding ``CoLA/``, ``SST-2/``, ``MNLI/`` ... (local or a URL)
     """
     _check_split(task, split, task.files)
     layout = task.files[split]
-    path = pathlib.Path(glue_dir) / task.glue_folder / layout.filename
-    if not path.is_file():
+    path = storage.join(glue_dir, task.glue_folder, layout.filename)
+    if not storage.isfile(path):
         raise TrimbertError(f"{task.display_name} {split}: {path} not found; --glue-dir must be a GLUE data "
                             f"folder holding {task.glue_folder}/{layout.filename}")
     examples = []
-    with open(path, "rb") as handle:  # split on \n only: some sentences hold a bare \r
-        lines = (raw.decode("utf-8").rstrip("\r\n") for raw in handle)
-        numbered = ((number, line) for number, line in enumerate(lines, start=1) if line.strip())
-        header: list[str] | None = None
-        if layout.header:
-            header_number, header_line = next(numbered, (1, ""))
-            header = header_line.lstrip("\ufeff").split("\t")
-        positions = _resolve_columns(layout, header, path)
-        for number, line in numbered:
-            examples.append(_parse_row(task, layout, positions, line, f"{path} line {number}", len(examples)))
+    # Split on \n only: some sentences hold a bare \r.
+    lines = (raw.decode("utf-8").rstrip("\r\n") for raw in storage.read_bytes(path).split(b"\n"))
+    numbered = ((number, line) for number, line in enumerate(lines, start=1) if line.strip())
+    header: list[str] | None = None
+    if layout.header:
+        header_number, header_line = next(numbered, (1, ""))
+        header = header_line.lstrip("\ufeff").split("\t")
+    positions = _resolve_columns(layout, header, path)
+    for number, line in numbered:
+        examples.append(_parse_row(task, layout, positions, line, f"{path} line {number}", len(examples)))
     return _non_empty(examples, task, split, path)
 
 
-def read_tfds(task: Task, split: str, data_dir: pathlib.Path | None = None) -> list[Example]:
+def read_tfds(task: Task, split: str, data_dir: str | pathlib.Path | None = None) -> list[Example]:
     """One split of TensorFlow Datasets' ``glue/<task>`` (downloaded on first use).
 
     Args:
@@ -124,7 +125,7 @@ def _check_split(task: Task, split: str, known: dict) -> None:
         raise TrimbertError(f"{task.display_name} has no split {split!r}; splits: {', '.join(known)}")
 
 
-def _resolve_columns(layout: TsvLayout, header: list[str] | None, path: pathlib.Path) -> dict[str, object]:
+def _resolve_columns(layout: TsvLayout, header: list[str] | None, path: str) -> dict[str, object]:
     """Column names -> positions, using the header; errors name the file and the header seen."""
 
     def position(column: Column | None) -> int | None:

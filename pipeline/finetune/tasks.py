@@ -241,7 +241,7 @@ def submission_label(task: Task, prediction: int | float) -> str:
 
 
 def write_submission(task: Task, split: str, indices: Sequence[int], predictions: Sequence[int | float],
-                     out_dir: pathlib.Path) -> pathlib.Path:
+                     out_dir: str | pathlib.Path) -> pathlib.Path | str:
     """Writes ``index<TAB>prediction`` rows under the header GLUE expects; returns the file.
 
     Args:
@@ -249,7 +249,7 @@ def write_submission(task: Task, split: str, indices: Sequence[int], predictions
         split: a test split with a submission file (MNLI: ``test_matched`` -> ``MNLI-m.tsv``).
         indices: each example's ``idx``, as read from the test file.
         predictions: class indices, or scores for STS-B, aligned with ``indices``.
-        out_dir: folder of the submission (zip its files for the GLUE server).
+        out_dir: folder of the submission (zip its files for the GLUE server); local or a URL.
     """
     if split not in task.submissions:
         raise TrimbertError(f"{task.display_name} has no submission for split {split!r}; "
@@ -259,8 +259,8 @@ def write_submission(task: Task, split: str, indices: Sequence[int], predictions
             f"{task.display_name}: {len(predictions)} predictions for {len(indices)} examples")
     rows = [f"{int(index)}\t{submission_label(task, prediction)}\n"
             for index, prediction in zip(indices, predictions, strict=True)]
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / task.submissions[split]
-    path.write_text("index\tprediction\n" + "".join(rows), encoding="utf-8")
-    return path
+    from pipeline import storage
+
+    path = storage.join(storage.makedirs(out_dir), task.submissions[split])
+    storage.write_text(path, "index\tprediction\n" + "".join(rows))
+    return path if storage.is_url(path) else pathlib.Path(path)

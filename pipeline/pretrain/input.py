@@ -11,13 +11,13 @@ masked dynamically, each example from a seed of its place in the stream
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
+import os
 
 import tensorflow as tf
 
 from beam_jobs import features
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.pretrain.masking import MaskingSpec, mask_batch
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
@@ -28,29 +28,29 @@ LABELS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 class DataManifest:
     """What the reader needs from a Beam job's ``manifest.json``."""
 
-    directory: pathlib.Path
+    directory: str
     format: str
     seq_len: int
     max_predictions: int
-    shards: tuple[pathlib.Path, ...]
+    shards: tuple[str, ...]
     compressed: bool
     examples: int
     vocabulary_size: int
     vocabulary_sha256: str
-    vocabulary_path: pathlib.Path | None
+    vocabulary_path: str | None
     schema_fingerprint: str
     shard_examples: tuple[int, ...] = ()
 
     @classmethod
-    def read(cls, directory: str | pathlib.Path) -> DataManifest:
-        directory = pathlib.Path(directory)
-        path = directory / "manifest.json"
-        if not path.is_file():
+    def read(cls, directory: str | os.PathLike) -> DataManifest:
+        directory = os.fspath(directory)
+        path = storage.join(directory, "manifest.json")
+        if not storage.isfile(path):
             raise TrimbertError(f"{directory}: no manifest.json; is the preprocessing finished? "
                                 f"(shards are only complete once the manifest exists)")
         try:
-            raw = json.loads(path.read_text())
-            shards = tuple(directory / shard["name"] for shard in raw["shards"])
+            raw = storage.read_json(path)
+            shards = tuple(storage.join(directory, shard["name"]) for shard in raw["shards"])
             manifest = cls(
                 directory=directory, format=raw["format"], seq_len=int(raw["seq_len"]),
                 max_predictions=int(raw.get("max_predictions") or 0), shards=shards,
@@ -61,7 +61,7 @@ class DataManifest:
                 shard_examples=tuple(int(shard["examples"]) for shard in raw["shards"]))
         except (KeyError, TypeError, ValueError) as error:
             raise TrimbertError(f"{path}: malformed manifest, field {error} missing or wrong") from error
-        missing = [shard.name for shard in manifest.shards if not shard.is_file()]
+        missing = [storage.name(shard) for shard in manifest.shards if not storage.isfile(shard)]
         if missing:
             raise TrimbertError(f"{path}: lists shards that are missing: {', '.join(missing[:3])}")
         expected = features.schema_fingerprint(manifest.format, manifest.seq_len, manifest.max_predictions)
@@ -95,12 +95,11 @@ class DataManifest:
                 f"from the model's {vocabulary_sha256[:12]}... (same size, different tokens)")
 
 
-def _vocabulary_path(directory: pathlib.Path, recorded: str | None) -> pathlib.Path | None:
+def _vocabulary_path(directory: str, recorded: str | None) -> str | None:
     """The manifest's vocab path as written, else the file of that name beside the data."""
     if not recorded:
         return None
-    path = pathlib.Path(recorded)
-    return path if path.is_file() else directory / path.name
+    return recorded if storage.isfile(recorded) else storage.join(directory, storage.name(recorded))
 
 
 def decode(serialized: tf.Tensor, manifest: DataManifest) -> dict[str, tf.Tensor]:
@@ -160,7 +159,7 @@ def pretraining_dataset(manifest: DataManifest, batch_size: int, seed: int, shuf
             f"{manifest.examples} examples, fewer than its batch of {batch_size}; write more shards or data")
     if manifest.format == "packed" and masking is None:
         raise ValueError("packed data needs a masking spec for dynamic masking")
-    files = tf.data.Dataset.from_tensor_slices([str(path) for path in manifest.shards])
+    files = tf.data.Dataset.from_tensor_slices(list(manifest.shards))
     if len(manifest.shards) >= pipelines:
         files = files.shard(pipelines, pipeline_id)
     files = files.shuffle(len(manifest.shards), seed=seed, reshuffle_each_iteration=True).repeat()

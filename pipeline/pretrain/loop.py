@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import pathlib
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from beam_jobs import features
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
+from pipeline import storage
 from pipeline.clock import TrainingClock, accelerator_hours
 from pipeline.files import write_json
 from pipeline.pretrain import distribution, losses
@@ -79,7 +78,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     # === 1. Setup ===
     _check_teacher_given(config)
     started_at = time.time()
-    model_dir = pathlib.Path(options.model_dir)
+    model_dir = str(options.model_dir)
     precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
     keras.mixed_precision.set_global_policy(precision[config.pretrain.mixed_precision])
     keras.utils.set_random_seed(config.pretrain.seed)  # same initial weights and dropout on every run
@@ -93,8 +92,8 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     vocabulary_sha256 = manifests[0].vocabulary_sha256
     if len({m.vocabulary_sha256 for m in manifests}) > 1:
         raise TrimbertError("the phases' data folders were tokenized with different vocabularies")
-    write_dir = model_dir if chief else model_dir / f".worker-{_task_id(strategy)}"
-    write_dir.mkdir(parents=True, exist_ok=True)
+    write_dir = model_dir if chief else storage.join(model_dir, f".worker-{_task_id(strategy)}")
+    storage.makedirs(write_dir)
     use_nsp = config.pretrain.next_sentence and manifests[0].format == "bert"
     model_dir_lib.check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief)
     boundaries = [sum(p.steps for p in phases[:i]) for i in range(len(phases) + 1)]
@@ -115,7 +114,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
 
     # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
-    latest = tf.train.latest_checkpoint(str(model_dir / model_dir_lib.CHECKPOINTS_DIR))
+    latest = tf.train.latest_checkpoint(storage.join(model_dir, model_dir_lib.CHECKPOINTS_DIR))
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
     if restored_step >= last_step:
         # Finished before: reload the weights so the summary and the export describe them.
@@ -147,12 +146,13 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         dropout_states = [v.value for v in model.variables if "seed_generator_state" in v.path]
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, phase_seconds=phase_seconds,
                                          dropout_states=dropout_states)
-        manager = tf.train.CheckpointManager(checkpoint, str(write_dir / model_dir_lib.CHECKPOINTS_DIR),
+        manager = tf.train.CheckpointManager(checkpoint, storage.join(write_dir, model_dir_lib.CHECKPOINTS_DIR),
                                              **manager_options)
         if latest:
             checkpoint.restore(latest).expect_partial()
             log(f"resumed from {latest} at step {int(step.numpy())}")
-            model_dir_lib.drop_metrics_after(model_dir / model_dir_lib.METRICS_FILE, int(step.numpy()), chief)
+            model_dir_lib.drop_metrics_after(storage.join(model_dir, model_dir_lib.METRICS_FILE), int(step.numpy()),
+                                             chief)
             latest = None
 
         # === 5. Step ===
@@ -162,7 +162,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         # === 6. Loop ===
         clock = TrainingClock(devices=replicas, elapsed_before=float(phase_seconds[phase_index].numpy()))
         phase_end = min(boundaries[phase_index + 1], last_step)
-        writer = tf.summary.create_file_writer(str(write_dir / model_dir_lib.TENSORBOARD_DIR))
+        writer = tf.summary.create_file_writer(storage.join(write_dir, model_dir_lib.TENSORBOARD_DIR))
         stop = _SigtermFlag()
         window = _Window(time.perf_counter(), int(step.numpy()))
         watchdog = Watchdog(int(step.numpy()), f"the first step of phase {phase_index} (input start-up, tracing, "
@@ -177,7 +177,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
                 if not math.isfinite(loss):
                     raise NonFiniteLoss(
                         f"non-finite loss {loss} at step {current}; stopped without saving, the last good "
-                        f"checkpoint stays in {model_dir / 'checkpoints'}")
+                        f"checkpoint stays in {storage.join(model_dir, 'checkpoints')}")
                 clock.start()  # after the first step: tracing and start-up stay off the clock
                 if current % config.pretrain.log_every == 0 or current == phase_end:
                     window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
@@ -203,14 +203,14 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     summary["weights_sha256"] = model_dir_lib.weights_digest(model)
     log(f"weights sha256 {summary['weights_sha256']}")  # every worker prints it: they must agree
     if chief:
-        export_dir = model_dir / model_dir_lib.ENCODER_DIR
+        export_dir = storage.join(model_dir, model_dir_lib.ENCODER_DIR)
         models.save_pretrained(encoder, export_dir, vocabulary_path=options.vocabulary)
-        summary["encoder"] = str(export_dir)
-        write_json(model_dir / model_dir_lib.SUMMARY_FILE, summary)
+        summary["encoder"] = export_dir
+        write_json(storage.join(model_dir, model_dir_lib.SUMMARY_FILE), summary)
         log(f"done: step {summary['steps']}, {summary['accelerator_hours']:.6f} accelerator-hours; "
             f"encoder in {export_dir}")
     else:
-        shutil.rmtree(write_dir, ignore_errors=True)
+        storage.remove_tree(write_dir)
     return summary
 
 
@@ -333,9 +333,9 @@ class _SigtermFlag:
         self.raised = True
 
 
-def _describe_last_checkpoint(write_dir: pathlib.Path) -> str:
-    checkpoints = write_dir / model_dir_lib.CHECKPOINTS_DIR
-    latest = tf.train.latest_checkpoint(str(checkpoints))
+def _describe_last_checkpoint(write_dir: str) -> str:
+    checkpoints = storage.join(write_dir, model_dir_lib.CHECKPOINTS_DIR)
+    latest = tf.train.latest_checkpoint(checkpoints)
     return f"the last checkpoint {latest} stays" if latest else f"no checkpoint yet in {checkpoints}"
 
 
@@ -357,8 +357,7 @@ def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock
         f"lr {record['learning_rate']:.2e} | {sequences_per_second:8.1f} seq/s | "
         f"{record['tokens_per_second']:9.0f} tok/s")
     if chief:
-        with open(model_dir / model_dir_lib.METRICS_FILE, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        storage.append_text(storage.join(model_dir, model_dir_lib.METRICS_FILE), json.dumps(record) + "\n")
         with writer.as_default(step=current):
             for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "kd_loss", "learning_rate",
                          "sequences_per_second", "tokens_per_second"):
@@ -400,10 +399,10 @@ def _masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> Maski
 def _special_ids(manifest: DataManifest) -> dict[str, int]:
     """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] in the vocabulary the data was tokenized with."""
     path = manifest.vocabulary_path
-    if path is None or not path.is_file():
+    if path is None or not storage.isfile(path):
         raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
                             f"dynamic masking needs the vocabulary's special-token ids")
-    ids = features.special_token_ids(path.read_text(encoding="utf-8").splitlines())
+    ids = features.special_token_ids(storage.read_text(path).splitlines())
     missing = [token for token in features.SPECIAL_TOKENS if token not in ids]
     if missing:
         raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pathlib
+import os
 from typing import TYPE_CHECKING
 
 import models
 from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
+from pipeline import storage
 from pipeline.files import write_json, write_text_atomic
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ SUMMARY_FILE = "summary.json"
 ENCODER_DIR = "encoder"
 
 
-def restore_pretraining_model(model_dir: str | pathlib.Path, checkpoint: str | None = None,
+def restore_pretraining_model(model_dir: str | os.PathLike, checkpoint: str | None = None,
                               next_sentence: bool | None = None,
                               encoder_name: str = "encoder") -> tuple[Config, keras.Model]:
     """Rebuilds a model directory's pre-training model (encoder + heads) from a checkpoint.
@@ -52,15 +53,15 @@ def restore_pretraining_model(model_dir: str | pathlib.Path, checkpoint: str | N
     """
     import tensorflow as tf
 
-    model_dir = pathlib.Path(model_dir)
-    config_path, run_path = model_dir / CONFIG_FILE, model_dir / RUN_FILE
-    checkpoint = checkpoint or tf.train.latest_checkpoint(str(model_dir / CHECKPOINTS_DIR))
-    if not config_path.is_file() or not run_path.is_file() or checkpoint is None:
+    model_dir = os.fspath(model_dir)
+    config_path, run_path = storage.join(model_dir, CONFIG_FILE), storage.join(model_dir, RUN_FILE)
+    checkpoint = checkpoint or tf.train.latest_checkpoint(storage.join(model_dir, CHECKPOINTS_DIR))
+    if not storage.isfile(config_path) or not storage.isfile(run_path) or checkpoint is None:
         raise TrimbertError(f"{model_dir}: not a trimbert model directory with a checkpoint "
                             f"(needs config.yaml, run.json and checkpoints/ckpt-N)")
     config = config_lib.load(config_path)
     if next_sentence is None:
-        next_sentence = json.loads(run_path.read_text())["next_sentence"]
+        next_sentence = storage.read_json(run_path)["next_sentence"]
     encoder = models.build_encoder(config, name=encoder_name)
     model = models.build_pretraining_model(encoder, next_sentence=next_sentence)
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
@@ -78,13 +79,13 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def check_same_run(model_dir: pathlib.Path, config: Config, vocabulary_sha256: str, use_nsp: bool,
+def check_same_run(model_dir: str, config: Config, vocabulary_sha256: str, use_nsp: bool,
                    chief: bool) -> None:
     """A model directory belongs to one model, trim and vocabulary; the first run records them."""
-    run_file = model_dir / RUN_FILE
+    run_file = storage.join(model_dir, RUN_FILE)
     current = {"config": config.to_dict(), "vocabulary_sha256": vocabulary_sha256, "next_sentence": use_nsp}
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
+    if storage.isfile(run_file):
+        previous = storage.read_json(run_file)
         if previous["vocabulary_sha256"] != vocabulary_sha256:
             raise TrimbertError(f"{model_dir} was trained on data with vocabulary sha256 "
                                 f"{previous['vocabulary_sha256'][:12]}..., this data has {vocabulary_sha256[:12]}...")
@@ -93,19 +94,22 @@ def check_same_run(model_dir: pathlib.Path, config: Config, vocabulary_sha256: s
             raise TrimbertError(f"{model_dir} holds a different model or trim; use a new --model-dir")
     elif chief:
         write_json(run_file, current)
-        (model_dir / CONFIG_FILE).write_text(config_lib.dump(config))
+        write_text_atomic(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
 
 
 def checkpoint_step(path: str) -> int:
     """The global step a checkpoint was written at, read without building anything."""
     import tensorflow as tf
 
-    return int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    # The reader itself, not tf.train.load_checkpoint: that asks isdir(path) first, which on
+    # prefix-based filesystems (TensorFlow's ram://) is true for a checkpoint prefix.
+    reader = tf.compat.v1.train.NewCheckpointReader(path)
+    return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def drop_metrics_after(path: pathlib.Path, step: int, chief: bool) -> None:
+def drop_metrics_after(path: str, step: int, chief: bool) -> None:
     """After a resume, forgets progress lines logged past the restored step (they are re-run)."""
-    if not chief or not path.is_file():
+    if not chief or not storage.isfile(path):
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    kept = [line for line in storage.read_text(path).splitlines() if line and json.loads(line)["step"] <= step]
     write_text_atomic(path, "".join(line + "\n" for line in kept))

@@ -21,9 +21,13 @@ def headline_series(rows: Sequence[ModelRow]) -> dict[str, list[tuple[ModelRow, 
     return {name: points for name, points in series.items() if points}
 
 
-def write_plots(rows: Sequence[ModelRow], out_dir: pathlib.Path) -> dict[str, pathlib.Path]:
-    """Score against accelerator-hours and against parameters, one PNG each."""
+def write_plots(rows: Sequence[ModelRow], out_dir: pathlib.Path | str) -> dict[str, pathlib.Path | str]:
+    """Score against accelerator-hours and against parameters, one PNG each (local folder or URL)."""
+    import io
+
     import matplotlib
+
+    from pipeline import storage
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
@@ -59,7 +63,9 @@ def write_plots(rows: Sequence[ModelRow], out_dir: pathlib.Path) -> dict[str, pa
         if xs_all:
             axis.legend(loc="best")
         figure.tight_layout()
-        paths[key] = out_dir / PLOT_FILES[key]
-        figure.savefig(paths[key])
+        paths[key] = storage.as_given(storage.join(out_dir, PLOT_FILES[key]))
+        image = io.BytesIO()  # matplotlib writes with open(); the bytes then go to any filesystem
+        figure.savefig(image, format="png")
+        storage.write_bytes(paths[key], image.getvalue())
         pyplot.close(figure)
     return paths

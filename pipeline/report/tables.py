@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import io
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.evaluation import record as result_record
 from pipeline.evaluation.store import ResultStore
 from pipeline.finetune import tasks as task_registry
@@ -76,22 +77,20 @@ class ModelRow:
 # ---------------------------------------------------------------------------
 
 
-def read_records(paths: Sequence[pathlib.Path]) -> list[result_record.ResultRecord]:
+def read_records(paths: Sequence[str | pathlib.Path]) -> list[result_record.ResultRecord]:
     """Records from JSON files, folders (``**/*result.json``) and SQLite stores.
 
     Args:
-        paths: files or folders, as given on the command line.
+        paths: files or folders, as given on the command line (local paths or URLs).
     """
     records = []
-    for path in map(pathlib.Path, paths):
-        if path.is_dir():
-            # Hidden folders hold work in progress (a scheduled evaluation's claim folders), not results.
-            found = sorted(file for file in path.rglob(f"*{result_record.RESULT_FILENAME}")
-                           if not any(part.startswith(".") for part in file.relative_to(path).parts))
+    for path in (storage.as_given(str(path)) for path in paths):
+        if storage.isdir(path):
+            found = _find_results(path)
             if not found:
                 raise TrimbertError(f"{path}: no *{result_record.RESULT_FILENAME} files in this folder")
             records.extend(result_record.ResultRecord.load(file) for file in found)
-        elif not path.is_file():
+        elif not storage.isfile(path):
             raise TrimbertError(f"{path}: no such file or folder")
         elif _is_sqlite(path):
             with ResultStore(path) as store:
@@ -101,9 +100,19 @@ def read_records(paths: Sequence[pathlib.Path]) -> list[result_record.ResultReco
     return records
 
 
-def _is_sqlite(path: pathlib.Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+def _find_results(folder: pathlib.Path | str) -> list[pathlib.Path | str]:
+    """Every ``*result.json`` below ``folder``, except in hidden folders: those hold work in progress
+    (a scheduled evaluation's claim folders), not results."""
+    if storage.is_url(folder):
+        prefix = str(folder).rstrip("/") + "/"
+        return [path for path in storage.walk_files(folder) if path.endswith(result_record.RESULT_FILENAME)
+                and not any(part.startswith(".") for part in path[len(prefix):].split("/"))]
+    return sorted(file for file in folder.rglob(f"*{result_record.RESULT_FILENAME}")
+                  if not any(part.startswith(".") for part in file.relative_to(folder).parts))
+
+
+def _is_sqlite(path: pathlib.Path | str) -> bool:
+    return storage.read_head(path, len(SQLITE_MAGIC)) == SQLITE_MAGIC
 
 
 def build_rows(records: Sequence[result_record.ResultRecord]) -> list[ModelRow]:
@@ -218,7 +227,7 @@ def row_dict(row: ModelRow) -> dict[str, Any]:
     }
 
 
-def write_csv(rows: Sequence[ModelRow], path: pathlib.Path) -> None:
+def write_csv(rows: Sequence[ModelRow], path: pathlib.Path | str) -> None:
     """One line per model; per task ``<task>.<metric>_mean`` / ``_std`` columns."""
     tasks = task_order({task for row in rows for task in row.records})
     metric_names = {task: next(row.records[task] for row in rows if task in row.records).metric_mean
@@ -228,17 +237,18 @@ def write_csv(rows: Sequence[ModelRow], path: pathlib.Path) -> None:
     columns = ["model", "model_config", "checkpoint", "parameters", *task_columns, "glue_average",
                "glue_tasks", "sentiment_average", "pretrain_accelerator_hours",
                "finetune_accelerator_hours", "inference_latency_ms"]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            line = {key: value for key, value in row_dict(row).items() if key in columns}
-            line["glue_tasks"] = len(row.glue_tasks)
-            for task, record in row.records.items():
-                for metric in record.metric_mean:
-                    line[f"{task}.{metric}_mean"] = record.metric_mean[metric]
-                    line[f"{task}.{metric}_std"] = record.metric_std[metric]
-            writer.writerow({column: "" if line.get(column) is None else line[column] for column in columns})
+    handle = io.StringIO(newline="")  # written whole at the end: one object write on object storage
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        line = {key: value for key, value in row_dict(row).items() if key in columns}
+        line["glue_tasks"] = len(row.glue_tasks)
+        for task, record in row.records.items():
+            for metric in record.metric_mean:
+                line[f"{task}.{metric}_mean"] = record.metric_mean[metric]
+                line[f"{task}.{metric}_std"] = record.metric_std[metric]
+        writer.writerow({column: "" if line.get(column) is None else line[column] for column in columns})
+    storage.write_text(path, handle.getvalue())
 
 
 # ---------------------------------------------------------------------------
@@ -251,26 +261,25 @@ def write_csv(rows: Sequence[ModelRow], path: pathlib.Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def write_report(records: Sequence[result_record.ResultRecord], out_dir: pathlib.Path,
-                 title: str = "Trade-off report") -> dict[str, pathlib.Path]:
+def write_report(records: Sequence[result_record.ResultRecord], out_dir: pathlib.Path | str,
+                 title: str = "Trade-off report") -> dict[str, pathlib.Path | str]:
     """Writes report.md, report.csv, report.json and the two plots; returns their paths.
 
     Args:
         records: result records (several per checkpoint: one per task).
-        out_dir: folder for the outputs (created).
+        out_dir: folder for the outputs (created; local or a URL). Local paths come back as
+            ``pathlib.Path``, URLs as ``str``.
         title: heading of the Markdown report.
     """
     if not records:
         raise TrimbertError("no result records to report")
     rows = build_rows(records)
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / "report.md", "csv": out_dir / "report.csv",
-             "json": out_dir / "report.json"}
-    paths["markdown"].write_text(markdown_table(rows, title), encoding="utf-8")
+    out_dir = storage.makedirs(str(out_dir))
+    paths = {kind: storage.as_given(storage.join(out_dir, f"report.{extension}"))
+             for kind, extension in (("markdown", "md"), ("csv", "csv"), ("json", "json"))}
+    storage.write_text(paths["markdown"], markdown_table(rows, title))
     write_csv(rows, paths["csv"])
-    paths["json"].write_text(json.dumps({"title": title, "rows": [row_dict(row) for row in rows]}, indent=2)
-                             + "\n", encoding="utf-8")
+    storage.write_json(paths["json"], {"title": title, "rows": [row_dict(row) for row in rows]})
     paths.update(write_plots(rows, out_dir))
     return paths
 

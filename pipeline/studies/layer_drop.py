@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import pathlib
 
 from configs.errors import TrimbertError
 from models.drop_rules import STRATEGIES
+from pipeline import storage
 from pipeline.files import write_json
 
 # Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).
@@ -71,13 +73,13 @@ def _row_from_record(strategy: str, drop: int, dropped: tuple[int, ...], record,
                     record.inference_latency_ms, note)
 
 
-def check_study_folder(out: pathlib.Path, init: str, task_name: str, config) -> None:
+def check_study_folder(out: str, init: str, task_name: str, config) -> None:
     """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume)."""
-    signature = json.loads(json.dumps({"init": str(pathlib.Path(init).resolve()), "task": task_name,
+    signature = json.loads(json.dumps({"init": storage.absolute(init), "task": task_name,
                                        "finetune": dataclasses.asdict(config.finetune)}))
-    path = out / STUDY_FILENAME
-    if path.is_file():
-        written = json.loads(path.read_text())
+    path = storage.join(out, STUDY_FILENAME)
+    if storage.isfile(path):
+        written = storage.read_json(path)
         if written != signature:
             changed = sorted(key for key in signature if written.get(key) != signature[key])
             if "finetune" in changed:
@@ -86,7 +88,7 @@ def check_study_folder(out: pathlib.Path, init: str, task_name: str, config) -> 
             raise TrimbertError(f"{path}: {out} holds a study with a different {', '.join(changed)}; "
                                 f"use another --out or the same settings to resume it")
         return
-    out.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(out)
     write_json(path, signature)
 
 
@@ -95,15 +97,15 @@ def _finetune_once(config, options, log):
     from pipeline.evaluation import record as result_record
     from pipeline.finetune import run as finetune
 
-    path = pathlib.Path(options.out) / result_record.RESULT_FILENAME
-    if path.is_file():
+    path = storage.join(options.out, result_record.RESULT_FILENAME)
+    if storage.isfile(path):
         log(f"    {path} exists: reusing it")
         return result_record.ResultRecord.load(path)
     return finetune.run(config, options, log)
 
 
 def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
-                   out: pathlib.Path, options_for, log=print) -> list[StudyRow]:
+                   out: str | pathlib.Path, options_for, log=print) -> list[StudyRow]:
     """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
 
     Args:
@@ -112,7 +114,7 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
         task_name: the task.
         drops: the numbers of blocks to drop.
         strategies: prune strategies (``STUDY_STRATEGIES``).
-        out: output folder.
+        out: output folder (local or a URL).
         options_for: ``(init, out) -> FinetuneOptions`` (glue dir, vocabulary ... from the command line).
         log: progress printer.
     """
@@ -122,16 +124,16 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
     from pipeline.finetune import run as finetune
     from pipeline.finetune import sources
 
+    out = str(out)
     check_study_folder(out, init, task_name, config)
     source = finetune.resolve_source(init)
     encoder = finetune.load_encoder(source)
-    baseline_options = options_for(init, out / "runs" / "unpruned")
+    baseline_options = options_for(init, storage.join(out, "runs", "unpruned"))
     vocabulary, lowercase = finetune.find_vocabulary(source, baseline_options.vocabulary)
     sample_inputs = None
     if "contribution" in strategies:
-        glue_dir, tfds_data_dir = (None if value is None else pathlib.Path(value)
-                                   for value in (baseline_options.glue_dir, baseline_options.tfds_data_dir))
-        train = sources.load_examples(task_name, "train", glue_dir=glue_dir, tfds_data_dir=tfds_data_dir)
+        train = sources.load_examples(task_name, "train", glue_dir=baseline_options.glue_dir,
+                                      tfds_data_dir=baseline_options.tfds_data_dir)
         sentences = [text for example in train[:SAMPLE_SENTENCES] for text in (example.text_a, example.text_b)
                      if text]
         sample_inputs = encode_texts(sentences, vocabulary, lowercase, config.finetune.seq_len)
@@ -153,11 +155,11 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
                 rows.append(dataclasses.replace(same, strategy=strategy, note=f"same blocks as {same.strategy}"))
                 continue
             name = f"{strategy}-{drop}"
-            model_dir = out / "models" / name
+            model_dir = storage.join(out, "models", name)
             models.save_pretrained(result.encoder, model_dir, vocabulary, lowercase)
             log(f"=== {strategy} K={drop}: drops blocks {list(result.dropped)}, "
                 f"{result.parameters_after:,} of {result.parameters_before:,} parameters")
-            record = _finetune_once(config, options_for(str(model_dir), out / "runs" / name), log)
+            record = _finetune_once(config, options_for(model_dir, storage.join(out, "runs", name)), log)
             row = _row_from_record(strategy, drop, result.dropped, record)
             runs_by_blocks[result.dropped] = row
             rows.append(row)
@@ -192,9 +194,9 @@ COLUMNS = ("strategy", "drop", "dropped", "parameters", "score_mean", "score_std
            "finetune_seconds", "latency_ms", "note")
 
 
-def write_table(rows: list[StudyRow], out: pathlib.Path, task_name: str, config) -> None:
+def write_table(rows: list[StudyRow], out: str | pathlib.Path, task_name: str, config) -> None:
     """``layer_drop.md`` (scores x100), ``layer_drop.csv`` (unrounded) and ``layer_drop.json``."""
-    out.mkdir(parents=True, exist_ok=True)
+    out = storage.makedirs(str(out))
     baseline = rows[0].score_mean
     finetune = config.finetune
     lines = [f"# Layer-drop study: {task_name}", "",
@@ -214,14 +216,15 @@ def write_table(rows: list[StudyRow], out: pathlib.Path, task_name: str, config)
             f"{_percent(row.test_accuracy)} | {seconds} | "
             f"{'' if row.latency_ms is None else f'{row.latency_ms:.2f}'} | {row.note} |")
     lines += ["", f"Paper: {PAPER_FINDING}", "", "Here:", *(f"- {line}" for line in findings(rows)), ""]
-    (out / "layer_drop.md").write_text("\n".join(lines))
-    with open(out / "layer_drop.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            values = dataclasses.asdict(row)
-            values["dropped"] = " ".join(map(str, row.dropped))
-            writer.writerow([values[column] for column in COLUMNS])
-    (out / "layer_drop.json").write_text(json.dumps(
-        {"task": task_name, "finetune": dataclasses.asdict(finetune), "paper": PAPER_FINDING,
-         "findings": findings(rows), "rows": [dataclasses.asdict(row) for row in rows]}, indent=2) + "\n")
+    storage.write_text(storage.join(out, "layer_drop.md"), "\n".join(lines))
+    handle = io.StringIO(newline="")  # written whole: one object write on object storage
+    writer = csv.writer(handle)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        values = dataclasses.asdict(row)
+        values["dropped"] = " ".join(map(str, row.dropped))
+        writer.writerow([values[column] for column in COLUMNS])
+    storage.write_text(storage.join(out, "layer_drop.csv"), handle.getvalue())
+    storage.write_json(storage.join(out, "layer_drop.json"),
+                       {"task": task_name, "finetune": dataclasses.asdict(finetune), "paper": PAPER_FINDING,
+                        "findings": findings(rows), "rows": [dataclasses.asdict(row) for row in rows]})

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
-import pathlib
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +25,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
+from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config
@@ -83,7 +84,7 @@ def measure_latency(config: Config, batch_size: int, seq_len: int, repeats: int)
     return statistics.median(seconds)
 
 
-def proxy_error(config: Config, data_dir: str, model_dir: pathlib.Path, steps: int, previous_steps: int) -> float:
+def proxy_error(config: Config, data_dir: str, model_dir: str, steps: int, previous_steps: int) -> float:
     """Trains (or continues) a candidate's proxy to ``steps`` and returns its recent mean loss.
 
     Args:
@@ -97,7 +98,8 @@ def proxy_error(config: Config, data_dir: str, model_dir: pathlib.Path, steps: i
 
     pretrain.run(config, pretrain.RunOptions(data_dirs=(data_dir,), model_dir=str(model_dir), max_steps=steps),
                  log=lambda line: None)
-    records = [json.loads(line) for line in (model_dir / model_dir_lib.METRICS_FILE).read_text().splitlines()]
+    records = [json.loads(line)
+               for line in storage.read_text(storage.join(model_dir, model_dir_lib.METRICS_FILE)).splitlines()]
     losses = [r["loss"] for r in records if previous_steps < r["step"] <= steps][-LOSS_WINDOW:]
     if not losses:
         raise TrimbertError(f"{model_dir}: no loss logged between steps {previous_steps} and {steps}")
@@ -116,8 +118,7 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
 
     # Every candidate trains on this data: refuse too little of it before measuring anything.
     DataManifest.read(options.data_dir).check_enough_examples(space.proxy.batch_size, "the space's proxy")
-    out_dir = pathlib.Path(options.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = storage.makedirs(str(options.out_dir))
     teacher_config = config_lib.load(_teacher_config_path(options.teacher))
     candidates, dropped = space.candidates()
     log(f"search: {len(candidates)} candidates from {space.path} "
@@ -128,7 +129,7 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
         rung_steps = search_algorithm.budgeted_rung_steps(rung_steps, len(candidates), proxy.keep_fraction,
                                                 options.budget_steps)
     log(f"search: rungs at steps {list(rung_steps)}, keep {proxy.keep_fraction:.0%} per rung")
-    journal = search_algorithm.Journal(out_dir / "journal.jsonl")
+    journal = search_algorithm.Journal(storage.join(out_dir, "journal.jsonl"))
     by_name = {c.name: c for c in candidates}
     proxy_configs = {c.name: candidate_config(space, c, options.teacher, rung_steps[-1]) for c in candidates}
 
@@ -163,7 +164,8 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
     # === Successive halving on the proxy error ===
     def train(name: str, rung: int, steps: int) -> float:
         previous = rung_steps[rung - 1] if rung else 0
-        return proxy_error(proxy_configs[name], options.data_dir, out_dir / "candidates" / name, steps, previous)
+        return proxy_error(proxy_configs[name], options.data_dir, storage.join(out_dir, "candidates", name), steps,
+                           previous)
 
     outcomes = search_algorithm.successive_halving([c.name for c in candidates], score, rung_steps, proxy.keep_fraction,
                                          proxy.error_floor, train, journal, log)
@@ -171,21 +173,22 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
     # === Outputs ===
     rows = _ranked_rows(by_name, costs, outcomes, rung_steps, score, proxy.error_floor)
     _write_tables(rows, out_dir)
-    _plot(rows, out_dir / "pareto.png")
+    _plot(rows, storage.join(out_dir, "pareto.png"))
     best = rows[0]
     best_config = candidate_config(space, by_name[best["name"]], options.teacher, proxy_steps=None)
-    (out_dir / "best_config.yaml").write_text(
+    storage.write_text(
+        storage.join(out_dir, "best_config.yaml"),
         f"# Chosen by `trimbert search` over {space.path} (score {best['score']}); "
         f"pre-train it with `trimbert pretrain --config`.\n" + config_lib.dump(best_config))
     log(f"search: best {best['name']} ({best['parameters']:,} parameters, {best['latency_ms']} ms, "
-        f"proxy loss {best['proxy_loss']}); config in {out_dir / 'best_config.yaml'}")
-    return {"best": best, "table": str(out_dir / "results.md"), "plot": str(out_dir / "pareto.png"),
-            "config": str(out_dir / "best_config.yaml")}
+        f"proxy loss {best['proxy_loss']}); config in {storage.join(out_dir, 'best_config.yaml')}")
+    return {"best": best, "table": storage.join(out_dir, "results.md"), "plot": storage.join(out_dir, "pareto.png"),
+            "config": storage.join(out_dir, "best_config.yaml")}
 
 
-def _teacher_config_path(teacher: str) -> pathlib.Path:
-    path = pathlib.Path(teacher) / model_dir_lib.CONFIG_FILE
-    if not path.is_file():
+def _teacher_config_path(teacher: str) -> str:
+    path = storage.join(teacher, model_dir_lib.CONFIG_FILE)
+    if not storage.isfile(path):
         raise TrimbertError(f"--teacher {teacher}: not a trimbert model directory (no config.yaml)")
     return path
 
@@ -224,12 +227,13 @@ def _ranked_rows(by_name: dict[str, Candidate], costs: dict, outcomes: dict[str,
     return rows
 
 
-def _write_tables(rows: list[dict], out_dir: pathlib.Path) -> None:
-    with open(out_dir / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows({column: ("" if row[column] is None else row[column]) for column in TABLE_COLUMNS}
-                         for row in rows)
+def _write_tables(rows: list[dict], out_dir: str) -> None:
+    handle = io.StringIO(newline="")  # written whole: one object write on object storage
+    writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
+    writer.writeheader()
+    writer.writerows({column: ("" if row[column] is None else row[column]) for column in TABLE_COLUMNS}
+                     for row in rows)
+    storage.write_text(storage.join(out_dir, "results.csv"), handle.getvalue())
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for row in rows:
         cells = []
@@ -237,10 +241,10 @@ def _write_tables(rows: list[dict], out_dir: pathlib.Path) -> None:
             value = row[column]
             cells.append("" if value is None else f"{value:,}" if column == "parameters" else str(value))
         lines.append("| " + " | ".join(cells) + " |")
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    storage.write_text(storage.join(out_dir, "results.md"), "\n".join(lines) + "\n")
 
 
-def _plot(rows: list[dict], path: pathlib.Path) -> None:
+def _plot(rows: list[dict], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,5 +268,7 @@ def _plot(rows: list[dict], path: pathlib.Path) -> None:
     axes.legend(loc="best", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    image = io.BytesIO()  # matplotlib writes with open(); the bytes then go to any filesystem
+    figure.savefig(image, dpi=120, format="png")
     plt.close(figure)
+    storage.write_bytes(path, image.getvalue())

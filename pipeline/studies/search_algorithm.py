@@ -44,6 +44,7 @@ import math
 import pathlib
 from collections.abc import Callable, Sequence
 
+from pipeline import storage
 from pipeline.files import write_text_atomic
 
 
@@ -147,18 +148,19 @@ def budgeted_rung_steps(rung_steps: Sequence[int], num_candidates: int, keep_fra
 class Journal:
     """Per-candidate results as JSON lines: ``{"kind": "cost"|"error", "name": ..., ...}``.
 
-    The file is rewritten whole through a temporary file and ``os.replace`` after every
-    record, so a kill leaves either the old or the new journal, never half a line.
+    The file is rewritten whole after every record (locally through a temporary file and
+    ``os.replace``, on object storage as one object write), so a kill leaves either the old or
+    the new journal, never half a line.
 
     Args:
         path: the journal file; read if it exists.
     """
 
     def __init__(self, path: str | pathlib.Path):
-        self.path = pathlib.Path(path)
+        self.path = str(path)
         self.records: list[dict] = []
-        if self.path.is_file():
-            self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        if storage.isfile(self.path):
+            self.records = [json.loads(line) for line in storage.read_text(self.path).splitlines() if line.strip()]
 
     def costs(self, name: str) -> dict | None:
         return next((r for r in self.records if r["kind"] == "cost" and r["name"] == name), None)

@@ -1,0 +1,112 @@
+"""pipeline.storage: joins that keep URLs whole, atomic writes on a local disk and on TensorFlow's ram://."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from pipeline import storage
+
+
+def test_join_parent_and_name_keep_the_scheme():
+    assert storage.join("gs://bucket/run", "checkpoints", "ckpt-2") == "gs://bucket/run/checkpoints/ckpt-2"
+    assert storage.join("gs://bucket/run/", "config.yaml") == "gs://bucket/run/config.yaml"
+    assert storage.parent("gs://bucket/run/checkpoints/ckpt-2") == "gs://bucket/run/checkpoints"
+    assert storage.name("s3://bucket/run/encoder/") == "encoder"
+    assert storage.join("relative", "a") == os.path.join("relative", "a")
+    assert storage.is_url("ram://x") and not storage.is_url("/tmp/x")
+    assert storage.absolute("gs://bucket/run") == "gs://bucket/run"
+    assert os.path.isabs(storage.absolute("relative"))
+
+
+def test_local_write_is_atomic_and_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("old")
+    storage.write_json(path, {"steps": 2})
+    assert storage.read_json(path) == {"steps": 2}
+    assert os.listdir(tmp_path) == ["summary.json"]  # the .summary.json.tmp was renamed over the target
+
+
+def test_url_write_is_one_object_with_no_temporary_object():
+    import tensorflow as tf
+
+    folder = f"ram://storage-test-{uuid.uuid4().hex}"
+    storage.makedirs(storage.join(folder, "sub"))
+    path = storage.join(folder, "sub", "result.json")
+    storage.write_json(path, {"score": 0.5})
+    storage.append_text(storage.join(folder, "metrics.jsonl"), "1\n")
+    storage.append_text(storage.join(folder, "metrics.jsonl"), "2\n")
+    assert storage.read_json(path) == {"score": 0.5}
+    assert tf.io.gfile.listdir(storage.join(folder, "sub")) == ["result.json"]
+    assert storage.read_text(storage.join(folder, "metrics.jsonl")) == "1\n2\n"
+    assert storage.isfile(path) and not storage.isfile(storage.join(folder, "sub"))
+    assert storage.isdir(storage.join(folder, "sub"))
+    assert storage.walk_files(folder) == [storage.join(folder, "metrics.jsonl"), path]
+
+
+def test_copy_tree_between_the_local_disk_and_a_url(tmp_path):
+    (tmp_path / "source" / "nested").mkdir(parents=True)
+    (tmp_path / "source" / "a.txt").write_text("a")
+    (tmp_path / "source" / "nested" / "b.bin").write_bytes(b"\x00\x01")
+    remote = f"ram://storage-test-{uuid.uuid4().hex}/copy"
+    storage.copy_tree(tmp_path / "source", remote)
+    assert storage.read_bytes(storage.join(remote, "nested", "b.bin")) == b"\x00\x01"
+    storage.copy_tree(remote, tmp_path / "back")
+    assert (tmp_path / "back" / "a.txt").read_text() == "a"
+    storage.remove_tree(remote)
+    assert not storage.exists(storage.join(remote, "a.txt"))
+
+
+def test_sqlite_store_refuses_a_url():
+    from configs.errors import TrimbertError
+    from pipeline.evaluation.store import ResultStore
+
+    with pytest.raises(TrimbertError, match=r"gs://bucket/evaluations.sqlite.*local disk.*--store /local/path"):
+        ResultStore("gs://bucket/evaluations.sqlite")
+
+
+def test_search_journal_on_a_url_survives_a_reload():
+    from pipeline.studies.search_algorithm import Journal
+
+    path = f"ram://storage-test-{uuid.uuid4().hex}/search/journal.jsonl"
+    journal = Journal(path)
+    journal.append({"kind": "cost", "name": "a", "parameters": 1})
+    journal.append({"kind": "error", "name": "a", "rung": 0, "error": 2.5})
+    again = Journal(path)
+    assert again.costs("a")["parameters"] == 1 and again.error("a", 0) == 2.5
+    assert len(storage.read_text(path).splitlines()) == 2  # rewritten whole, not appended twice
+
+
+def test_study_and_search_outputs_on_a_url():
+    from configs import schema as config_lib
+    from pipeline.studies import layer_drop, search
+
+    config = config_lib.load("tiny")
+    study = f"ram://storage-test-{uuid.uuid4().hex}/study"
+    layer_drop.check_study_folder(study, "ram://bucket/run", "rte", config)
+    layer_drop.check_study_folder(study, "ram://bucket/run", "rte", config)  # the same study: resumed
+    assert storage.read_json(storage.join(study, layer_drop.STUDY_FILENAME))["init"] == "ram://bucket/run"
+    rows = [layer_drop.StudyRow("unpruned", 0, (), 100, 0.5, 0.0), layer_drop.StudyRow("top", 1, (1,), 80, 0.4, 0.0)]
+    layer_drop.write_table(rows, study, "rte", config)
+    assert storage.read_text(storage.join(study, "layer_drop.csv")).splitlines()[2].startswith("top,1,1,80,0.4")
+    assert storage.read_json(storage.join(study, "layer_drop.json"))["task"] == "rte"
+
+    out = f"ram://storage-test-{uuid.uuid4().hex}/search"
+    row = {column: 1 for column in search.TABLE_COLUMNS} | {"name": "a", "parameters": 1_000_000,
+                                                          "proxy_loss": 2.0, "pareto": True, "latency_ms": 1.0}
+    search._write_tables([row], out)
+    search._plot([row], storage.join(out, "pareto.png"))
+    assert storage.read_text(storage.join(out, "results.md")).count("1,000,000") == 1
+    assert storage.read_bytes(storage.join(out, "pareto.png")).startswith(b"\x89PNG")
+
+
+def test_config_with_a_base_loads_from_a_url():
+    from configs import schema as config_lib
+
+    folder = f"ram://storage-test-{uuid.uuid4().hex}/configs"
+    storage.write_text(storage.join(folder, "base.yaml"), config_lib.dump(config_lib.load("tiny")))
+    storage.write_text(storage.join(folder, "sub", "child.yaml"), "base: ../base.yaml\nname: child\n")
+    config = config_lib.load(storage.join(folder, "sub", "child.yaml"), ["model.num_layers=1"])
+    assert config.name == "child" and config.model.num_layers == 1 and config.model.hidden_dim == 128
