@@ -9,6 +9,7 @@ import argparse
 import pathlib
 
 from configs.errors import TrimbertError
+from pipeline import storage
 from pipeline.cli.arguments import add_evaluate_arguments, open_session_from
 from pipeline.evaluation.scheduler import Session, list_checkpoints, one_pass
 from pipeline.pretrain.model_dir import CHECKPOINTS_DIR
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if not list_checkpoints(session.model_dir):
             # A one-off pass asked for work that cannot exist yet; `trimbert watch` waits for it instead.
-            raise TrimbertError(f"{session.model_dir / CHECKPOINTS_DIR}: no checkpoints yet; nothing to evaluate "
+            folder = storage.join(session.model_dir, CHECKPOINTS_DIR)
+            raise TrimbertError(f"{folder}: no checkpoints yet; nothing to evaluate "
                                 f"(pre-train first, or use `trimbert watch` to evaluate them as they appear)")
         summary = one_pass(session)
         return 1 if summary.failed else 0  # cron and CronJobs see a failed pass

@@ -229,7 +229,8 @@ def one_pass(session: Session, log: Callable[[str], None] = print) -> PassSummar
     """Lists the checkpoints now on disk and evaluates what is pending."""
     checkpoints = list_checkpoints(session.model_dir)
     if not checkpoints:
-        log(f"{session.model_dir / model_dir_lib.CHECKPOINTS_DIR}: no checkpoints yet; nothing to evaluate")
+        folder = storage.join(session.model_dir, model_dir_lib.CHECKPOINTS_DIR)
+        log(f"{folder}: no checkpoints yet; nothing to evaluate")
     summary = run_pass(session.store, checkpoints, session.tasks, session.evaluate, session.owner,
                        storage.join(session.model_dir, RESULTS_DIRNAME), log)
     log(f"pass over {len(checkpoints)} checkpoint(s) x {len(session.tasks)} task(s): "

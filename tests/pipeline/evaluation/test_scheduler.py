@@ -106,7 +106,7 @@ def test_run_pass_takes_one_claim_at_a_time_and_keeps_going_after_a_failure(tmp_
 
     def flaky(checkpoint, task, out, lost):
         calls.append((checkpoint, task))
-        out.mkdir(parents=True)
+        pathlib.Path(out).mkdir(parents=True)  # the scheduler passes paths as strings (URLs allowed)
         raise OSError("boom")
 
     with ResultStore(tmp_path / "store.sqlite") as store:
@@ -184,7 +184,8 @@ def _slow_evaluation(work_dir: pathlib.Path, steps: int):
     from configs.errors import TrimbertError
     from pipeline.evaluation import record as result_record
 
-    def run(checkpoint: str, task: str, out: pathlib.Path, lost) -> result_record.ResultRecord:
+    def run(checkpoint: str, task: str, out: str, lost) -> result_record.ResultRecord:
+        out = pathlib.Path(out)
         out.mkdir(parents=True)
         pair = f"{pathlib.Path(checkpoint).name}-{task}"
         for step in range(steps):
