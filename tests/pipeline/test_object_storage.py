@@ -84,7 +84,9 @@ def test_pretrain_finetune_evaluate_report_prune_on_ram(ram_root, tmp_path, caps
     store = tmp_path / "evaluations.sqlite"
     assert main([*evaluate, "--pending", "--store", str(store)]) == 0
     assert "1 evaluated, 0 failed" in capsys.readouterr().out
-    assert storage.listdir(storage.join(run, "evaluations")) == ["ckpt-4"]
+    # .claims holds each claim's work in progress; the winner's folder was promoted to ckpt-4
+    assert [entry for entry in storage.listdir(storage.join(run, "evaluations")) if not entry.startswith(".")] == [
+        "ckpt-4"]
     assert storage.isfile(storage.join(run, "evaluations", "ckpt-4", "mrpc", "result.json"))
 
     # Report over result folders on ram://, written to ram://.
