@@ -1,6 +1,9 @@
 """CPU inference latency of the shipped encoders, as speed-ups over BERT-Base measured in one run.
 
-    .venv/bin/python -m benchmarks.encoder_latency [--configs ...] [--batch-sizes 1 32]
+    .venv/bin/python -m benchmarks.encoder_latency [--configs ...] [--batch-sizes 1 32] [--device /GPU:0]
+
+The ops are pinned to ``--device`` (``/CPU:0`` by default, with GPUs hidden), so a CPU figure is
+never a GPU's; ``--device /GPU:0`` times an accelerator instead and says so in the output.
 
 Every encoder is built from its shipped config with random weights (latency does not depend
 on the weight values) and wrapped in one ``tf.function``. Other jobs may share the cores, so
@@ -35,6 +38,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
                         help="shipped config names, each timed against bert_base")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
+    parser.add_argument("--device", default="/CPU:0", help="where the ops run: /CPU:0 (default) or e.g. /GPU:0")
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--small-rounds", type=int, default=10, help="paired rounds at batch < 8")
     parser.add_argument("--large-rounds", type=int, default=3, help="paired rounds at batch >= 8")
@@ -43,16 +47,22 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(name: str, sequence_length: int):
-    """(config, tf.function of the encoder) for a shipped config."""
+def build(name: str, sequence_length: int, device: str = "/CPU:0"):
+    """(config, tf.function of the encoder with its weights and ops on ``device``) for a shipped config."""
     import tensorflow as tf
 
     from configs import schema as config_module
     from models import build_encoder
 
     config = config_module.load(name)
-    encoder = build_encoder(config)
-    return config, tf.function(lambda batch: encoder(batch, training=False)["sequence_output"])
+    with tf.device(device):
+        encoder = build_encoder(config)
+
+    def forward(batch):
+        with tf.device(device):  # pinned: without it the ops go to the default device
+            return encoder(batch, training=False)["sequence_output"]
+
+    return config, tf.function(forward)
 
 
 def make_inputs(batch_size: int, sequence_length: int, vocabulary_size: int) -> dict:
@@ -93,22 +103,23 @@ def paired_timings(base_function, model_function, inputs, rounds: int, budget_se
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     arguments = parse_arguments(argv)
+    if arguments.device.upper().startswith("/CPU"):
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     from models import count_parameters, flops_per_token
 
     started = time.perf_counter()
     load_before = os.getloadavg()
-    print(f"host: {platform.machine()}, {os.cpu_count()} CPUs, load average before {load_before[0]:.2f}",
-          flush=True)
-    base_config, base_function = build("bert_base", arguments.sequence_length)
+    print(f"host: {platform.machine()}, {os.cpu_count()} CPUs, load average before {load_before[0]:.2f}; "
+          f"timed on {arguments.device}", flush=True)
+    base_config, base_function = build("bert_base", arguments.sequence_length, arguments.device)
     header = ["config", "params", "GFLOPs/seq"]
     for batch_size in arguments.batch_sizes:
         header += [f"b{batch_size} ms (BERT-Base ms)", f"b{batch_size} speed-up"]
     header.append("paper's claim (speed-up vs BERT-Base)")
     rows = []
     for name in arguments.configs:
-        config, function = build(name, arguments.sequence_length)
+        config, function = build(name, arguments.sequence_length, arguments.device)
         gflops = flops_per_token(config, arguments.sequence_length) * arguments.sequence_length / 1e9
         row = [name, f"{count_parameters(config).total / 1e6:.1f}M", f"{gflops:.1f}"]
         for batch_size in arguments.batch_sizes:
@@ -132,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\nsequence length {arguments.sequence_length}; load average (1 min) before {load_before[0]:.2f}, "
+    print(f"\ndevice {arguments.device}; sequence length {arguments.sequence_length}; "
+          f"load average (1 min) before {load_before[0]:.2f}, "
           f"after {load_after[0]:.2f}; total {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -1,11 +1,14 @@
 """Pre-training throughput on this CPU: our training step against keras-hub's BertMaskedLM.
 
     .venv/bin/python -m benchmarks.pretrain_throughput [--configs ...] [--batch-size 8] [--rounds 3]
+        [--optimizer adamw|lamb]
 
 For each config, our step (``pipeline.pretrain.make_train_step``: masked-LM loss, all-reduce,
-global-norm clipping, AdamW) and a keras-hub ``BertMaskedLM`` with the same dimensions (untrimmed:
+global-norm clipping) and a keras-hub ``BertMaskedLM`` with the same dimensions (untrimmed:
 keras-hub has no trims) trained by the same kind of step (GradientTape, weighted masked-LM
-cross-entropy, AdamW with global clipping) run on the same synthetic batch, timed in alternation
+cross-entropy, global clipping) run on the same synthetic batch. Both sides use the optimizer
+``--optimizer`` names (AdamW by default, whatever the config says),
+built by the same ``make_optimizer``, and the output says which. They run timed in alternation
 after a warm-up so load on the shared cores hits both alike. Reported: sequences/s for both,
 their ratio, and the achieved FLOP/s of our step against a measured matmul peak of this machine
 (training FLOPs = 3 x forward FLOPs, forward from ``models.params.flops_per_token`` plus the
@@ -33,6 +36,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--max-predictions", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="timed steps of each side, alternating")
+    parser.add_argument("--optimizer", choices=("adamw", "lamb"), default="adamw",
+                        help="the optimizer of both sides (the config's own is overridden)")
     parser.add_argument("--one-config", help=argparse.SUPPRESS)  # child mode: time one config, print JSON
     return parser.parse_args(argv)
 
@@ -80,9 +85,10 @@ def our_step(config, inputs, labels, batch_size: int):
 
 def keras_hub_step(config, inputs, labels):
     """keras-hub BertMaskedLM with the same dimensions, trained by a plain GradientTape step."""
-    import keras
     import keras_hub
     import tensorflow as tf
+
+    from pipeline.pretrain.optimizer import make_optimizer
 
     model_config = config.model
     backbone = keras_hub.models.BertBackbone(
@@ -91,7 +97,9 @@ def keras_hub_step(config, inputs, labels):
         intermediate_dim=model_config.intermediate_dim, dropout=model_config.dropout,
         max_sequence_length=model_config.max_sequence_length)
     model = keras_hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
-    optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
+    pretrain = config.pretrain  # the same optimizer, decay and clipping as our side
+    optimizer = make_optimizer(pretrain.optimizer, pretrain.learning_rate, pretrain.weight_decay,
+                               pretrain.adam_epsilon, clip_norm=pretrain.clip_norm)
     optimizer.build(model.trainable_variables)
 
     @tf.function
@@ -128,7 +136,8 @@ def measure(name: str, arguments: argparse.Namespace) -> dict:
     """Times our step and keras-hub's on one config, alternating; run in a child process."""
     from configs import schema as config_lib
 
-    config = config_lib.load(name, ["pretrain.mixed_precision=float32", "pretrain.next_sentence=false"])
+    config = config_lib.load(name, ["pretrain.mixed_precision=float32", "pretrain.next_sentence=false",
+                                    f"pretrain.optimizer={arguments.optimizer}", "pretrain.clip_norm=1.0"])
     inputs, labels = synthetic_batch(arguments.batch_size, arguments.sequence_length,
                                      arguments.max_predictions, config.model.vocabulary_size)
     ours = our_step(config, inputs, labels, arguments.batch_size)
@@ -141,7 +150,7 @@ def measure(name: str, arguments: argparse.Namespace) -> dict:
             (our_times if function is ours else their_times).append(timed(function))
     flops = training_flops(config, arguments.batch_size, arguments.sequence_length, arguments.max_predictions)
     return {"ours_seconds": statistics.median(our_times), "keras_hub_seconds": statistics.median(their_times),
-            "training_flops": flops}
+            "training_flops": flops, "optimizer": config.pretrain.optimizer}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,16 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     peak = measure_matmul_peak()
     print(f"host: {platform.machine()}, {os.cpu_count()} CPUs, load average {load_before:.2f}; "
-          f"measured matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3, float32)", flush=True)
+          f"measured matmul peak {peak / 1e9:.1f} GFLOP/s (2048^3, float32); optimizer {arguments.optimizer} "
+          f"on both sides", flush=True)
     rows = []
     for name in arguments.configs:
         # One child per config: TensorFlow keeps traced graphs and weights alive across models in one
         # process (BERT-sized runs grew past 16 GB), and ours and keras-hub's still share a process.
         command = [sys.executable, "-m", "benchmarks.pretrain_throughput", "--one-config", name,
                    "--batch-size", str(arguments.batch_size), "--sequence-length", str(arguments.sequence_length),
-                   "--max-predictions", str(arguments.max_predictions), "--rounds", str(arguments.rounds)]
+                   "--max-predictions", str(arguments.max_predictions), "--rounds", str(arguments.rounds),
+                   "--optimizer", arguments.optimizer]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
+        assert result["optimizer"] == arguments.optimizer  # the child ran what the table will say
         our_rate = arguments.batch_size / result["ours_seconds"]
         their_rate = arguments.batch_size / result["keras_hub_seconds"]
         achieved = result["training_flops"] / result["ours_seconds"]
@@ -181,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print(f"\nbatch {arguments.batch_size}, sequence {arguments.sequence_length}, {arguments.max_predictions} masked "
+    print(f"\noptimizer {arguments.optimizer} (both sides, global clip norm 1.0); batch {arguments.batch_size}, "
+          f"sequence {arguments.sequence_length}, {arguments.max_predictions} masked "
           f"positions, {arguments.rounds} timed steps each; load average before {load_before:.2f}, "
           f"after {os.getloadavg()[0]:.2f}")
     return 0

@@ -221,7 +221,9 @@ class PretrainConfig:
     """Pre-training loop, optimizer and checkpoints."""
 
     phases: tuple[PhaseConfig, ...] = (PhaseConfig(),)
-    optimizer: Literal["adamw", "lamb"] = "adamw"
+    optimizer: Literal["adamw", "lamb", "sgd"] = "adamw"
+    """``sgd`` is plain SGD (no momentum): an update proportional to the gradient, so tests can see
+    a constant factor on the gradient that AdamW and LAMB would normalise away."""
     learning_rate: float = 1e-4
     warmup_fraction: float = 0.01
     decay: Literal["linear", "polynomial", "constant"] = "linear"
@@ -229,6 +231,7 @@ class PretrainConfig:
     weight_decay: float = 0.01
     adam_epsilon: float = 1e-6
     clip_norm: float | None = 1.0
+    """Clip the global gradient norm to this; ``null`` or 0 turns clipping off."""
     mixed_precision: Literal["float32", "bfloat16", "float16"] = "float32"
     jit_compile: bool = False
     gradient_accumulation: int = 1

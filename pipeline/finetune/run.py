@@ -8,7 +8,8 @@
    warm-up and linear decay, no weight decay on biases and layernorms
 4. train: Keras ``fit`` on one device, a compiled step, the clock running only while training
 5. evals: dev metrics per seed, labelled test metrics (sentiment), GLUE submission
-   files for unlabelled test splits (from the best-on-dev seed), CPU latency
+   files for unlabelled test splits (from the best-on-dev seed), CPU latency (pinned to /CPU:0;
+   a visible GPU is timed apart into timings.json's accelerator_latency_ms)
 6. record: ``OUT/result.json`` (``pipeline.evaluation.record.ResultRecord``), ``OUT/timings.json``
    (each seed's per-epoch wall-clock)
 """
@@ -275,7 +276,11 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         path = task_registry.write_submission(task, split, test[split].indices, predictions,
                                               storage.join(out, SUBMISSION_DIR))
         log(f"wrote {path} (seed {best.result.seed})")
-    latency = measure_latency(classifier, next(iter(dev.values())), finetune.seq_len)
+    latency = measure_latency(classifier, next(iter(dev.values())), finetune.seq_len)  # pinned to /CPU:0
+    accelerators = tf.config.list_logical_devices("GPU")
+    # Timed apart, so "CPU latency" never silently means the GPU's.
+    accelerator_latency = (measure_latency(classifier, next(iter(dev.values())), finetune.seq_len,
+                                           device=accelerators[0].name) if accelerators else None)
 
     # === 6. Record ===
     record = result_record.make_record(
@@ -285,7 +290,9 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
     storage.write_json(storage.join(out, TIMINGS_FILENAME),
-                       {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs}})
+                       {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs},
+                        "cpu_latency_ms": latency, "accelerator_latency_ms": accelerator_latency,
+                        "accelerator": accelerators[0].name if accelerators else None})
     summary = ", ".join(f"{name} {record.metric_mean[name]:.4f} ± {record.metric_std[name]:.4f}"
                         for name in record.metric_mean)
     log(f"{task.name} dev over seeds {record.seeds}: {summary}; best seed {record.best_seed}")
@@ -293,7 +300,9 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         log("test: " + ", ".join(f"{name} {value:.4f}" for name, value in record.test_metric_mean.items()))
     log(f"fine-tune {record.finetune_seconds:.1f} s ({record.finetune_accelerator_hours:.5f} accelerator-hours); "
         f"pre-train accelerator-hours {record.pretrain_accelerator_hours}; CPU latency {latency:.3f} ms/example "
-        f"(batch {LATENCY_BATCH}, length {finetune.seq_len}); wrote {path}")
+        f"(batch {LATENCY_BATCH}, length {finetune.seq_len})"
+        + (f"; {accelerators[0].name} latency {accelerator_latency:.3f} ms/example" if accelerators else "")
+        + f"; wrote {path}")
     return record
 
 
@@ -431,8 +440,10 @@ def evaluate_seed(classifier: keras.Model, task: task_registry.Task, dev: dict[s
 
 
 def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_len: int,
-                    batch_size: int = LATENCY_BATCH, repeats: int = LATENCY_REPEATS) -> float:
-    """CPU inference milliseconds per example: the median of ``repeats`` full batches at ``seq_len``.
+                    batch_size: int = LATENCY_BATCH, repeats: int = LATENCY_REPEATS,
+                    device: str = "/CPU:0") -> float:
+    """Inference milliseconds per example on ``device`` (the CPU unless told): the median of
+    ``repeats`` full batches at ``seq_len``.
 
     Args:
         classifier: the fine-tuned model.
@@ -440,16 +451,19 @@ def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_
         seq_len: every row is padded to this length, so models compare at equal work.
         batch_size: rows per call.
         repeats: timed calls after two warm-up calls.
+        device: where the ops run; without a pin they go to the default device, a GPU if one is visible.
     """
     positions = np.resize(np.arange(len(encoded)), batch_size)
     batch = data.pad_batch(encoded, positions, regression=False, length=seq_len)
-    for _ in range(2):  # trace, compile and warm the caches
-        classifier.predict_on_batch(batch.inputs)
+    classifier.predict_function = None  # retrace under this device scope, not reuse another device's graph
     timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        classifier.predict_on_batch(batch.inputs)
-        timings.append(time.perf_counter() - started)
+    with tf.device(device):
+        for _ in range(2):  # trace, compile and warm the caches
+            classifier.predict_on_batch(batch.inputs)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            classifier.predict_on_batch(batch.inputs)
+            timings.append(time.perf_counter() - started)
     return 1000.0 * float(np.median(timings)) / batch_size
 
 

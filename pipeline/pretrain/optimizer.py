@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules for pre-training and fine-tuning.
 
 AdamW or LAMB with weight decay kept off layernorm parameters and biases (as
-BERT and Bort do), warm-up then linear or polynomial decay, gradient clipping
+BERT and Bort do), or plain SGD (for tests that must see the gradient's scale),
+warm-up then linear or polynomial decay, gradient clipping
 by global norm, gradient accumulation, and dynamic loss scaling for float16.
 """
 
@@ -77,7 +78,10 @@ def pretraining_schedule(config: PretrainConfig) -> WarmupDecay:
 
 def make_optimizer(name: str, learning_rate, weight_decay: float, epsilon: float,
                    clip_norm: float | None, mixed_precision: str = "float32") -> keras.optimizers.Optimizer:
-    """AdamW or LAMB with decay off biases and layernorms; loss scaling for float16.
+    """AdamW, LAMB or plain SGD with decay off biases and layernorms; loss scaling for float16.
+
+    SGD has no momentum and ignores ``epsilon``: its update is ``learning_rate x gradient``, so a
+    constant factor on the gradient changes the weights (AdamW and LAMB divide it out).
 
     Gradient accumulation is done by the training loop, not here, so that the
     distributed all-reduce happens once per optimizer step.
@@ -88,6 +92,9 @@ def make_optimizer(name: str, learning_rate, weight_decay: float, epsilon: float
         optimizer = keras.optimizers.AdamW(**common)
     elif name == "lamb":
         optimizer = keras.optimizers.Lamb(**common)
+    elif name == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, weight_decay=weight_decay,
+                                         global_clipnorm=clip_norm)
     else:
         raise ValueError(f"unknown optimizer {name!r}")
     optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY_NAME_PARTS))

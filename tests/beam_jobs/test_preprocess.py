@@ -165,7 +165,15 @@ def test_same_seed_and_input_give_identical_bytes(tmp_path, bert_vocab):
     reseeded = dataclasses.replace(first, output=str(tmp_path / "three"),
                                    data=dataclasses.replace(first.data, seed=8))
     changed = preprocess.run(reseeded, IN_PROCESS)
-    assert changed["shards"] != first_manifest["shards"] or changed["examples"] != first_manifest["examples"]
+    # Another seed draws other masks and pairs: the decoded examples (compared as sorted sets, so a
+    # mere reordering across shards would not count) must differ, not only the files' bytes or counts.
+    assert _example_set(reseeded.output, changed) != _example_set(first.output, first_manifest)
+    assert _example_set(second.output, second_manifest) == _example_set(first.output, first_manifest)
+
+
+def _example_set(output: str, manifest: dict) -> list[tuple[bytes, ...]]:
+    """Every decoded example as a tuple of its features' bytes, sorted."""
+    return sorted(tuple(record[name].tobytes() for name in sorted(record)) for record in _records(output, manifest))
 
 
 def test_multi_process_direct_runner_matches_in_process(tmp_path, bert_vocab):

@@ -130,6 +130,26 @@ def test_normalizer_formulas_and_masked_keys_are_zero():
         assert np.all(got[:, :, :, 4:][0] == 0.0), name
 
 
+def test_the_configured_normalizer_reaches_every_attention_layer():
+    """The formulas above are only used if trim.attention_normalizer gets to the layers: with the
+    same weights and input, a relu encoder and a softmax encoder must give different outputs, and
+    every attention layer must name the configured normaliser."""
+    rng = np.random.default_rng(2)
+    batch = inputs(rng.integers(1, 97, size=(2, 9)), np.ones((2, 9)))
+    outputs, softmax_weights = {}, None
+    for normalizer in ("softmax", "relu"):
+        encoder = build_encoder(small("tiny", "model.dropout=0.0", "model.num_layers=2",
+                                      f"trim.attention_normalizer={normalizer}"))
+        attention = [layer for layer in encoder._flatten_layers() if isinstance(layer, TrimmedSelfAttention)]
+        assert len(attention) == 2 and {layer.normalizer for layer in attention} == {normalizer}
+        if softmax_weights is None:
+            softmax_weights = encoder.get_weights()
+        else:  # the softmax encoder's weights, so only the normaliser differs
+            encoder.set_weights(softmax_weights)
+        outputs[normalizer] = np.asarray(encoder(batch)["sequence_output"])
+    assert np.abs(outputs["relu"] - outputs["softmax"]).max() > 1e-3
+
+
 @pytest.mark.parametrize("normalizer", ["softmax", "relu", "relu_sum", "sigmoid"])
 def test_padding_does_not_change_real_token_outputs(normalizer):
     config = small(

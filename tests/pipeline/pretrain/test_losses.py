@@ -90,4 +90,11 @@ def test_next_sentence_loss():
     labels = tf.constant([[1], [0]])
     expected = -math.log(0.75) - math.log(0.5)
     assert float(losses.next_sentence_loss_sum(logits, labels)) == pytest.approx(expected, rel=1e-6)
-    np.testing.assert_allclose(expected, 0.9808292530117262)
+    # Random logits against numpy's log-softmax: a sum over sequences (not a mean), labels [B, 1] or [B].
+    rng = np.random.default_rng(3)
+    logits, labels = rng.normal(size=(5, 2)).astype("float32"), rng.integers(0, 2, size=5)
+    log_probabilities = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -log_probabilities[np.arange(5), labels].sum()
+    for shaped in (labels[:, None], labels):
+        assert float(losses.next_sentence_loss_sum(tf.constant(logits), tf.constant(shaped))) == pytest.approx(
+            expected, rel=1e-5)

@@ -30,7 +30,7 @@ def test_schedule_from_config_spans_all_phases():
     assert float(restored(500_000)) == pytest.approx(float(schedule(500_000)))
 
 
-@pytest.mark.parametrize("name", ["adamw", "lamb"])
+@pytest.mark.parametrize("name", ["adamw", "lamb", "sgd"])
 def test_weight_decay_spares_bias_and_layernorm(name):
     dense = keras.layers.Dense(4, name="dense")
     norm = keras.layers.LayerNormalization(name="norm")
@@ -48,3 +48,11 @@ def test_weight_decay_spares_bias_and_layernorm(name):
         moved = not np.allclose(variable.numpy(), before[variable.path])
         decayed_expected = variable.name == "kernel"
         assert moved == decayed_expected, variable.path
+
+
+def test_sgd_update_is_the_rate_times_the_gradient():
+    """Plain SGD: doubling the gradient doubles the step (what the equivalence tests rely on)."""
+    variable = keras.Variable(np.ones(3, dtype="float32"))
+    optimizer = make_optimizer("sgd", 0.5, weight_decay=0.0, epsilon=1e-6, clip_norm=None)
+    optimizer.apply_gradients([(keras.ops.convert_to_tensor([1.0, 2.0, -4.0]), variable)])
+    np.testing.assert_allclose(variable.numpy(), [0.5, 0.0, 3.0])

@@ -19,6 +19,17 @@ REPO = pathlib.Path(__file__).resolve().parents[3]
 SEQ_LEN = 64  # the length of conftest's packed_data
 
 
+# Plain SGD, no clipping, constant rate, no dropout, no weight decay: the update is rate x gradient,
+# so a constant factor on the gradient (a sum taken as a mean, a division by replicas or micro-batches
+# done twice or not at all) moves the weights by that factor. AdamW divides the gradient by the root
+# of its own second moment, so the factor cancels (exactly on the first step), and clipping to norm 1
+# also hides it whenever the gradient norm exceeds 1: equivalence tests under those settings cannot fail.
+# The rate is large so that a step moves the weights far beyond the comparison tolerance.
+PLAIN_SGD = {"pretrain.optimizer": "sgd", "pretrain.clip_norm": "null", "pretrain.learning_rate": 0.5,
+             "pretrain.decay": "constant", "pretrain.warmup_fraction": 0.0, "pretrain.weight_decay": 0.0,
+             "model.dropout": 0.0}
+
+
 def tiny_overrides(steps, batch_size=16, **extra):
     overrides = [f"pretrain.phases=[{{steps: {steps}, seq_len: {SEQ_LEN}, batch_size: {batch_size}}}]",
                  f"data.seq_len={SEQ_LEN}", "pretrain.log_every=1", "model.max_sequence_length=64"]
@@ -67,7 +78,8 @@ def test_one_step_and_checkpoint_round_trip(packed_data, tmp_path):
     # Outputs: metrics per step, the summary with accelerator-hours, the exported encoder.
     assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2]
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert written["accelerator_hours"] == pytest.approx(written["train_seconds"] / 3600)
+    assert written["replicas"] == 1
+    _assert_hours_count_every_device(written)  # two replicas: test_mirrored_two_cpu_replicas_match_one_device
     assert (tmp_path / "encoder" / "model.safetensors").is_file()
     assert list((tmp_path / "tensorboard").iterdir())
     # Running the finished command again changes nothing: same weights in the summary and the export.
@@ -96,11 +108,29 @@ def test_vocabulary_mismatch_is_refused(packed_data, tmp_path):
 
 
 def test_distillation_from_a_teacher_directory(packed_data, tmp_path):
-    run_in_process(packed_data, tmp_path / "teacher", steps=2)
-    summary = run_in_process(packed_data, tmp_path / "student", steps=3, **{
-        "pretrain.distill.teacher": str(tmp_path / "teacher"), "model.num_layers": 1})
-    assert summary["steps"] == 3
-    assert all(np.isfinite(m["loss"]) for m in read_metrics(tmp_path / "student"))
+    """The teacher's weights come from its directory and enter the loss with the configured weights.
+
+    Two teachers (other seeds) distilled into the same student (same seed, data and masks): the
+    first step's MLM loss is the same, its KD term differs, so the KD term is computed from the
+    directory's weights; and every logged loss is mlm_weight x MLM + kd_weight x KD. The textbook
+    ``kl`` term is used because Bort's reference term is ~1e-5 here (README), too small to compare.
+    """
+    students = []
+    for teacher_seed in (1, 2):
+        teacher = tmp_path / f"teacher{teacher_seed}"
+        run_in_process(packed_data, teacher, steps=1, **{"pretrain.seed": teacher_seed})
+        student = tmp_path / f"student{teacher_seed}"
+        summary = run_in_process(packed_data, student, steps=1, **{
+            "pretrain.distill.teacher": str(teacher), "pretrain.distill.loss": "kl", "model.num_layers": 1,
+            "pretrain.distill.mlm_weight": 0.3, "pretrain.distill.kd_weight": 0.7})
+        assert summary["steps"] == 1
+        [first_step] = read_metrics(student)
+        assert first_step["kd_loss"] > 0
+        assert first_step["loss"] == pytest.approx(0.3 * first_step["mlm_loss"] + 0.7 * first_step["kd_loss"],
+                                                   rel=1e-5)
+        students.append(first_step)
+    assert students[0]["mlm_loss"] == pytest.approx(students[1]["mlm_loss"], rel=1e-6)
+    assert abs(students[0]["kd_loss"] - students[1]["kd_loss"]) > 1e-3 * students[0]["kd_loss"]
 
 
 def test_distillation_config_without_a_teacher_is_refused(packed_data, tmp_path):
@@ -138,20 +168,56 @@ def _encoder_weights(model_dir):
 
 
 def test_mirrored_two_cpu_replicas_match_one_device(packed_data, tmp_path):
-    no_dropout = {"model.dropout": 0.0, "pretrain.checkpoint_every": 100}
-    single, env = cli(packed_data, tmp_path / "single", 4, "--strategy", "one_device", **no_dropout)
+    """Two mirrored CPU replicas end where one device does on the same global batch of 16.
+
+    Plain SGD without clipping (PLAIN_SGD): if the replicas' gradients were summed but not divided
+    by the number of replicas (or divided twice) every update would be twice (or half) as large and
+    the weights and later losses would differ; with AdamW and clipping they would still match.
+    """
+    settings = {**PLAIN_SGD, "pretrain.checkpoint_every": 100}
+    single, env = cli(packed_data, tmp_path / "single", 4, "--strategy", "one_device", **settings)
     mirrored, _ = cli(packed_data, tmp_path / "mirrored", 4, "--strategy", "mirrored", "--num-cpu-replicas", "2",
-                      **no_dropout)
+                      **settings)
     for command in (single, mirrored):
         subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
-    assert json.loads((tmp_path / "mirrored" / "summary.json").read_text())["replicas"] == 2
-    one, two = _encoder_weights(tmp_path / "single"), _encoder_weights(tmp_path / "mirrored")
-    assert one.keys() == two.keys()
-    for name in one:
-        np.testing.assert_allclose(one[name], two[name], atol=2e-5, err_msg=name)
-    losses_one = [m["loss"] for m in read_metrics(tmp_path / "single")]
-    losses_two = [m["loss"] for m in read_metrics(tmp_path / "mirrored")]
-    np.testing.assert_allclose(losses_one, losses_two, rtol=1e-4)
+    summary = json.loads((tmp_path / "mirrored" / "summary.json").read_text())
+    assert summary["replicas"] == 2
+    _assert_same_weights(_encoder_weights(tmp_path / "single"), _encoder_weights(tmp_path / "mirrored"))
+    _assert_same_losses(read_metrics(tmp_path / "single"), read_metrics(tmp_path / "mirrored"))
+    # Accelerator-hours count both replicas: twice the wall-clock of the timed steps.
+    _assert_hours_count_every_device(summary)
+    # Round trip on two replicas: the finished command run again restores the same weights and hours.
+    again = subprocess.run(mirrored, env=env, check=True, capture_output=True, text=True, timeout=300)
+    assert "already trained to step 4" in again.stdout
+    rerun = json.loads((tmp_path / "mirrored" / "summary.json").read_text())
+    assert rerun["weights_sha256"] == summary["weights_sha256"]
+    assert rerun["accelerator_hours"] == pytest.approx(summary["accelerator_hours"])
+
+
+def _assert_same_weights(expected, actual):
+    """Every exported weight allclose (the callers' losses show the updates were large)."""
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def _assert_same_losses(expected_metrics, actual_metrics):
+    """Same loss at every step; the loss must fall, so later steps depend on the size of earlier updates."""
+    expected = [m["loss"] for m in expected_metrics]
+    actual = [m["loss"] for m in actual_metrics]
+    assert len(expected) == len(actual) >= 3
+    np.testing.assert_allclose(actual, expected, rtol=1e-4)
+    assert expected[-1] < expected[0] - 0.05, expected  # the updates are large enough to show
+
+
+def _assert_hours_count_every_device(summary):
+    """Accelerator-hours = replicas x training seconds / 3600, in total and per phase."""
+    devices = summary["replicas"]
+    assert summary["train_seconds"] > 0
+    assert summary["accelerator_hours"] == pytest.approx(devices * summary["train_seconds"] / 3600)
+    for phase in summary["phases"]:
+        assert phase["accelerator_hours"] == pytest.approx(devices * phase["train_seconds"] / 3600)
+    assert sum(p["accelerator_hours"] for p in summary["phases"]) == pytest.approx(summary["accelerator_hours"])
 
 
 def _free_port():
@@ -160,23 +226,62 @@ def _free_port():
         return handle.getsockname()[1]
 
 
-def test_multi_worker_two_processes_end_with_identical_weights(packed_data, tmp_path):
+def test_multi_worker_two_processes_match_one_device_on_their_data(packed_data, tmp_path, monkeypatch):
+    """Two workers (two processes, TF_CONFIG) end with the weights of one device fed the same batches.
+
+    Each worker reads its own shard, so the reference is a one-device run in this process whose
+    input is the two workers' streams joined: worker 0's 8 examples then worker 1's, the same
+    global batch of 16 with the same masks. Plain SGD without clipping (PLAIN_SGD): a gradient
+    all-reduced but not divided by the workers, or divided twice, would make the workers agree with
+    each other and still differ from the reference by that factor.
+    """
+    settings = {**PLAIN_SGD, "pretrain.checkpoint_every": 100}
+    outputs = _run_two_workers(packed_data, tmp_path / "run", 6, settings)
+    digests = [[line for line in output.splitlines() if line.startswith("weights sha256")] for output in outputs]
+    assert len(digests[0]) == 1 and digests[0] == digests[1]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["replicas"] == 2 and summary["steps"] == 6
+    _assert_hours_count_every_device(summary)
+    assert not list((tmp_path / "run").glob(".worker-*"))  # the non-chief cleaned up after itself
+
+    from pipeline.pretrain import loop as pretrain
+
+    monkeypatch.setattr(pretrain, "pretraining_dataset", _both_workers_streams(pretrain.pretraining_dataset))
+    reference = run_in_process(packed_data, tmp_path / "one_device", 6, **settings)
+    assert reference["replicas"] == 1
+    _assert_same_weights(_encoder_weights(tmp_path / "one_device"), _encoder_weights(tmp_path / "run"))
+    _assert_same_losses(read_metrics(tmp_path / "one_device"), read_metrics(tmp_path / "run"))
+
+
+def _run_two_workers(data, model_dir, steps, settings):
+    """Runs two local worker processes to the end; returns their outputs."""
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     processes = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        command, env = cli(packed_data, tmp_path / "run", 6, "--strategy", "multi_worker",
-                           env={"TF_CONFIG": tf_config})
+        command, env = cli(data, model_dir, steps, "--strategy", "multi_worker", env={"TF_CONFIG": tf_config},
+                           **settings)
         processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                           text=True))
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    digests = [[line for line in output.splitlines() if line.startswith("weights sha256")] for output in outputs]
-    assert len(digests[0]) == 1 and digests[0] == digests[1]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["replicas"] == 2 and summary["steps"] == 6
-    assert not list((tmp_path / "run").glob(".worker-*"))  # the non-chief cleaned up after itself
+    return outputs
+
+
+def _both_workers_streams(pretraining_dataset):
+    """A one-device input that yields, per step, worker 0's batch then worker 1's, concatenated."""
+    import tensorflow as tf
+
+    def joined(manifest, batch_size, seed, shuffle_buffer, masking, input_context=None, start_step=0):
+        assert input_context.num_input_pipelines == 1 and start_step == 0  # one device, from scratch
+        streams = [pretraining_dataset(manifest, batch_size // 2, seed, shuffle_buffer, masking,
+                                       tf.distribute.InputContext(2, worker, 2))
+                   for worker in range(2)]
+        return tf.data.Dataset.zip(tuple(streams)).map(
+            lambda first, second: tf.nest.map_structure(lambda a, b: tf.concat([a, b], 0), first, second))
+
+    return joined
 
 
 def _wait_for(path, process, timeout=240):
@@ -233,40 +338,81 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(packed_data, t
 
 
 def test_gradient_accumulation_matches_one_large_batch(packed_data, tmp_path):
+    """Two micro-batches of 8 per step end with the weights and losses of one batch of 16.
+
+    Plain SGD without clipping (PLAIN_SGD): micro-batch losses are divided by the global count of
+    masked tokens, so their gradients must be summed; averaging them instead (a factor 1/2) or
+    dividing each by the micro-batch count would halve every update and show in the weights and in
+    every later loss. AdamW would cancel the factor and clipping would cap both runs alike.
+    """
     import keras
 
-    from pipeline.pretrain import loop as pretrain
-
     def final_weights(model_dir, **extra):
-        summary = run_in_process(packed_data, model_dir, steps=3, **{"model.dropout": 0.0,
-                                                                      "pretrain.checkpoint_every": 100, **extra})
+        keras.backend.clear_session()
+        summary = run_in_process(packed_data, model_dir, steps=4, **{**PLAIN_SGD, "pretrain.checkpoint_every": 100,
+                                                                      **extra})
         return summary, _encoder_weights(model_dir)
 
-    keras.backend.clear_session()
     _, whole = final_weights(tmp_path / "whole")
-    keras.backend.clear_session()
     summary, accumulated = final_weights(tmp_path / "accumulated", **{"pretrain.gradient_accumulation": 2})
-    assert summary["steps"] == 3
-    for name in whole:
-        np.testing.assert_allclose(whole[name], accumulated[name], atol=2e-5, err_msg=name)
-    assert pretrain  # imported for the same module state as the runs
+    assert summary["steps"] == 4
+    _assert_same_weights(whole, accumulated)
+    metrics_whole, metrics_accumulated = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "accumulated")
+    _assert_same_losses(metrics_whole, metrics_accumulated)
+    # The logged MLM accuracy is summed over micro-batches too: the same fraction, not twice it.
+    np.testing.assert_allclose([m["mlm_accuracy"] for m in metrics_accumulated],
+                               [m["mlm_accuracy"] for m in metrics_whole], rtol=1e-4)
 
 
-@pytest.mark.parametrize("precision, extra", [
-    ("bfloat16", {}),
-    ("float16", {}),
-    ("float32", {"pretrain.jit_compile": True, "pretrain.optimizer": "lamb"}),
-])
-def test_mixed_precision_xla_and_lamb_train(packed_data, tmp_path, precision, extra):
+@pytest.mark.parametrize("variant, reference, loss_tolerance", [
+    ({**PLAIN_SGD, "pretrain.mixed_precision": "bfloat16"}, PLAIN_SGD, 5e-2),
+    ({**PLAIN_SGD, "pretrain.mixed_precision": "float16"}, PLAIN_SGD, 1e-2),
+    # No dropout: XLA draws other dropout masks, which would change the losses from step 1.
+    ({"pretrain.jit_compile": True, "pretrain.optimizer": "lamb", "model.dropout": 0.0},
+     {"pretrain.optimizer": "lamb", "model.dropout": 0.0}, 1e-4),
+], ids=["bfloat16", "float16", "xla-lamb"])
+def test_mixed_precision_xla_and_lamb_train(packed_data, tmp_path, variant, reference, loss_tolerance):
+    """Each variant follows the float32, non-XLA run of the same optimizer step by step.
+
+    Mixed precision runs with plain SGD (PLAIN_SGD): float16 gradients are computed on the loss
+    times the loss scale (2^15) and must be divided by it once; a scale left on (or removed twice)
+    changes the update by 2^15 under SGD, while AdamW would divide it out and still train.
+    """
     import keras
 
     try:
-        summary = run_in_process(packed_data, tmp_path, steps=3, **{"pretrain.mixed_precision": precision,
-                                                                     "pretrain.checkpoint_every": 100, **extra})
+        summary = run_in_process(packed_data, tmp_path / "variant", steps=3, **{"pretrain.checkpoint_every": 100,
+                                                                                 **variant})
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    keras.backend.clear_session()
+    run_in_process(packed_data, tmp_path / "reference", steps=3, **{"pretrain.checkpoint_every": 100, **reference})
     assert summary["steps"] == 3
-    assert all(np.isfinite(m["loss"]) for m in read_metrics(tmp_path))
+    expected = [m["loss"] for m in read_metrics(tmp_path / "reference")]
+    np.testing.assert_allclose([m["loss"] for m in read_metrics(tmp_path / "variant")], expected,
+                               rtol=loss_tolerance)
+    if variant.get("pretrain.mixed_precision") == "float16":
+        assert _loss_scale_steps(tmp_path / "variant") == 3
+
+
+def _loss_scale_steps(model_dir):
+    """Finite steps the checkpointed LossScaleOptimizer counted (fails if the run had none)."""
+    import keras
+    import tensorflow as tf
+
+    from pipeline.pretrain import model_dir as model_dir_lib
+    from pipeline.pretrain.optimizer import pretraining_optimizer
+
+    config, model = model_dir_lib.restore_pretraining_model(model_dir)
+    optimizer = pretraining_optimizer(config.pretrain)
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.latest_checkpoint(str(pathlib.Path(model_dir) / "checkpoints"))
+    # Every variable of the loss-scaling optimizer must come from the checkpoint: a run whose
+    # optimizer had no loss scale would leave dynamic_scale and step_counter unmatched.
+    tf.train.Checkpoint(optimizer=optimizer).restore(checkpoint).assert_existing_objects_matched()
+    assert float(optimizer.dynamic_scale.numpy()) > 1.0
+    return int(optimizer.step_counter.numpy())
 
 
 def test_two_phase_schedule_reports_each_phase(packed_data, tmp_path):

@@ -39,7 +39,15 @@ def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model,
     # The paper's layer 1 (odd) is block 0, as bottom drops: one shared run; its layer 2 is top's block 1.
     assert by_strategy["alternate-odd"]["note"] == "same blocks as bottom"
     assert by_strategy["alternate-even"]["note"] == "same blocks as top"
-    assert all(row["score_mean"] for row in rows)
+    # Each row reports the record of the run that fine-tuned its blocks (a shared run's for the rest):
+    # a row that took another run's numbers, or none, differs from the record its dropped blocks name.
+    run_of = {"": "unpruned", "0": "bottom-1", "1": "top-1"}
+    for row in rows:
+        record = json.loads((out / "runs" / run_of[row["dropped"]] / "result.json").read_text())
+        assert float(row["score_mean"]) == record["metric_mean"]["score"], row["strategy"]
+        assert float(row["score_std"]) == record["metric_std"]["score"], row["strategy"]
+        assert int(row["parameters"]) == record["parameters"], row["strategy"]
+        assert float(row["latency_ms"]) == record["inference_latency_ms"], row["strategy"]
     # Two pruned models were fine-tuned (top and bottom), plus the unpruned one.
     assert sorted(path.name for path in (out / "runs").iterdir()) == ["bottom-1", "top-1", "unpruned"]
     assert int(by_strategy["top"]["parameters"]) < int(by_strategy["unpruned"]["parameters"])
