@@ -231,6 +231,9 @@ class PretrainConfig:
     clip_norm: float | None = 1.0
     mixed_precision: Literal["float32", "bfloat16", "float16"] = "float32"
     jit_compile: bool = False
+    deterministic: bool = False
+    """Turn on TensorFlow op determinism (``tf.config.experimental.enable_op_determinism``). A resume is
+    bit-identical on CPU without it; on GPU only with it (at some cost in speed)."""
     gradient_accumulation: int = 1
     next_sentence: bool = True
     distill: DistillConfig = DistillConfig()

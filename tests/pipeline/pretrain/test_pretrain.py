@@ -67,7 +67,7 @@ def test_one_step_and_checkpoint_round_trip(packed_data, tmp_path):
     # Outputs: metrics per step, the summary with accelerator-hours, the exported encoder.
     assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2]
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert written["accelerator_hours"] == pytest.approx(written["train_seconds"] / 3600)
+    assert written["accelerator_hours"] == pytest.approx(written["device_count"] * written["train_seconds"] / 3600)
     assert (tmp_path / "encoder" / "model.safetensors").is_file()
     assert list((tmp_path / "tensorboard").iterdir())
     # Running the finished command again changes nothing: same weights in the summary and the export.
