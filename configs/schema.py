@@ -234,6 +234,9 @@ class PretrainConfig:
     """Clip the global gradient norm to this; ``null`` or 0 turns clipping off."""
     mixed_precision: Literal["float32", "bfloat16", "float16"] = "float32"
     jit_compile: bool = False
+    deterministic: bool = False
+    """Turn on TensorFlow op determinism (``tf.config.experimental.enable_op_determinism``). A resume is
+    bit-identical on CPU without it; on GPU only with it (at some cost in speed)."""
     gradient_accumulation: int = 1
     next_sentence: bool = True
     distill: DistillConfig = DistillConfig()

@@ -64,6 +64,9 @@ class ResultRecord:
         inference_latency_ms: CPU latency per example if measured, else ``None``.
         started_at: ISO-8601 UTC time the evaluation began.
         finished_at: ISO-8601 UTC time it ended.
+        finetune_device_kind: ``GPU: <model>``, ``TPU`` or ``CPU: <model>`` (``None`` in older records).
+        finetune_device_count: accelerators, or CPU cores used (``None`` in older records).
+        finetune_gpu_hours: ``finetune_accelerator_hours`` when the devices are GPUs, else ``None``.
     """
 
     checkpoint: str
@@ -82,6 +85,9 @@ class ResultRecord:
     inference_latency_ms: float | None
     started_at: str
     finished_at: str
+    finetune_device_kind: str | None = None
+    finetune_device_count: int | None = None
+    finetune_gpu_hours: float | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -106,12 +112,13 @@ class ResultRecord:
         if not isinstance(raw, dict):
             raise TrimbertError(f"{where}: a result record must be a JSON object")
         names = [field.name for field in dataclasses.fields(cls)]
-        missing = [name for name in names if name not in raw]
+        optional = {field.name for field in dataclasses.fields(cls) if field.default is not dataclasses.MISSING}
+        missing = [name for name in names if name not in raw and name not in optional]
         unknown = sorted(set(raw) - set(names) - {"seeds"})
         if missing or unknown:
             raise TrimbertError(f"{where}: not a result record (missing fields: {', '.join(missing) or '-'}; "
                                 f"unknown fields: {', '.join(unknown) or '-'})")
-        values = {name: raw[name] for name in names}
+        values = {name: raw[name] for name in names if name in raw}
         try:
             values["seed_results"] = [SeedResult(**result) for result in raw["seed_results"]]
         except TypeError as error:
@@ -139,7 +146,7 @@ class ResultRecord:
 def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: int, task: str,
                 seed_results: Sequence[SeedResult], finetune_seconds: float, devices: int,
                 started_at: str, inference_latency_ms: float | None = None,
-                finished_at: str | None = None) -> ResultRecord:
+                finished_at: str | None = None, device_kind: str | None = None) -> ResultRecord:
     """Summarises the seeds of one evaluation into a :class:`ResultRecord`.
 
     Args:
@@ -149,10 +156,11 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         task: task name; its metric table must know it.
         seed_results: one per seed; dev metrics must hold "score".
         finetune_seconds: measured fine-tuning wall-clock (``TrainingClock.seconds``), all seeds.
-        devices: accelerators (or replicas) fine-tuning ran on.
+        devices: accelerators, or CPU cores, fine-tuning ran on (:class:`pipeline.clock.Devices`).
         started_at: ISO-8601 UTC start time (:func:`utc_now`).
         inference_latency_ms: measured CPU latency per example, if any.
         finished_at: ISO-8601 UTC end time; default now.
+        device_kind: what ``devices`` are (:class:`pipeline.clock.Devices`), if known.
     """
     tasks.get_task(task)  # an unknown task is an error here, not a record nobody can report
     if not seed_results:
@@ -161,15 +169,17 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
     test_mean, test_std = mean_and_std(
         [result.test_metrics for result in seed_results if result.test_metrics])
     best = max(seed_results, key=lambda result: result.dev_metrics["score"])  # max keeps the first on ties
+    hours = clock.accelerator_hours(devices, finetune_seconds)
     return ResultRecord(
         checkpoint=str(checkpoint), model_config=model_config, parameters=int(parameters), task=task,
         seed_results=list(seed_results), metric_mean=dev_mean, metric_std=dev_std,
         test_metric_mean=test_mean, test_metric_std=test_std, best_seed=best.seed,
         finetune_seconds=float(finetune_seconds),
-        finetune_accelerator_hours=clock.accelerator_hours(devices, finetune_seconds),
+        finetune_accelerator_hours=hours,
         pretrain_accelerator_hours=read_pretrain_accelerator_hours(checkpoint),
         inference_latency_ms=inference_latency_ms, started_at=started_at,
-        finished_at=finished_at or utc_now())
+        finished_at=finished_at or utc_now(), finetune_device_kind=device_kind, finetune_device_count=int(devices),
+        finetune_gpu_hours=hours if device_kind is not None and device_kind.startswith("GPU") else None)
 
 
 def mean_and_std(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:

@@ -34,6 +34,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config, FinetuneConfig
 from models import pretrained
+from pipeline import clock as clock_lib
 from pipeline import storage
 from pipeline.assets import cache as assets
 from pipeline.clock import TrainingClock
@@ -254,7 +255,8 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         + f"; dev {', '.join(f'{split} {len(e):,}' for split, e in dev.items())}"
         + f"; test {', '.join(f'{split} {len(e):,}' for split, e in test.items())}; seq_len {finetune.seq_len}")
 
-    clock = TrainingClock(devices=1)
+    devices = clock_lib.default_devices()  # Keras fit outside a strategy: the first GPU, else the CPU cores
+    clock = TrainingClock(devices=devices.count)
     runs: list[SeedRun] = []
     encoder = None
     for seed in finetune.seeds:
@@ -286,7 +288,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     record = result_record.make_record(
         checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
         task=task.name, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
-        devices=clock.devices, started_at=started_at, inference_latency_ms=latency)
+        devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency)
     path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
     storage.write_json(storage.join(out, TIMINGS_FILENAME),

@@ -30,8 +30,9 @@ from beam_jobs import features
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
+from pipeline import clock as clock_lib
 from pipeline import storage
-from pipeline.clock import TrainingClock, accelerator_hours
+from pipeline.clock import TrainingClock
 from pipeline.files import write_json
 from pipeline.pretrain import distribution, losses
 from pipeline.pretrain import model_dir as model_dir_lib
@@ -82,9 +83,12 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
     keras.mixed_precision.set_global_policy(precision[config.pretrain.mixed_precision])
     keras.utils.set_random_seed(config.pretrain.seed)  # same initial weights and dropout on every run
+    if config.pretrain.deterministic:
+        tf.config.experimental.enable_op_determinism()  # GPU kernels otherwise reduce in any order
     strategy = distribution.make_strategy(options.strategy, options.num_cpu_replicas, options.tpu)
     chief = distribution.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
+    devices = clock_lib.strategy_devices(strategy)
     phases = config.pretrain.phases
     manifests = _phase_manifests(config, options.data_dirs)
     for manifest in manifests:
@@ -100,7 +104,8 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     last_step = min(boundaries[-1], options.max_steps or boundaries[-1])
     accumulation = config.pretrain.gradient_accumulation
     log(f"pretrain {config.name}: {params.count_parameters(config).total:,} parameters, "
-        f"{replicas} replica(s) under {type(strategy).__name__}, steps {last_step}")
+        f"{replicas} replica(s) under {type(strategy).__name__} on {devices.count} x {devices.kind}, "
+        f"steps {last_step}" + (", op determinism on" if config.pretrain.deterministic else ""))
 
     # === 2. Model and optimizer ===
     with strategy.scope():
@@ -110,6 +115,9 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         phase_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False, name="phase_seconds")
+        # Each run of a phase traces and compiles its step again: that first step, kept apart.
+        first_step_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False,
+                                         name="first_step_seconds")
     teacher = _load_teacher(config, strategy) if config.pretrain.distill.teacher else None
 
     # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
@@ -118,7 +126,8 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
     if restored_step >= last_step:
         # Finished before: reload the weights so the summary and the export describe them.
-        tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds).restore(latest).expect_partial()
+        tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds,
+                            first_step_seconds=first_step_seconds).restore(latest).expect_partial()
         log(f"already trained to step {restored_step}; nothing to do")
     phase_index = next(i for i in range(len(phases)) if restored_step < boundaries[i + 1] or i == len(phases) - 1)
 
@@ -145,7 +154,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         # draw the same dropout masks as an uninterrupted one.
         dropout_states = [v.value for v in model.variables if "seed_generator_state" in v.path]
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, phase_seconds=phase_seconds,
-                                         dropout_states=dropout_states)
+                                         first_step_seconds=first_step_seconds, dropout_states=dropout_states)
         manager = tf.train.CheckpointManager(checkpoint, storage.join(write_dir, model_dir_lib.CHECKPOINTS_DIR),
                                              **manager_options)
         if latest:
@@ -160,7 +169,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
                                       accumulation, use_nsp)
 
         # === 6. Loop ===
-        clock = TrainingClock(devices=replicas, elapsed_before=float(phase_seconds[phase_index].numpy()))
+        clock = TrainingClock(devices=devices.count, elapsed_before=float(phase_seconds[phase_index].numpy()))
         phase_end = min(boundaries[phase_index + 1], last_step)
         writer = tf.summary.create_file_writer(storage.join(write_dir, model_dir_lib.TENSORBOARD_DIR))
         stop = _SigtermFlag()
@@ -169,16 +178,21 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
                             f"compiling, the first batch)", config.pretrain.stall_timeout_seconds,
                             config.pretrain.sigterm_grace_seconds, lambda: _describe_last_checkpoint(write_dir))
         with stop, watchdog:
+            clock.start()  # every step counts, the first (tracing, compiling) included
+            first_step_started = time.perf_counter()
             while int(step.numpy()) < phase_end:
                 metrics = train_step(iterator)
                 current = int(step.numpy())
+                if first_step_started is not None:
+                    elapsed = time.perf_counter() - first_step_started
+                    first_step_seconds[phase_index].assign(first_step_seconds[phase_index] + elapsed)
+                    first_step_started = None
                 watchdog.step_done(current, f"step {current + 1} (an input batch or the replicas' collectives)")
                 loss = float(metrics["loss"])
                 if not math.isfinite(loss):
                     raise NonFiniteLoss(
                         f"non-finite loss {loss} at step {current}; stopped without saving, the last good "
                         f"checkpoint stays in {storage.join(model_dir, 'checkpoints')}")
-                clock.start()  # after the first step: tracing and start-up stay off the clock
                 if current % config.pretrain.log_every == 0 or current == phase_end:
                     window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
                                            model_dir, writer, chief, log)
@@ -198,8 +212,8 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
             phase_index += 1  # the model and optimizer carry over; the next phase gets its own input
 
     # === 7. Summary ===
-    summary = _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step,
-                       vocabulary_sha256, started_at)
+    summary = _summary(config, options, replicas, strategy, devices, phases, boundaries, phase_seconds,
+                       first_step_seconds, step, vocabulary_sha256, started_at)
     summary["weights_sha256"] = model_dir_lib.weights_digest(model)
     log(f"weights sha256 {summary['weights_sha256']}")  # every worker prints it: they must agree
     if chief:
@@ -440,9 +454,20 @@ def _task_id(strategy) -> int:
     return int(resolver.task_id) if resolver is not None and resolver.task_id is not None else 0
 
 
-def _summary(config, options, replicas, strategy, phases, boundaries, phase_seconds, step, vocabulary_sha256,
-             started_at) -> dict:
+def _summary(config, options, replicas, strategy, devices, phases, boundaries, phase_seconds, first_step_seconds,
+             step, vocabulary_sha256, started_at) -> dict:
+    """The run's record. Per phase and in total: ``train_seconds`` (every step, the first included),
+    ``first_step_seconds`` (of that, the first step of each run: tracing and compiling plus one step),
+    and :meth:`pipeline.clock.Devices.usage`'s device fields; ``accelerator_hours`` is ``device_hours``
+    (the name ``trimbert report`` reads)."""
     seconds = [float(s) for s in phase_seconds.numpy()]
+    first = [float(s) for s in first_step_seconds.numpy()]
+
+    def accounting(train_seconds: float, first_seconds: float) -> dict:
+        usage = devices.usage(train_seconds)
+        return {"train_seconds": train_seconds, "first_step_seconds": first_seconds, **usage,
+                "accelerator_hours": usage["device_hours"]}
+
     return {
         "config": config.name,
         "parameters": params.count_parameters(config).total,
@@ -451,11 +476,9 @@ def _summary(config, options, replicas, strategy, phases, boundaries, phase_seco
         "steps": int(step.numpy()),
         "phases": [
             {"steps": p.steps, "seq_len": p.seq_len, "batch_size": p.batch_size,
-             "first_step": boundaries[i], "train_seconds": seconds[i],
-             "accelerator_hours": accelerator_hours(replicas, seconds[i])}
+             "first_step": boundaries[i], **accounting(seconds[i], first[i])}
             for i, p in enumerate(phases)],
-        "train_seconds": sum(seconds),
-        "accelerator_hours": accelerator_hours(replicas, sum(seconds)),
+        **accounting(sum(seconds), sum(first)),
         "vocabulary_sha256": vocabulary_sha256,
         "data": list(options.data_dirs),
         "wall_clock_seconds_this_run": time.time() - started_at,

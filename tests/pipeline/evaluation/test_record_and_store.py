@@ -201,3 +201,19 @@ def test_two_concurrent_watchers_evaluate_each_pair_exactly_once(tmp_path):
     with ResultStore(database) as store:
         assert sorted((r.checkpoint, r.task) for r in store.results()) == sorted(expected)
         assert {row.attempts for row in store.rows()} == {1}
+
+
+def test_fine_tuning_devices_are_recorded_and_older_records_still_load(tmp_path):
+    seeds = [result_record.SeedResult(1, {"accuracy": 0.5, "score": 0.5})]
+    on_gpus = result_record.make_record("ckpt", "tiny", 10, "rte", seeds, finetune_seconds=1800.0, devices=2,
+                                        started_at="2026-01-01T00:00:00+00:00", device_kind="GPU: A100")
+    assert (on_gpus.finetune_device_kind, on_gpus.finetune_device_count) == ("GPU: A100", 2)
+    assert on_gpus.finetune_accelerator_hours == on_gpus.finetune_gpu_hours == 1.0
+    on_cpu = result_record.make_record("ckpt", "tiny", 10, "rte", seeds, finetune_seconds=1800.0, devices=2,
+                                       started_at="2026-01-01T00:00:00+00:00", device_kind="CPU: x")
+    assert on_cpu.finetune_accelerator_hours == 1.0 and on_cpu.finetune_gpu_hours is None
+    older = on_cpu.to_dict()
+    for field in ("finetune_device_kind", "finetune_device_count", "finetune_gpu_hours"):
+        del older[field]  # written before devices were recorded
+    (tmp_path / "result.json").write_text(json.dumps(older))
+    assert result_record.ResultRecord.load(tmp_path / "result.json").finetune_device_kind is None
