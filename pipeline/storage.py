@@ -13,6 +13,7 @@ object write is, so the final object is written once, directly.
 
 from __future__ import annotations
 
+import contextlib
 import glob as glob_lib
 import json
 import os
@@ -197,6 +198,16 @@ def copy_tree(source: PathLike, destination: PathLike) -> str:
         makedirs(parent(target))
         copy_file(path, target)
     return os.fspath(destination)
+
+
+def remove_file(path: PathLike) -> None:
+    """Deletes one file; a missing file is not an error."""
+    if is_url(path):
+        if _gfile().exists(os.fspath(path)):
+            _gfile().remove(os.fspath(path))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def remove_tree(path: PathLike) -> None:

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="split the CPU into N logical devices (runs multi-replica code on a CPU)")
     parser.add_argument("--tpu", default=None, help="TPU name or grpc:// address (strategy tpu)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
+    parser.add_argument("--allow-changes", action="store_true",
+                        help="resume although the pretrain section, data folders or strategy differ from the "
+                             "recorded run (the changes are recorded in run.json)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     options = pretrain.RunOptions(
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
-        vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None, max_steps=args.max_steps)
+        vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None, max_steps=args.max_steps,
+        allow_changes=args.allow_changes)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))
     except pretrain.Preempted:

@@ -85,6 +85,19 @@ def _auto_kind(num_cpu_replicas: int, tpu_address: str | None) -> str:
     return "one_device"
 
 
+def is_chief_process() -> bool:
+    """Whether this process will be the chief, read from TF_CONFIG before any strategy exists."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return True
+    settings = json.loads(raw)
+    task = settings.get("task", {})
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and \
+        "chief" not in settings.get("cluster", {})
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the worker that writes summaries and the canonical checkpoints."""
     resolver = getattr(strategy, "cluster_resolver", None)

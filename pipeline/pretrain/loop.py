@@ -41,6 +41,7 @@ from pipeline.pretrain.masking import MaskingSpec
 from pipeline.pretrain.optimizer import pretraining_optimizer
 from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit code
 from pipeline.pretrain.watchdog import Watchdog
+from pipeline.writer_lock import WriterLock
 
 
 class NonFiniteLoss(TrimbertError):
@@ -63,6 +64,8 @@ class RunOptions:
         tpu: TPU name or address for ``tpu``.
         vocabulary: the vocab.txt the data was tokenized with (copied into exports).
         max_steps: stop after this global step (for smoke runs); ``None`` = the config's total.
+        allow_changes: resume even though the pretrain section, data folders or strategy differ
+            from the recorded run; the changes are recorded in run.json.
     """
 
     data_dirs: tuple[str, ...]
@@ -72,10 +75,22 @@ class RunOptions:
     tpu: str | None = None
     vocabulary: str | None = None
     max_steps: int | None = None
+    allow_changes: bool = False
 
 
 def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
-    """Pre-trains ``config`` on the data and returns the summary (also in summary.json)."""
+    """Pre-trains ``config`` on the data and returns the summary (also in summary.json).
+
+    The chief holds the model directory's writer lock for the whole run (``pipeline.writer_lock``):
+    a second run into the same directory is refused with the holder named.
+    """
+    if not distribution.is_chief_process():
+        return _run(config, options, log)
+    with WriterLock(options.model_dir, "pretrain", log):
+        return _run(config, options, log)
+
+
+def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dict:
     # === 1. Setup ===
     _check_teacher_given(config)
     started_at = time.time()
@@ -99,7 +114,8 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     write_dir = model_dir if chief else storage.join(model_dir, f".worker-{_task_id(strategy)}")
     storage.makedirs(write_dir)
     use_nsp = config.pretrain.next_sentence and manifests[0].format == "bert"
-    model_dir_lib.check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief)
+    model_dir_lib.check_same_run(model_dir, config, vocabulary_sha256, use_nsp, chief,
+                                 _run_identity(options), options.allow_changes, log)
     boundaries = [sum(p.steps for p in phases[:i]) for i in range(len(phases) + 1)]
     last_step = min(boundaries[-1], options.max_steps or boundaries[-1])
     accumulation = config.pretrain.gradient_accumulation
@@ -447,6 +463,12 @@ def _load_teacher(config: Config, strategy) -> keras.Model:
                             f"{teacher_config.model.vocabulary_size} differs from the student's")
     teacher.trainable = False
     return teacher
+
+
+def _run_identity(options: RunOptions) -> dict:
+    """What else a resumed run must share with the recorded one: its data and its strategy."""
+    return {"data": [storage.absolute(path) for path in options.data_dirs],
+            "strategy": {"kind": options.strategy, "num_cpu_replicas": options.num_cpu_replicas, "tpu": options.tpu}}
 
 
 def _task_id(strategy) -> int:

@@ -16,9 +16,11 @@ stays cheap (``trimbert report`` and ``--help`` do not load TensorFlow).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import models
@@ -79,22 +81,64 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def check_same_run(model_dir: str, config: Config, vocabulary_sha256: str, use_nsp: bool,
-                   chief: bool) -> None:
-    """A model directory belongs to one model, trim and vocabulary; the first run records them."""
+# pretrain fields that change how a run is watched, not what it trains: a resume may change them.
+OPERATIONAL_FIELDS = ("log_every", "checkpoint_every", "keep_checkpoints", "stall_timeout_seconds",
+                      "sigterm_grace_seconds")
+
+
+def check_same_run(model_dir: str, config: Config, vocabulary_sha256: str, use_nsp: bool, chief: bool,
+                   identity: dict | None = None, allow_changes: bool = False,
+                   log: Callable[[str], None] = print) -> None:
+    """A model directory belongs to one run; the first records it in run.json, a resume must match it.
+
+    Model, trim, vocabulary and heads can never change (the checkpoints would not fit). The pretrain
+    section (but its ``OPERATIONAL_FIELDS``), the data folders and the strategy (``identity``) may
+    change only with ``allow_changes``, which records what changed in run.json's ``changes``.
+    """
     run_file = storage.join(model_dir, RUN_FILE)
-    current = {"config": config.to_dict(), "vocabulary_sha256": vocabulary_sha256, "next_sentence": use_nsp}
-    if storage.isfile(run_file):
-        previous = storage.read_json(run_file)
-        if previous["vocabulary_sha256"] != vocabulary_sha256:
-            raise TrimbertError(f"{model_dir} was trained on data with vocabulary sha256 "
-                                f"{previous['vocabulary_sha256'][:12]}..., this data has {vocabulary_sha256[:12]}...")
-        if previous["config"]["model"] != current["config"]["model"] or \
-                previous["config"]["trim"] != current["config"]["trim"]:
-            raise TrimbertError(f"{model_dir} holds a different model or trim; use a new --model-dir")
-    elif chief:
-        write_json(run_file, current)
+    current = {"config": config.to_dict(), "vocabulary_sha256": vocabulary_sha256, "next_sentence": use_nsp,
+               **(identity or {})}
+    if not storage.isfile(run_file):
+        if chief:
+            write_json(run_file, current)
+            write_text_atomic(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
+        return
+    previous = storage.read_json(run_file)
+    if previous["vocabulary_sha256"] != vocabulary_sha256:
+        raise TrimbertError(f"{model_dir} was trained on data with vocabulary sha256 "
+                            f"{previous['vocabulary_sha256'][:12]}..., this data has {vocabulary_sha256[:12]}...")
+    if previous["config"]["model"] != current["config"]["model"] or \
+            previous["config"]["trim"] != current["config"]["trim"]:
+        raise TrimbertError(f"{model_dir} holds a different model or trim; use a new --model-dir")
+    changes = run_changes(previous, current)
+    if not changes:
+        return
+    listed = "; ".join(f"{field}: {before!r} -> {after!r}" for field, (before, after) in changes.items())
+    if not allow_changes:
+        raise TrimbertError(f"{model_dir} was run with other settings ({listed}); rerun the recorded command to "
+                            f"resume, use a new --model-dir, or pass --allow-changes to resume with these")
+    log(f"resuming {model_dir} with changes: {listed}")
+    if chief:
+        history = [*previous.get("changes", []), {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"), "fields": {field: list(pair) for field, pair in changes.items()}}]
+        write_json(run_file, {**current, "changes": history})
         write_text_atomic(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
+
+
+def run_changes(previous: dict, current: dict) -> dict[str, tuple]:
+    """Field -> (recorded, now) for the pretrain fields, data folders and strategy that differ.
+
+    A field the recorded run.json lacks (written before it was recorded) is not compared.
+    """
+    changes = {}
+    before, after = previous["config"].get("pretrain", {}), current["config"].get("pretrain", {})
+    for field in sorted(set(before) | set(after)):
+        if field not in OPERATIONAL_FIELDS and before.get(field) != after.get(field):
+            changes[f"pretrain.{field}"] = (before.get(field), after.get(field))
+    for key in ("data", "strategy"):
+        if key in previous and previous[key] != current.get(key):
+            changes[key] = (previous[key], current.get(key))
+    return changes
 
 
 def checkpoint_step(path: str) -> int:

@@ -29,6 +29,7 @@ from configs.errors import TrimbertError
 from models.drop_rules import STRATEGIES
 from pipeline import storage
 from pipeline.files import write_json
+from pipeline.writer_lock import WriterLock
 
 # Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).
 STUDY_STRATEGIES = tuple(strategy for strategy in STRATEGIES if strategy != "indices")
@@ -108,6 +109,8 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
                    out: str | pathlib.Path, options_for, log=print) -> list[StudyRow]:
     """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
 
+    The study holds ``OUT``'s writer lock while it runs: a second study into ``OUT`` is refused.
+
     Args:
         config: the config whose finetune section every run uses.
         init: the pre-trained model (any ``trimbert finetune --init`` source).
@@ -118,6 +121,12 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
         options_for: ``(init, out) -> FinetuneOptions`` (glue dir, vocabulary ... from the command line).
         log: progress printer.
     """
+    with WriterLock(str(out), "study layer-drop", log):
+        return _run_layer_drop(config, init, task_name, drops, strategies, out, options_for, log)
+
+
+def _run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
+                    out: str | pathlib.Path, options_for, log) -> list[StudyRow]:
     import models
     from models.prune import prune  # not models.prune: once imported, that name is the submodule
     from models.sample_text import encode_texts

@@ -29,6 +29,7 @@ from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config
+from pipeline.writer_lock import WriterLock
 
 # Proxy loss = mean loss over this many last steps of a rung: single steps are noisy.
 LOSS_WINDOW = 5
@@ -113,7 +114,14 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
         space: a loaded search space.
         options: teacher, data and output folders, optional step budget.
         log: progress lines.
+
+    The search holds its output folder's writer lock while it runs: a second search into it is refused.
     """
+    with WriterLock(str(options.out_dir), "search", log):
+        return _run(space, options, log)
+
+
+def _run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None]) -> dict:
     from pipeline.pretrain.input import DataManifest
 
     # Every candidate trains on this data: refuse too little of it before measuring anything.
