@@ -233,6 +233,9 @@ class PretrainConfig:
     jit_compile: bool = False
     gradient_accumulation: int = 1
     next_sentence: bool = True
+    freeze_encoder: bool = False
+    """Train only the heads (their output layer stays tied to the frozen token embedding): fitting a
+    masked-LM head to a pre-trained encoder that has none (``trimbert teacher``)."""
     distill: DistillConfig = DistillConfig()
     checkpoint_every: int = 500
     keep_checkpoints: int = 3

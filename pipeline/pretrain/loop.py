@@ -34,7 +34,7 @@ from configs.schema import Config
 from models import params
 from pipeline.clock import TrainingClock, accelerator_hours
 from pipeline.files import write_json
-from pipeline.pretrain import distribution, losses
+from pipeline.pretrain import distribution, losses, starting_points
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
 from pipeline.pretrain.masking import MaskingSpec
@@ -63,6 +63,8 @@ class RunOptions:
         tpu: TPU name or address for ``tpu``.
         vocabulary: the vocab.txt the data was tokenized with (copied into exports).
         max_steps: stop after this global step (for smoke runs); ``None`` = the config's total.
+        init: a checkpoint (trimbert model directory, Hugging Face folder, keras-hub preset) to start
+            a fresh run from; ignored when the model directory already has a checkpoint to resume.
     """
 
     data_dirs: tuple[str, ...]
@@ -72,6 +74,7 @@ class RunOptions:
     tpu: str | None = None
     vocabulary: str | None = None
     max_steps: int | None = None
+    init: str | None = None
 
 
 def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
@@ -107,6 +110,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     with strategy.scope():
         encoder = models.build_encoder(config)
         model = models.build_pretraining_model(encoder, next_sentence=use_nsp)
+        encoder.trainable = not config.pretrain.freeze_encoder  # before the optimizer sees the variables
         optimizer = pretraining_optimizer(config.pretrain)  # clipping is done by the step
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -117,6 +121,9 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
     latest = tf.train.latest_checkpoint(str(model_dir / model_dir_lib.CHECKPOINTS_DIR))
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
+    if options.init and not latest:
+        # Only a fresh run starts from --init; a resumed one continues from its own checkpoint.
+        starting_points.initialize_and_log(model, options.init, log)
     if restored_step >= last_step:
         # Finished before: reload the weights so the summary and the export describe them.
         tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds).restore(latest).expect_partial()
@@ -421,12 +428,11 @@ def _check_teacher_given(config: Config) -> None:
 
 
 def _load_teacher(config: Config, strategy) -> keras.Model:
-    """A frozen pre-training model (with its masked-LM head) from a trimbert model directory."""
+    """A frozen pre-training model (with its masked-LM head): see ``starting_points.build_teacher``."""
     teacher_dir = config.pretrain.distill.teacher
     try:
         with strategy.scope():
-            teacher_config, teacher = model_dir_lib.restore_pretraining_model(
-                teacher_dir, next_sentence=False, encoder_name="teacher_encoder")
+            teacher_config, teacher = starting_points.build_teacher(teacher_dir, encoder_name="teacher_encoder")
     except TrimbertError as error:
         raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
     if teacher_config.model.vocabulary_size != config.model.vocabulary_size:
