@@ -206,6 +206,10 @@ class DistillConfig:
             scale the released weights were tuned for; ``kl`` is the textbook
             T^2 * KL(softmax(teacher/T) || softmax(student/T)). See
             pipeline/pretrain/losses.py.
+        objective: what the student matches: ``logits`` (the masked-LM logits, Bort) or ``hidden``
+            (the last hidden states at every non-padding token, as DistilBERT and TinyBERT do; through a
+            learned projection when the widths differ), which needs no masked-LM head on the teacher.
+        hidden_loss: the ``hidden`` term per token: ``cosine`` (1 - cosine similarity) or ``mse``.
     """
 
     teacher: str | None = None
@@ -214,6 +218,8 @@ class DistillConfig:
     mlm_weight: float = 0.1
     kd_weight: float = 0.5
     temperature: float = 2.0
+    objective: Literal["logits", "hidden"] = "logits"
+    hidden_loss: Literal["cosine", "mse"] = "cosine"
 
 
 @dataclasses.dataclass(frozen=True)

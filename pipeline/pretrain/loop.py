@@ -42,6 +42,8 @@ from pipeline.pretrain.optimizer import pretraining_optimizer
 from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit code
 from pipeline.pretrain.watchdog import Watchdog
 
+ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
 
 class NonFiniteLoss(TrimbertError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
@@ -107,9 +109,10 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
         f"{replicas} replica(s) under {type(strategy).__name__}, steps {last_step}")
 
     # === 2. Model and optimizer ===
+    hidden_width = _teacher_hidden_width(config)
     with strategy.scope():
         encoder = models.build_encoder(config)
-        model = models.build_pretraining_model(encoder, next_sentence=use_nsp)
+        model = models.build_pretraining_model(encoder, next_sentence=use_nsp, hidden_width=hidden_width)
         encoder.trainable = not config.pretrain.freeze_encoder  # before the optimizer sees the variables
         optimizer = pretraining_optimizer(config.pretrain)  # clipping is done by the step
         optimizer.build(model.trainable_variables)
@@ -244,7 +247,7 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
     variables = model.trainable_variables
     total = tf.distribute.ReduceOp.SUM
 
-    def forward_backward(inputs, labels, masked_total):
+    def forward_backward(inputs, labels, masked_total, token_total):
         """Losses and gradients of one micro-batch; the part XLA compiles when jit_compile is on."""
         weights = labels["masked_lm_weights"]
         with tf.GradientTape() as tape:
@@ -252,10 +255,17 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
             mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights) / masked_total
             loss = mlm
             kd = tf.constant(0.0)
-            if teacher is not None:
+            if teacher is not None and distill.objective == "hidden":
+                # The teacher is an encoder alone; every non-padding token is matched.
+                teacher_hidden = teacher({name: inputs[name] for name in ENCODER_INPUTS},
+                                         training=False)["sequence_output"]
+                kd = losses.hidden_distillation_loss_sum(outputs["hidden"], teacher_hidden, inputs["padding_mask"],
+                                                         distill.hidden_loss) / token_total
+            elif teacher is not None:
                 teacher_logits = teacher(inputs, training=False)["mlm_logits"]
                 kd = distillation_loss(outputs["mlm_logits"], teacher_logits, weights,
                                        distill.temperature) / masked_total
+            if teacher is not None:
                 loss = distill.mlm_weight * mlm + distill.kd_weight * kd
             nsp = tf.constant(0.0)
             if use_nsp:
@@ -279,13 +289,16 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
         context = tf.distribute.get_replica_context()
         # Global counts, so each replica's sum / global count all-reduces to the true mean.
         masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
+        token_total = tf.maximum(context.all_reduce(
+            total, tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.float32))), 1.0)
         gradients = [tf.zeros_like(v) for v in variables]
         totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss", "kd_loss")}
         micro = tf.shape(inputs["token_ids"])[0] // accumulation
         for part in range(accumulation):
             chunk = slice(part * micro, (part + 1) * micro)
             part_gradients, part_totals = forward_backward(
-                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total)
+                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total,
+                token_total)
             gradients = [g + p for g, p in zip(gradients, part_gradients, strict=True)]
             totals = {name: totals[name] + part_totals[name] for name in totals}
         gradients = context.all_reduce(total, gradients)
@@ -427,12 +440,26 @@ def _check_teacher_given(config: Config) -> None:
             f"or use a plain-MLM config (e.g. bort_mlm)")
 
 
+def _teacher_hidden_width(config: Config) -> int | None:
+    """The teacher's width when the student matches its hidden states (the projection's output), else None."""
+    distill = config.pretrain.distill
+    if not distill.teacher or distill.objective != "hidden":
+        return None
+    try:
+        return starting_points.read_config(distill.teacher).model.hidden_dim
+    except TrimbertError as error:
+        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
+
+
 def _load_teacher(config: Config, strategy) -> keras.Model:
-    """A frozen pre-training model (with its masked-LM head): see ``starting_points.build_teacher``."""
+    """The frozen teacher: a pre-training model with its masked-LM head (``distill.objective: logits``,
+    ``starting_points.build_teacher``) or the encoder alone (``hidden``)."""
     teacher_dir = config.pretrain.distill.teacher
+    build = starting_points.build_hidden_teacher if config.pretrain.distill.objective == "hidden" else \
+        starting_points.build_teacher
     try:
         with strategy.scope():
-            teacher_config, teacher = starting_points.build_teacher(teacher_dir, encoder_name="teacher_encoder")
+            teacher_config, teacher = build(teacher_dir, encoder_name="teacher_encoder")
     except TrimbertError as error:
         raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
     if teacher_config.model.vocabulary_size != config.model.vocabulary_size:

@@ -155,3 +155,22 @@ def initialize_and_log(model: keras.Model, path: str, log: Callable[[str], None]
     report = initialize(model, path)
     log(describe_initialization(path, report))
     return report
+
+
+def build_hidden_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder") -> tuple[Config, keras.Model]:
+    """The checkpoint's encoder alone, for hidden-state distillation: no masked-LM head is needed.
+
+    Call it under the strategy's scope.
+
+    Raises:
+        TrimbertError: an encoder weight missing from the checkpoint.
+    """
+    path = str(path)
+    if kind_of(path) == TRIMBERT_MODEL_DIRECTORY:
+        config, model = model_dir_lib.restore_pretraining_model(path, next_sentence=False,
+                                                                encoder_name=encoder_name)
+        return config, pretrained_heads.find_encoder(model)
+    point = read(path)
+    encoder = models.build_encoder(point.config, name=encoder_name)
+    pretrained.assign_tensors(encoder, point.tensors, path)
+    return point.config, encoder
