@@ -206,6 +206,10 @@ class DistillConfig:
             scale the released weights were tuned for; ``kl`` is the textbook
             T^2 * KL(softmax(teacher/T) || softmax(student/T)). See
             pipeline/pretrain/losses.py.
+        objective: what the student matches: ``logits`` (the masked-LM logits, Bort) or ``hidden``
+            (the last hidden states at every non-padding token, as DistilBERT and TinyBERT do; through a
+            learned projection when the widths differ), which needs no masked-LM head on the teacher.
+        hidden_loss: the ``hidden`` term per token: ``cosine`` (1 - cosine similarity) or ``mse``.
     """
 
     teacher: str | None = None
@@ -214,6 +218,8 @@ class DistillConfig:
     mlm_weight: float = 0.1
     kd_weight: float = 0.5
     temperature: float = 2.0
+    objective: Literal["logits", "hidden"] = "logits"
+    hidden_loss: Literal["cosine", "mse"] = "cosine"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +245,9 @@ class PretrainConfig:
     bit-identical on CPU without it; on GPU only with it (at some cost in speed)."""
     gradient_accumulation: int = 1
     next_sentence: bool = True
+    freeze_encoder: bool = False
+    """Train only the heads (their output layer stays tied to the frozen token embedding): fitting a
+    masked-LM head to a pre-trained encoder that has none (``trimbert teacher``)."""
     distill: DistillConfig = DistillConfig()
     checkpoint_every: int = 500
     keep_checkpoints: int = 3

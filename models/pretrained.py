@@ -319,6 +319,20 @@ def from_pretrained(path: str | pathlib.Path, model_overrides: Mapping[str, Any]
     return encoder
 
 
+def read_checkpoint(path: str | pathlib.Path) -> tuple[Config, dict[str, np.ndarray]]:
+    """The config and every Hugging Face-named tensor of a folder :func:`from_pretrained` reads.
+
+    Unlike :func:`from_pretrained` nothing is built, and a Hugging Face folder's head tensors
+    (``cls.*``) are kept, for callers that load heads too (``models.pretrained_heads``).
+    """
+    path = os.fspath(path)
+    if not _is_file(_join(path, CONFIG_FILE)):
+        raise TrimbertError(f"{path}: not a pretrained model folder (no {CONFIG_FILE})")
+    if is_keras_hub_preset(path):
+        return _keras_hub_tensors(path)
+    return _hugging_face_tensors(path)
+
+
 def vocabulary_file(path: str | pathlib.Path) -> pathlib.Path | str | None:
     """The WordPiece vocabulary of a Hugging Face folder or keras-hub preset, if it has one."""
     path = os.fspath(path)

@@ -17,15 +17,19 @@ def _encoder_inputs() -> dict[str, keras.KerasTensor]:
             for name in ("token_ids", "segment_ids", "padding_mask")}
 
 
-def build_pretraining_model(encoder: Encoder, next_sentence: bool = True) -> keras.Model:
+def build_pretraining_model(encoder: Encoder, next_sentence: bool = True,
+                            hidden_width: int | None = None) -> keras.Model:
     """Masked-LM (and optionally next-sentence) model around an encoder.
 
     inputs: the encoder's three plus ``mask_positions`` [B, M] int32.
-    outputs: ``mlm_logits`` [B, M, V] and, with ``next_sentence``, ``nsp_logits`` [B, 2].
+    outputs: ``mlm_logits`` [B, M, V], with ``next_sentence`` ``nsp_logits`` [B, 2], and with
+    ``hidden_width`` ``hidden`` [B, T, hidden_width].
 
     Args:
         encoder: the encoder; its token embedding is tied to the masked-LM output.
         next_sentence: add BERT's next-sentence head on ``pooled_output``.
+        hidden_width: also output the sequence output for hidden-state distillation, through a
+            learned projection (``hidden_projection``) when this differs from the encoder's width.
     """
     model_config = encoder.model_config
     inputs = _encoder_inputs()
@@ -39,6 +43,11 @@ def build_pretraining_model(encoder: Encoder, next_sentence: bool = True) -> ker
     outputs = {"mlm_logits": masked_lm_head(encoded["sequence_output"], inputs["mask_positions"])}
     if next_sentence:
         outputs["nsp_logits"] = NextSentenceHead(name="next_sentence_head")(encoded["pooled_output"])
+    if hidden_width is not None:
+        hidden = encoded["sequence_output"]
+        if hidden_width != model_config.hidden_dim:
+            hidden = keras.layers.Dense(hidden_width, name="hidden_projection")(hidden)
+        outputs["hidden"] = hidden
     return keras.Model(inputs=inputs, outputs=outputs, name="pretraining_model")
 
 

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpu-replicas", type=int, default=1,
                         help="split the CPU into N logical devices (runs multi-replica code on a CPU)")
     parser.add_argument("--tpu", default=None, help="TPU name or grpc:// address (strategy tpu)")
+    parser.add_argument("--init", default=None,
+                        help="start a fresh run from a trimbert model directory, Hugging Face BERT folder or "
+                             "keras-hub preset (encoder, and the heads it has); the config's trims apply on top")
     parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
     parser.add_argument("--allow-changes", action="store_true",
                         help="resume although the pretrain section, data folders or strategy differ from the "
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
         vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None, max_steps=args.max_steps,
-        allow_changes=args.allow_changes)
+        allow_changes=args.allow_changes, init=args.init)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))
     except pretrain.Preempted:

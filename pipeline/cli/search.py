@@ -8,7 +8,9 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True,
                         help="a search-space YAML file or a shipped space (bort_space, tiny_space)")
-    parser.add_argument("--teacher", required=True, help="a trimbert model directory to distil the proxies from")
+    parser.add_argument("--teacher", required=True,
+                        help="a trimbert model directory, or a Hugging Face folder / keras-hub preset with a "
+                             "masked-LM head (`trimbert teacher --from` fits one to an encoder-only checkpoint)")
     parser.add_argument("--data", required=True,
                         help="a `trimbert preprocess` folder written at the space's proxy.seq_len")
     parser.add_argument("--out", required=True, help="journal, tables, plot and best_config.yaml; rerun to resume")

@@ -34,7 +34,7 @@ from pipeline import clock as clock_lib
 from pipeline import storage
 from pipeline.clock import TrainingClock
 from pipeline.files import write_json
-from pipeline.pretrain import distribution, losses
+from pipeline.pretrain import distribution, losses, starting_points
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
 from pipeline.pretrain.masking import MaskingSpec
@@ -42,6 +42,8 @@ from pipeline.pretrain.optimizer import pretraining_optimizer
 from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit code
 from pipeline.pretrain.watchdog import Watchdog
 from pipeline.writer_lock import WriterLock
+
+ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 class NonFiniteLoss(TrimbertError):
@@ -66,6 +68,8 @@ class RunOptions:
         max_steps: stop after this global step (for smoke runs); ``None`` = the config's total.
         allow_changes: resume even though the pretrain section, data folders or strategy differ
             from the recorded run; the changes are recorded in run.json.
+        init: a checkpoint (trimbert model directory, Hugging Face folder, keras-hub preset) to start
+            a fresh run from; ignored when the model directory already has a checkpoint to resume.
     """
 
     data_dirs: tuple[str, ...]
@@ -76,6 +80,7 @@ class RunOptions:
     vocabulary: str | None = None
     max_steps: int | None = None
     allow_changes: bool = False
+    init: str | None = None
 
 
 def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
@@ -124,9 +129,11 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         f"steps {last_step}" + (", op determinism on" if config.pretrain.deterministic else ""))
 
     # === 2. Model and optimizer ===
+    hidden_width = _teacher_hidden_width(config)
     with strategy.scope():
         encoder = models.build_encoder(config)
-        model = models.build_pretraining_model(encoder, next_sentence=use_nsp)
+        model = models.build_pretraining_model(encoder, next_sentence=use_nsp, hidden_width=hidden_width)
+        encoder.trainable = not config.pretrain.freeze_encoder  # before the optimizer sees the variables
         optimizer = pretraining_optimizer(config.pretrain)  # clipping is done by the step
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -140,6 +147,9 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
     latest = tf.train.latest_checkpoint(storage.join(model_dir, model_dir_lib.CHECKPOINTS_DIR))
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
+    if options.init and not latest:
+        # Only a fresh run starts from --init; a resumed one continues from its own checkpoint.
+        starting_points.initialize_and_log(model, options.init, log)
     if restored_step >= last_step:
         # Finished before: reload the weights so the summary and the export describe them.
         tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds,
@@ -267,7 +277,7 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
     variables = model.trainable_variables
     total = tf.distribute.ReduceOp.SUM
 
-    def forward_backward(inputs, labels, masked_total):
+    def forward_backward(inputs, labels, masked_total, token_total):
         """Losses and gradients of one micro-batch; the part XLA compiles when jit_compile is on."""
         weights = labels["masked_lm_weights"]
         with tf.GradientTape() as tape:
@@ -275,10 +285,17 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
             mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights) / masked_total
             loss = mlm
             kd = tf.constant(0.0)
-            if teacher is not None:
+            if teacher is not None and distill.objective == "hidden":
+                # The teacher is an encoder alone; every non-padding token is matched.
+                teacher_hidden = teacher({name: inputs[name] for name in ENCODER_INPUTS},
+                                         training=False)["sequence_output"]
+                kd = losses.hidden_distillation_loss_sum(outputs["hidden"], teacher_hidden, inputs["padding_mask"],
+                                                         distill.hidden_loss) / token_total
+            elif teacher is not None:
                 teacher_logits = teacher(inputs, training=False)["mlm_logits"]
                 kd = distillation_loss(outputs["mlm_logits"], teacher_logits, weights,
                                        distill.temperature) / masked_total
+            if teacher is not None:
                 loss = distill.mlm_weight * mlm + distill.kd_weight * kd
             nsp = tf.constant(0.0)
             if use_nsp:
@@ -302,13 +319,16 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
         context = tf.distribute.get_replica_context()
         # Global counts, so each replica's sum / global count all-reduces to the true mean.
         masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
+        token_total = tf.maximum(context.all_reduce(
+            total, tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.float32))), 1.0)
         gradients = [tf.zeros_like(v) for v in variables]
         totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss", "kd_loss")}
         micro = tf.shape(inputs["token_ids"])[0] // accumulation
         for part in range(accumulation):
             chunk = slice(part * micro, (part + 1) * micro)
             part_gradients, part_totals = forward_backward(
-                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total)
+                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total,
+                token_total)
             gradients = [g + p for g, p in zip(gradients, part_gradients, strict=True)]
             totals = {name: totals[name] + part_totals[name] for name in totals}
         gradients = context.all_reduce(total, gradients)
@@ -449,13 +469,26 @@ def _check_teacher_given(config: Config) -> None:
             f"or use a plain-MLM config (e.g. bort_mlm)")
 
 
+def _teacher_hidden_width(config: Config) -> int | None:
+    """The teacher's width when the student matches its hidden states (the projection's output), else None."""
+    distill = config.pretrain.distill
+    if not distill.teacher or distill.objective != "hidden":
+        return None
+    try:
+        return starting_points.read_config(distill.teacher).model.hidden_dim
+    except TrimbertError as error:
+        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
+
+
 def _load_teacher(config: Config, strategy) -> keras.Model:
-    """A frozen pre-training model (with its masked-LM head) from a trimbert model directory."""
+    """The frozen teacher: a pre-training model with its masked-LM head (``distill.objective: logits``,
+    ``starting_points.build_teacher``) or the encoder alone (``hidden``)."""
     teacher_dir = config.pretrain.distill.teacher
+    build = starting_points.build_hidden_teacher if config.pretrain.distill.objective == "hidden" else \
+        starting_points.build_teacher
     try:
         with strategy.scope():
-            teacher_config, teacher = model_dir_lib.restore_pretraining_model(
-                teacher_dir, next_sentence=False, encoder_name="teacher_encoder")
+            teacher_config, teacher = build(teacher_dir, encoder_name="teacher_encoder")
     except TrimbertError as error:
         raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
     if teacher_config.model.vocabulary_size != config.model.vocabulary_size:

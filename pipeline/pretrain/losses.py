@@ -78,6 +78,28 @@ def _teacher_log_probabilities(teacher_logits: tf.Tensor, temperature: float) ->
 DISTILLATION_LOSSES = {"kl": kl_distillation_loss_sum, "bort_reference": bort_reference_distillation_loss_sum}
 
 
+def hidden_distillation_loss_sum(student_hidden: tf.Tensor, teacher_hidden: tf.Tensor, padding_mask: tf.Tensor,
+                                 kind: str) -> tf.Tensor:
+    """Sum over non-padding tokens of the hidden-state distance (``distill.objective: hidden``).
+
+    Args:
+        student_hidden: [B, T, H_t], the student's last hidden states, projected to the teacher's width.
+        teacher_hidden: [B, T, H_t], treated as constants.
+        padding_mask: [B, T], 1 at real tokens.
+        kind: ``cosine``: 1 - cos(student, teacher) (DistilBERT); ``mse``: the mean squared difference
+            over the features (TinyBERT).
+    """
+    student = tf.cast(student_hidden, tf.float32)
+    teacher = tf.stop_gradient(tf.cast(teacher_hidden, tf.float32))
+    if kind == "cosine":
+        per_token = 1.0 - tf.reduce_sum(tf.math.l2_normalize(student, -1) * tf.math.l2_normalize(teacher, -1), -1)
+    elif kind == "mse":
+        per_token = tf.reduce_mean(tf.square(student - teacher), axis=-1)
+    else:
+        raise ValueError(f"distill.hidden_loss must be cosine or mse, got {kind!r}")
+    return tf.reduce_sum(per_token * tf.cast(padding_mask, tf.float32))
+
+
 def next_sentence_loss_sum(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Sum over sequences of the next-sentence cross-entropy; labels [B, 1] (1 = random B)."""
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])

@@ -44,7 +44,8 @@ class SearchOptions:
     """Where the search reads and writes.
 
     Args:
-        teacher: a trimbert model directory (config.yaml + checkpoints/) to distil from.
+        teacher: a trimbert model directory, or a Hugging Face folder or keras-hub preset with a
+            masked-LM head (``pipeline.pretrain.starting_points``), to distil from.
         data_dir: a ``trimbert preprocess`` folder written at the space's ``proxy.seq_len``.
         out_dir: journal, candidates, tables, plot and chosen config.
         budget_steps: total proxy steps for the whole search; ``None`` keeps the space's rungs.
@@ -127,7 +128,7 @@ def _run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None])
     # Every candidate trains on this data: refuse too little of it before measuring anything.
     DataManifest.read(options.data_dir).check_enough_examples(space.proxy.batch_size, "the space's proxy")
     out_dir = storage.makedirs(str(options.out_dir))
-    teacher_config = config_lib.load(_teacher_config_path(options.teacher))
+    teacher_config = _teacher_config(options.teacher)
     candidates, dropped = space.candidates()
     log(f"search: {len(candidates)} candidates from {space.path} "
         f"({dropped} dropped: hidden_dim not divisible by num_heads)")
@@ -194,11 +195,19 @@ def _run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None])
             "config": storage.join(out_dir, "best_config.yaml")}
 
 
-def _teacher_config_path(teacher: str) -> str:
-    path = storage.join(teacher, model_dir_lib.CONFIG_FILE)
-    if not storage.isfile(path):
-        raise TrimbertError(f"--teacher {teacher}: not a trimbert model directory (no config.yaml)")
-    return path
+def _teacher_config(teacher: str) -> Config:
+    """The teacher's config, refusing one that cannot give logits before anything is measured."""
+    from pipeline.pretrain import starting_points
+
+    try:
+        if starting_points.kind_of(teacher) == starting_points.TRIMBERT_MODEL_DIRECTORY:
+            return starting_points.read_config(teacher)
+        point = starting_points.read(teacher)
+        if not point.has_masked_lm_head:
+            raise TrimbertError(starting_points.no_head_message(teacher, point.kind))
+        return point.config
+    except TrimbertError as error:
+        raise TrimbertError(f"--teacher: {error}") from error
 
 
 def _costs(config: Config, seq_len: int) -> dict:

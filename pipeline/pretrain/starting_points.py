@@ -1,0 +1,176 @@
+"""Checkpoints users already have, as teachers (``distill.teacher``, ``--teacher``) and starting points (``--init``).
+
+One path may be:
+
+- a trimbert model directory (``config.yaml`` + ``checkpoints/``: encoder and heads as trained);
+- a Hugging Face BERT folder (``config.json`` + ``model.safetensors``): ``BertModel`` weights,
+  plus the masked-LM head of ``BertForMaskedLM`` / ``BertForPreTraining`` (``cls.predictions.*``)
+  and the next-sentence head (``cls.seq_relationship``) when present;
+- a keras-hub ``BertBackbone`` or ``BertMaskedLM`` preset.
+
+A teacher must produce masked-LM logits, so a checkpoint without a head (a sentence-embedding
+encoder such as the MiniLM-L6 asset) is refused with the way out: ``trimbert teacher`` fits a head.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+import models
+from configs import schema as config_lib
+from configs.errors import TrimbertError
+from configs.schema import Config
+from models import pretrained, pretrained_heads
+from pipeline.pretrain import model_dir as model_dir_lib
+
+TRIMBERT_MODEL_DIRECTORY = "trimbert model directory"
+HUGGING_FACE_FOLDER = "Hugging Face folder"
+KERAS_HUB_PRESET = "keras-hub preset"
+
+
+@dataclasses.dataclass(frozen=True)
+class StartingPoint:
+    """What a checkpoint path holds.
+
+    Args:
+        path: as given.
+        kind: one of the three kinds above.
+        config: its model and trim (other sections are defaults for foreign checkpoints).
+        tensors: every weight under Hugging Face names, heads included when it has them.
+    """
+
+    path: str
+    kind: str
+    config: Config
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def has_masked_lm_head(self) -> bool:
+        return pretrained_heads.has_masked_lm_head(self.tensors)
+
+    @property
+    def has_next_sentence_head(self) -> bool:
+        return pretrained_heads.has_next_sentence_head(self.tensors)
+
+
+def kind_of(path: str | pathlib.Path) -> str:
+    """Which kind of checkpoint a path is; raises naming what each kind needs."""
+    path = pathlib.Path(path)
+    if (path / model_dir_lib.CONFIG_FILE).is_file():
+        return TRIMBERT_MODEL_DIRECTORY
+    if (path / pretrained.CONFIG_FILE).is_file():
+        return KERAS_HUB_PRESET if pretrained.is_keras_hub_preset(path) else HUGGING_FACE_FOLDER
+    raise TrimbertError(
+        f"{path}: not a checkpoint: a trimbert model directory needs config.yaml, a Hugging Face BERT folder "
+        f"config.json + model.safetensors, a keras-hub preset config.json + model.weights.h5")
+
+
+def read_config(path: str | pathlib.Path) -> Config:
+    """The checkpoint's config, without reading weights where that is possible (search costs)."""
+    kind = kind_of(path)
+    if kind == TRIMBERT_MODEL_DIRECTORY:
+        return config_lib.load(pathlib.Path(path) / model_dir_lib.CONFIG_FILE)
+    if kind == HUGGING_FACE_FOLDER:
+        import json
+
+        config_file = pathlib.Path(path) / pretrained.CONFIG_FILE
+        return pretrained.config_from_hugging_face(json.loads(config_file.read_text()), str(config_file))
+    return pretrained.read_checkpoint(path)[0]
+
+
+def read(path: str | pathlib.Path) -> StartingPoint:
+    """Reads any of the three kinds into config + Hugging Face-named tensors."""
+    kind = kind_of(path)
+    if kind == TRIMBERT_MODEL_DIRECTORY:
+        config, model = model_dir_lib.restore_pretraining_model(path)
+        return StartingPoint(str(path), kind, config, pretrained_heads.pretraining_tensors(model))
+    config, tensors = pretrained.read_checkpoint(path)
+    if kind == KERAS_HUB_PRESET:
+        tensors.update(pretrained_heads.keras_hub_masked_lm_tensors(path))
+    tensors = pretrained_heads.normalize_head_tensors(tensors, str(path))
+    return StartingPoint(str(path), kind, config, tensors)
+
+
+def no_head_message(path: str, kind: str) -> str:
+    return (f"{path}: this {kind} has no masked-LM head (no {pretrained_heads.MASKED_LM_MARKER}; a sentence-"
+            f"embedding encoder such as MiniLM-L6 is encoder only), so it cannot give teacher logits. Fit a head "
+            f"on its frozen encoder first: trimbert teacher --from {path} --data DIR --out TEACHER_DIR, then use "
+            f"TEACHER_DIR as the teacher")
+
+
+def build_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder") -> tuple[Config, keras.Model]:
+    """A pre-training model (encoder + masked-LM head, no next-sentence head) set from the checkpoint.
+
+    Call it under the strategy's scope. Every encoder and masked-LM head weight must come from the
+    checkpoint: a teacher with any freshly initialised weight would teach noise.
+
+    Raises:
+        TrimbertError: no masked-LM head (with the ``trimbert teacher`` way out), or a missing tensor.
+    """
+    path = str(path)
+    if kind_of(path) == TRIMBERT_MODEL_DIRECTORY:
+        return model_dir_lib.restore_pretraining_model(path, next_sentence=False, encoder_name=encoder_name)
+    point = read(path)
+    if not point.has_masked_lm_head:
+        raise TrimbertError(no_head_message(path, point.kind))
+    encoder = models.build_encoder(point.config, name=encoder_name)
+    model = models.build_pretraining_model(encoder, next_sentence=False)
+    report = pretrained_heads.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors, path)
+    if report["new"]:
+        raise TrimbertError(f"{path}: tensors missing for the teacher: {', '.join(report['new'][:5])}")
+    return point.config, model
+
+
+def initialize(model: keras.Model, path: str | pathlib.Path) -> dict[str, list[str]]:
+    """Sets a fresh pre-training model's weights from a checkpoint, leniently (``pretrain --init``).
+
+    Weights in both are loaded, the checkpoint's weights the model has no place for (a trimmed-away
+    FFN, a head it does not build) are dropped, and the model's weights the checkpoint lacks (a new
+    head) keep their initial values. Shapes must agree: the model section must be the checkpoint's.
+
+    Returns:
+        ``{"loaded", "dropped", "new"}`` lists of Hugging Face tensor names.
+    """
+    point = read(path)
+    return pretrained_heads.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors,
+                                            f"--init {path}")
+
+
+def describe_initialization(path: str, report: dict[str, list[str]], shown: int = 3) -> str:
+    """One log line: counts and the first names of loaded, dropped and new weights."""
+    parts = []
+    for name in ("loaded", "dropped", "new"):
+        names = report[name]
+        more = f", ... {len(names) - shown} more" if len(names) > shown else ""
+        parts.append(f"{len(names)} {name}" + (f" ({', '.join(names[:shown])}{more})" if names else ""))
+    return f"init from {path}: " + "; ".join(parts)
+
+
+def initialize_and_log(model: keras.Model, path: str, log: Callable[[str], None]) -> dict[str, list[str]]:
+    report = initialize(model, path)
+    log(describe_initialization(path, report))
+    return report
+
+
+def build_hidden_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder") -> tuple[Config, keras.Model]:
+    """The checkpoint's encoder alone, for hidden-state distillation: no masked-LM head is needed.
+
+    Call it under the strategy's scope.
+
+    Raises:
+        TrimbertError: an encoder weight missing from the checkpoint.
+    """
+    path = str(path)
+    if kind_of(path) == TRIMBERT_MODEL_DIRECTORY:
+        config, model = model_dir_lib.restore_pretraining_model(path, next_sentence=False,
+                                                                encoder_name=encoder_name)
+        return config, pretrained_heads.find_encoder(model)
+    point = read(path)
+    encoder = models.build_encoder(point.config, name=encoder_name)
+    pretrained.assign_tensors(encoder, point.tensors, path)
+    return point.config, encoder
