@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.pretrain_throughput [--configs ...] [--batch-size 8] [--rounds 3]
         [--optimizer adamw|lamb]
 
-For each config, our step (``pipeline.pretrain.make_train_step``: masked-LM loss, all-reduce,
+For each config, our step (``pipeline.pretrain.step.make_train_step``: masked-LM loss, all-reduce,
 global-norm clipping) and a keras-hub ``BertMaskedLM`` with the same dimensions (untrimmed:
 keras-hub has no trims) trained by the same kind of step (GradientTape, weighted masked-LM
 cross-entropy, global clipping) run on the same synthetic batch. Both sides use the optimizer
@@ -68,8 +68,8 @@ def our_step(config, inputs, labels, batch_size: int):
     import tensorflow as tf
 
     import models
-    from pipeline.pretrain.loop import make_train_step
     from pipeline.pretrain.optimizer import pretraining_optimizer
+    from pipeline.pretrain.step import make_train_step
 
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():

@@ -26,7 +26,6 @@ import keras
 import tensorflow as tf
 
 import models
-from beam_jobs import features
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
@@ -34,11 +33,12 @@ from pipeline import clock as clock_lib
 from pipeline import storage
 from pipeline.clock import TrainingClock
 from pipeline.files import write_json
-from pipeline.pretrain import distribution, losses, starting_points
+from pipeline.pretrain import distribution, starting_points
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
-from pipeline.pretrain.masking import MaskingSpec
+from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer
+from pipeline.pretrain.step import make_train_step
 from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit code
 from pipeline.pretrain.watchdog import Watchdog
 from pipeline.writer_lock import WriterLock
@@ -97,7 +97,7 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
 
 def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dict:
     # === 1. Setup ===
-    _check_teacher_given(config)
+    starting_points.check_teacher_given(config)
     started_at = time.time()
     model_dir = str(options.model_dir)
     precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -129,7 +129,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         f"steps {last_step}" + (", op determinism on" if config.pretrain.deterministic else ""))
 
     # === 2. Model and optimizer ===
-    hidden_width = _teacher_hidden_width(config)
+    hidden_width = starting_points.teacher_hidden_width(config)
     with strategy.scope():
         encoder = models.build_encoder(config)
         model = models.build_pretraining_model(encoder, next_sentence=use_nsp, hidden_width=hidden_width)
@@ -141,7 +141,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         # Each run of a phase traces and compiles its step again: that first step, kept apart.
         first_step_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False,
                                          name="first_step_seconds")
-    teacher = _load_teacher(config, strategy) if config.pretrain.distill.teacher else None
+    teacher = starting_points.load_teacher(config, strategy) if config.pretrain.distill.teacher else None
 
     # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
@@ -165,7 +165,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
             raise TrimbertError(f"pretrain.phases[{phase_index}].batch_size {phase.batch_size} is not "
                                 f"divisible by replicas ({replicas}) x gradient_accumulation ({accumulation})")
         per_replica_batch = phase.batch_size // replicas
-        masking = _masking_spec(config, manifest, phase.seq_len) if manifest.format == "packed" else None
+        masking = masking_spec(config, manifest, phase.seq_len) if manifest.format == "packed" else None
         seed = config.pretrain.seed + 7919 * phase_index
         # The data position is the step: the stream is deterministic, so resuming skips what was seen.
         start_step = restored_step - boundaries[phase_index]
@@ -259,95 +259,6 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
 # ---------------------------------------------------------------------------
 
 
-def make_train_step(strategy, model, teacher, optimizer, step, config: Config, global_batch: int,
-                     accumulation: int, use_nsp: bool):
-    """One optimizer step: ``accumulation`` micro-batches per replica, one all-reduce, one update.
-
-    Gradient clipping needs the norm of the *global* gradient, but Keras clips
-    each replica's gradient before its own all-reduce. So the step all-reduces
-    first, clips the sum, and hands Keras ``sum / replicas``, which its
-    all-reduce turns back into the clipped sum. For float16 the gradients are
-    still loss-scaled here, so the threshold is scaled alike.
-    """
-    distill = config.pretrain.distill
-    distillation_loss = losses.DISTILLATION_LOSSES[distill.loss]
-    fp16 = config.pretrain.mixed_precision == "float16"
-    clip_norm = config.pretrain.clip_norm
-    replicas = strategy.num_replicas_in_sync
-    variables = model.trainable_variables
-    total = tf.distribute.ReduceOp.SUM
-
-    def forward_backward(inputs, labels, masked_total, token_total):
-        """Losses and gradients of one micro-batch; the part XLA compiles when jit_compile is on."""
-        weights = labels["masked_lm_weights"]
-        with tf.GradientTape() as tape:
-            outputs = model(inputs, training=True)
-            mlm = losses.masked_lm_loss_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights) / masked_total
-            loss = mlm
-            kd = tf.constant(0.0)
-            if teacher is not None and distill.objective == "hidden":
-                # The teacher is an encoder alone; every non-padding token is matched.
-                teacher_hidden = teacher({name: inputs[name] for name in ENCODER_INPUTS},
-                                         training=False)["sequence_output"]
-                kd = losses.hidden_distillation_loss_sum(outputs["hidden"], teacher_hidden, inputs["padding_mask"],
-                                                         distill.hidden_loss) / token_total
-            elif teacher is not None:
-                teacher_logits = teacher(inputs, training=False)["mlm_logits"]
-                kd = distillation_loss(outputs["mlm_logits"], teacher_logits, weights,
-                                       distill.temperature) / masked_total
-            if teacher is not None:
-                loss = distill.mlm_weight * mlm + distill.kd_weight * kd
-            nsp = tf.constant(0.0)
-            if use_nsp:
-                nsp = losses.next_sentence_loss_sum(outputs["nsp_logits"], labels["next_sentence_labels"])
-                nsp = nsp / global_batch
-                loss += nsp
-            scaled = optimizer.scale_loss(loss) if fp16 else loss
-        gradients = tape.gradient(scaled, variables)
-        # None: a variable the loss does not reach (the pooler when there is no NSP head).
-        gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                     for g, v in zip(gradients, variables, strict=True)]
-        correct = losses.masked_lm_correct_sum(outputs["mlm_logits"], labels["masked_lm_ids"], weights)
-        return gradients, {"loss": loss, "mlm_loss": mlm, "mlm_correct": correct / masked_total, "nsp_loss": nsp,
-                           "kd_loss": kd}
-
-    if config.pretrain.jit_compile:
-        # The iterator and the collectives stay outside XLA; the model's maths goes inside.
-        forward_backward = tf.function(forward_backward, jit_compile=True, reduce_retracing=True)
-
-    def replica_step(inputs, labels):
-        context = tf.distribute.get_replica_context()
-        # Global counts, so each replica's sum / global count all-reduces to the true mean.
-        masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
-        token_total = tf.maximum(context.all_reduce(
-            total, tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.float32))), 1.0)
-        gradients = [tf.zeros_like(v) for v in variables]
-        totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss", "kd_loss")}
-        micro = tf.shape(inputs["token_ids"])[0] // accumulation
-        for part in range(accumulation):
-            chunk = slice(part * micro, (part + 1) * micro)
-            part_gradients, part_totals = forward_backward(
-                {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total,
-                token_total)
-            gradients = [g + p for g, p in zip(gradients, part_gradients, strict=True)]
-            totals = {name: totals[name] + part_totals[name] for name in totals}
-        gradients = context.all_reduce(total, gradients)
-        if clip_norm:
-            threshold = clip_norm * (optimizer.scale_loss(1.0) if fp16 else 1.0)
-            gradients, _ = tf.clip_by_global_norm(gradients, threshold)
-        optimizer.apply_gradients(zip([g / replicas for g in gradients], variables, strict=True))
-        return totals
-
-    @tf.function(reduce_retracing=True)
-    def train_step(iterator):
-        inputs, labels = next(iterator)
-        per_replica = strategy.run(replica_step, args=(inputs, labels))
-        step.assign_add(1)
-        return {name: strategy.reduce(total, value, axis=None) for name, value in per_replica.items()}
-
-    return train_step
-
-
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
@@ -435,67 +346,6 @@ def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[DataMan
         if phase.seq_len > config.model.max_sequence_length:
             raise TrimbertError(f"pretrain.phases[{index}].seq_len exceeds model.max_sequence_length")
     return manifests
-
-
-def _masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> MaskingSpec:
-    vocabulary = _special_ids(manifest)
-    return MaskingSpec(
-        vocabulary_size=config.model.vocabulary_size, mask_token_id=vocabulary["[MASK]"],
-        special_token_ids=(vocabulary["[PAD]"], vocabulary["[CLS]"], vocabulary["[SEP]"]),
-        max_predictions=config.data.max_predictions, masked_lm_prob=config.data.masked_lm_prob,
-        mask_token_rate=config.data.mask_token_rate, random_token_rate=config.data.random_token_rate)
-
-
-def _special_ids(manifest: DataManifest) -> dict[str, int]:
-    """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] in the vocabulary the data was tokenized with."""
-    path = manifest.vocabulary_path
-    if path is None or not storage.isfile(path):
-        raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
-                            f"dynamic masking needs the vocabulary's special-token ids")
-    ids = features.special_token_ids(storage.read_text(path).splitlines())
-    missing = [token for token in features.SPECIAL_TOKENS if token not in ids]
-    if missing:
-        raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")
-    return ids
-
-
-def _check_teacher_given(config: Config) -> None:
-    """A distillation recipe (``distill.required``) must not quietly train plain MLM instead."""
-    distill = config.pretrain.distill
-    if distill.required and not distill.teacher:
-        raise TrimbertError(
-            f"config {config.name} pre-trains by distillation and needs a teacher: set "
-            f"pretrain.distill.teacher (--set pretrain.distill.teacher=DIR, a pre-trained model folder), "
-            f"or use a plain-MLM config (e.g. bort_mlm)")
-
-
-def _teacher_hidden_width(config: Config) -> int | None:
-    """The teacher's width when the student matches its hidden states (the projection's output), else None."""
-    distill = config.pretrain.distill
-    if not distill.teacher or distill.objective != "hidden":
-        return None
-    try:
-        return starting_points.read_config(distill.teacher).model.hidden_dim
-    except TrimbertError as error:
-        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
-
-
-def _load_teacher(config: Config, strategy) -> keras.Model:
-    """The frozen teacher: a pre-training model with its masked-LM head (``distill.objective: logits``,
-    ``starting_points.build_teacher``) or the encoder alone (``hidden``)."""
-    teacher_dir = config.pretrain.distill.teacher
-    build = starting_points.build_hidden_teacher if config.pretrain.distill.objective == "hidden" else \
-        starting_points.build_teacher
-    try:
-        with strategy.scope():
-            teacher_config, teacher = build(teacher_dir, encoder_name="teacher_encoder")
-    except TrimbertError as error:
-        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
-    if teacher_config.model.vocabulary_size != config.model.vocabulary_size:
-        raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: vocabulary size "
-                            f"{teacher_config.model.vocabulary_size} differs from the student's")
-    teacher.trainable = False
-    return teacher
 
 
 def _run_identity(options: RunOptions) -> dict:

@@ -11,6 +11,16 @@ random token, keep 10%.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from beam_jobs import features
+from configs.errors import TrimbertError
+from pipeline import storage
+
+if TYPE_CHECKING:
+    from configs.schema import Config
+    from pipeline.pretrain.input import DataManifest
+
 import dataclasses
 
 import tensorflow as tf
@@ -96,3 +106,26 @@ def mask_batch(token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: MaskingSpec,
     for tensor in outputs.values():
         tensor.set_shape([token_ids.shape[0], spec.max_predictions])
     return {"token_ids": masked_ids, **outputs}
+
+
+def masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> MaskingSpec:
+    """Dynamic masking of ``packed`` data as the config's ``data`` section says, with the data's special ids."""
+    vocabulary = special_ids(manifest)
+    return MaskingSpec(
+        vocabulary_size=config.model.vocabulary_size, mask_token_id=vocabulary["[MASK]"],
+        special_token_ids=(vocabulary["[PAD]"], vocabulary["[CLS]"], vocabulary["[SEP]"]),
+        max_predictions=config.data.max_predictions, masked_lm_prob=config.data.masked_lm_prob,
+        mask_token_rate=config.data.mask_token_rate, random_token_rate=config.data.random_token_rate)
+
+
+def special_ids(manifest: DataManifest) -> dict[str, int]:
+    """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] in the vocabulary the data was tokenized with."""
+    path = manifest.vocabulary_path
+    if path is None or not storage.isfile(path):
+        raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
+                            f"dynamic masking needs the vocabulary's special-token ids")
+    ids = features.special_token_ids(storage.read_text(path).splitlines())
+    missing = [token for token in features.SPECIAL_TOKENS if token not in ids]
+    if missing:
+        raise TrimbertError(f"{path}: vocabulary lacks {', '.join(missing)}")
+    return ids

@@ -26,6 +26,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import pretrained, pretrained_heads
+from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 TRIMBERT_MODEL_DIRECTORY = "trimbert model directory"
@@ -60,10 +61,10 @@ class StartingPoint:
 
 def kind_of(path: str | pathlib.Path) -> str:
     """Which kind of checkpoint a path is; raises naming what each kind needs."""
-    path = pathlib.Path(path)
-    if (path / model_dir_lib.CONFIG_FILE).is_file():
+    path = str(path)
+    if storage.isfile(storage.join(path, model_dir_lib.CONFIG_FILE)):
         return TRIMBERT_MODEL_DIRECTORY
-    if (path / pretrained.CONFIG_FILE).is_file():
+    if storage.isfile(storage.join(path, pretrained.CONFIG_FILE)):
         return KERAS_HUB_PRESET if pretrained.is_keras_hub_preset(path) else HUGGING_FACE_FOLDER
     raise TrimbertError(
         f"{path}: not a checkpoint: a trimbert model directory needs config.yaml, a Hugging Face BERT folder "
@@ -74,12 +75,10 @@ def read_config(path: str | pathlib.Path) -> Config:
     """The checkpoint's config, without reading weights where that is possible (search costs)."""
     kind = kind_of(path)
     if kind == TRIMBERT_MODEL_DIRECTORY:
-        return config_lib.load(pathlib.Path(path) / model_dir_lib.CONFIG_FILE)
+        return config_lib.load(storage.join(str(path), model_dir_lib.CONFIG_FILE))
     if kind == HUGGING_FACE_FOLDER:
-        import json
-
-        config_file = pathlib.Path(path) / pretrained.CONFIG_FILE
-        return pretrained.config_from_hugging_face(json.loads(config_file.read_text()), str(config_file))
+        config_file = storage.join(str(path), pretrained.CONFIG_FILE)
+        return pretrained.config_from_hugging_face(storage.read_json(config_file), config_file)
     return pretrained.read_checkpoint(path)[0]
 
 
@@ -174,3 +173,45 @@ def build_hidden_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_
     encoder = models.build_encoder(point.config, name=encoder_name)
     pretrained.assign_tensors(encoder, point.tensors, path)
     return point.config, encoder
+
+
+# The teacher of a distillation run
+
+
+def check_teacher_given(config: Config) -> None:
+    """A distillation recipe (``distill.required``) must not quietly train plain MLM instead."""
+    distill = config.pretrain.distill
+    if distill.required and not distill.teacher:
+        raise TrimbertError(
+            f"config {config.name} pre-trains by distillation and needs a teacher: set "
+            f"pretrain.distill.teacher (--set pretrain.distill.teacher=DIR, a pre-trained model folder), "
+            f"or use a plain-MLM config (e.g. bort_mlm)")
+
+
+def teacher_hidden_width(config: Config) -> int | None:
+    """The teacher's width when the student matches its hidden states (the projection's output), else None."""
+    distill = config.pretrain.distill
+    if not distill.teacher or distill.objective != "hidden":
+        return None
+    try:
+        return read_config(distill.teacher).model.hidden_dim
+    except TrimbertError as error:
+        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
+
+
+def load_teacher(config: Config, strategy) -> keras.Model:
+    """The frozen teacher: a pre-training model with its masked-LM head (``distill.objective: logits``,
+    ``build_teacher``) or the encoder alone (``hidden``)."""
+    teacher_dir = config.pretrain.distill.teacher
+    build = build_hidden_teacher if config.pretrain.distill.objective == "hidden" else \
+        build_teacher
+    try:
+        with strategy.scope():
+            teacher_config, teacher = build(teacher_dir, encoder_name="teacher_encoder")
+    except TrimbertError as error:
+        raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
+    if teacher_config.model.vocabulary_size != config.model.vocabulary_size:
+        raise TrimbertError(f"pretrain.distill.teacher {teacher_dir}: vocabulary size "
+                            f"{teacher_config.model.vocabulary_size} differs from the student's")
+    teacher.trainable = False
+    return teacher

@@ -92,10 +92,11 @@ def heldout_accuracy(model, config: Config, manifest: DataManifest, batch_size: 
     """Masked-LM accuracy of a pre-training model on held-out text, masked as training masks it."""
     import tensorflow as tf
 
-    from pipeline.pretrain import loop, losses
+    from pipeline.pretrain import losses
     from pipeline.pretrain.input import pretraining_dataset
+    from pipeline.pretrain.masking import masking_spec
 
-    masking = loop._masking_spec(config, manifest, manifest.seq_len) if manifest.format == "packed" else None
+    masking = masking_spec(config, manifest, manifest.seq_len) if manifest.format == "packed" else None
     batch_size = min(batch_size, manifest.examples)
     batches = max(1, min(manifest.examples, max_examples) // batch_size)
     dataset = pretraining_dataset(manifest, batch_size, seed=config.pretrain.seed + 1, shuffle_buffer=1,

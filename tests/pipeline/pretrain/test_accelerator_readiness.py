@@ -55,13 +55,13 @@ def _on_ram(local_data) -> tuple[str, str]:
 @pytest.mark.parametrize("record_format", ["packed", "bert"])
 def test_batches_have_fixed_shapes(record_format, packed_data, bert_data):
     from configs import schema
-    from pipeline.pretrain.loop import _masking_spec
+    from pipeline.pretrain.masking import masking_spec
 
     local = packed_data if record_format == "packed" else bert_data
     root, data = _on_ram(local)
     manifest = DataManifest.read(data)
     config = schema.load("tiny", [f"data.seq_len={SEQ_LEN}", "model.max_sequence_length=64"])
-    masking = _masking_spec(config, manifest, SEQ_LEN) if record_format == "packed" else None
+    masking = masking_spec(config, manifest, SEQ_LEN) if record_format == "packed" else None
     dataset = pretraining_dataset(manifest, 4, 0, 16, masking)
     shapes = [spec.shape for spec in [*dataset.element_spec[0].values(), *dataset.element_spec[1].values()]]
     assert all(shape.is_fully_defined() and shape[0] == 4 for shape in shapes), shapes

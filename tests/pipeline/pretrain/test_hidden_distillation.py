@@ -72,10 +72,11 @@ def test_the_hidden_term_pulls_the_student_and_its_projection_toward_the_teacher
     import tensorflow as tf
 
     import models
-    from pipeline.pretrain import distribution
-    from pipeline.pretrain import loop as pretrain
+    from pipeline.pretrain import distribution, starting_points
     from pipeline.pretrain.input import DataManifest, pretraining_dataset
+    from pipeline.pretrain.masking import masking_spec
     from pipeline.pretrain.optimizer import pretraining_optimizer
+    from pipeline.pretrain.step import make_train_step
 
     config = config_lib.load("tiny", [
         f"pretrain.phases=[{{steps: 12, seq_len: {SEQ_LEN}, batch_size: 8}}]", f"data.seq_len={SEQ_LEN}",
@@ -89,13 +90,13 @@ def test_the_hidden_term_pulls_the_student_and_its_projection_toward_the_teacher
         optimizer = pretraining_optimizer(config.pretrain)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    teacher = pretrain._load_teacher(config, strategy)
+    teacher = starting_points.load_teacher(config, strategy)
     projection = model.get_layer("hidden_projection")
     projection_before = projection.kernel.numpy().copy()
     manifest = DataManifest.read(packed_data)
-    batch = pretraining_dataset(manifest, 8, 0, 100, pretrain._masking_spec(config, manifest, SEQ_LEN)).take(1)
+    batch = pretraining_dataset(manifest, 8, 0, 100, masking_spec(config, manifest, SEQ_LEN)).take(1)
     iterator = iter(strategy.experimental_distribute_dataset(batch.cache().repeat()))
-    train_step = pretrain.make_train_step(strategy, model, teacher, optimizer, step, config, 8, 1, False)
+    train_step = make_train_step(strategy, model, teacher, optimizer, step, config, 8, 1, False)
     kd = [float(train_step(iterator)["kd_loss"]) for _ in range(12)]
     assert kd[-1] < 0.8 * kd[0], kd
     assert not np.array_equal(projection.kernel.numpy(), projection_before)
