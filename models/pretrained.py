@@ -4,8 +4,9 @@ A folder we write is a Hugging Face BERT folder (``config.json``, ``model.safete
 ``vocab.txt``) with the standard ``BertModel`` tensor names, plus a ``trimbert`` entry in
 ``config.json`` holding the exact model and trim sections. Trimmed-away sub-layers simply have
 no tensors; Bort-style embedding projections (E != H) are stored as
-``embeddings.projection.{weight,bias}``. Untrimmed encoders therefore stay readable by any
-BERT loader, and everything reloads here exactly.
+``embeddings.projection.{weight,bias}``. Only a standard shape is labelled ``model_type: bert``,
+so BERT loaders read it; a trimmed one says ``model_type: trimbert`` (:func:`is_standard_bert`),
+which none of them mistakes for BERT. Everything reloads here exactly.
 
 Dense weights are stored as Hugging Face does, [out, in]; Keras kernels are [in, out].
 """
@@ -386,12 +387,37 @@ def vocabulary_is_cased(tokens: Sequence[str]) -> bool:
 # ---------------------------------------------------------------------------
 
 
+def is_standard_bert(config: Config) -> bool:
+    """Whether a compact config is a plain BERT that any BERT loader rebuilds exactly.
+
+    Every block keeps its FFN and both layernorms, attention uses softmax and the embeddings have
+    the model's width. Anything else (a TrimBERT trim, a Bort-style embedding projection) would be
+    built by a BERT loader as a standard BERT, with random weights for the missing parts and softmax
+    attention, behind only a warning.
+    """
+    model, trim = config.model, config.trim
+    every_block = tuple(range(model.num_layers))
+
+    def keeps_every_block(blocks) -> bool:
+        return blocks is None or tuple(sorted(blocks)) == every_block
+
+    return (keeps_every_block(trim.ffn_blocks) and keeps_every_block(trim.attention_layernorm_blocks)
+            and keeps_every_block(trim.ffn_layernorm_blocks) and trim.attention_normalizer == "softmax"
+            and not trim.drop_layers and model.embedding_dim in (None, model.hidden_dim))
+
+
 def hugging_face_config(config: Config) -> dict[str, Any]:
-    """A Hugging Face ``config.json`` for a compact config, with the exact trimbert sections."""
+    """A Hugging Face ``config.json`` for a compact config, with the exact trimbert sections.
+
+    A standard BERT is labelled ``model_type: bert`` / ``BertModel``, so BERT loaders read it. Any
+    other shape is labelled ``model_type: trimbert`` / ``TrimbertEncoder``, which no BERT loader
+    accepts; :func:`from_pretrained` reloads both exactly from the ``trimbert`` entry.
+    """
     model = config.model
+    standard = is_standard_bert(config)
     hf_config = {
-        "architectures": ["BertModel"],
-        "model_type": "bert",
+        "architectures": ["BertModel" if standard else "TrimbertEncoder"],
+        "model_type": "bert" if standard else "trimbert",
         "vocab_size": model.vocabulary_size,
         "hidden_size": model.hidden_dim,
         "num_hidden_layers": model.num_layers,
