@@ -117,7 +117,14 @@ def _show_progress(verbose: bool) -> None:
 
 
 class _OnlyPreprocess:
+    """Passes the job's own lines and real problems; drops Beam's notices. Beam relays every SDK
+    worker's log through its own logger, warnings included ("No semi_persistent_directory found"
+    at each worker start), so a Beam record passes only from ERROR up."""
+
     def filter(self, record) -> bool:
         import logging
 
-        return record.levelno >= logging.WARNING or "preprocess:" in record.getMessage()
+        if "preprocess:" in record.getMessage():
+            return True
+        threshold = logging.ERROR if record.name.startswith("apache_beam") else logging.WARNING
+        return record.levelno >= threshold
