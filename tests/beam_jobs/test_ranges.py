@@ -133,3 +133,23 @@ def test_progress_line_appears_on_a_job_longer_than_its_interval(tmp_path, vocab
     final = [message for message in caplog.messages if "examples holding" in message]
     assert final and f"holding {manifest['tokens']} tokens" in final[0]
     assert f"of {manifest['stats']['tokens']} WordPiece tokens" in final[0]
+
+
+@pytest.mark.slow
+def test_cli_on_worker_processes_prints_progress_but_not_beams_notices(tmp_path, vocab_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "corpus.txt"
+    path.write_text(_text(_documents(200)))
+    command = [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", str(path), "--output",
+               str(tmp_path / "out"), "--vocab", str(vocab_path), "--format", "packed", "--split-bytes", "20000",
+               "--progress-seconds", "1", "--direct_num_workers=2"]
+    root = pathlib.Path(__file__).resolve().parents[2]
+    completed = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "preprocess: progress at" in completed.stderr
+    assert "read units from 1 inputs" in completed.stderr
+    assert "semi_persistent_directory" not in completed.stderr  # Beam's relayed worker notice
+    verbose = subprocess.run(command + ["--verbose"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert verbose.returncode == 0 and "semi_persistent_directory" in verbose.stderr
