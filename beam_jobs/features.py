@@ -200,3 +200,69 @@ def frame_record(payload: bytes) -> bytes:
     """One TFRecord: length, masked crc32c of the length, payload, masked crc32c of the payload."""
     length = struct.pack("<Q", len(payload))
     return length + struct.pack("<I", _masked_crc(length)) + payload + struct.pack("<I", _masked_crc(payload))
+
+
+def _length(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if value < len(_SMALL_VARINTS) else _varint(value)
+
+
+def _entry(key: bytes, feature_tag: bytes, packed: bytes) -> bytes:
+    # Features.feature map entry {key, value = Feature {int64_list|float_list {value: packed}}}.
+    values = b"\n" + _length(len(packed)) + packed
+    feature = feature_tag + _length(len(values)) + values
+    entry = key + b"\x12" + _length(len(feature)) + feature
+    return b"\n" + _length(len(entry)) + entry
+
+
+class BertExampleEncoder:
+    """Writes one ``bert`` record's bytes, equal to :func:`encode_example`'s, at a fraction of the cost.
+
+    The job writes millions of records, most of whose bytes are fixed by a few lengths: padding is
+    zero bytes, input_mask and segment_ids are runs of 0x00/0x01 (the varints of 0 and 1), and the
+    weights take one of ``max_predictions + 1`` values. Only the token ids and positions are looked
+    up one by one. ``tests/beam_jobs/test_features.py`` checks the bytes against the general path.
+
+    Args:
+        seq_len: tokens per record.
+        max_predictions: masked positions per record.
+    """
+
+    def __init__(self, seq_len: int, max_predictions: int) -> None:
+        self._seq_len, self._predictions = seq_len, max_predictions
+        self._keys = {spec.name: _length_delimited(1, spec.name.encode("utf-8"))
+                      for spec in feature_specs("bert", seq_len, max_predictions)}
+        self._weights = [
+            _entry(self._keys["masked_lm_weights"], b"\x12",
+                   struct.pack(f"<{max_predictions}f", *([1.0] * count + [0.0] * (max_predictions - count))))
+            for count in range(max_predictions + 1)]
+        self._next_sentence = [_entry(self._keys["next_sentence_labels"], b"\x1a", _SMALL_VARINTS[label])
+                               for label in (0, 1)]
+
+    def encode(self, input_ids: Sequence[int], segment_a: int, positions: Sequence[int], labels: Sequence[int],
+               is_random_next: bool) -> bytes:
+        """The record of one instance.
+
+        Args:
+            input_ids: the masked sequence with [CLS]/[SEP], unpadded (at most ``seq_len``).
+            segment_a: tokens of segment 0 ([CLS], segment A and its [SEP]); the rest are segment 1.
+            positions: masked positions, sorted (at most ``max_predictions``).
+            labels: original ids at ``positions``.
+            is_random_next: segment B comes from another document.
+        """
+        length, padding = len(input_ids), self._seq_len - len(input_ids)
+        if padding < 0 or len(positions) > self._predictions or len(labels) != len(positions):
+            raise ValueError(f"instance of {length} tokens and {len(positions)} predictions does not fit "
+                             f"seq_len {self._seq_len}, max_predictions {self._predictions}")
+        keys, empty = self._keys, self._predictions - len(positions)
+        zeros = b"\x00" * padding
+        body = b"".join((
+            _entry(keys["input_ids"], b"\x1a", _encode_varints(input_ids) + zeros),
+            _entry(keys["input_mask"], b"\x1a", b"\x01" * length + zeros),
+            _entry(keys["segment_ids"], b"\x1a", b"\x00" * segment_a + b"\x01" * (length - segment_a) + zeros),
+            _entry(keys["masked_lm_positions"], b"\x1a",
+                   _encode_varints(positions) + b"\x00" * empty),
+            _entry(keys["masked_lm_ids"], b"\x1a", _encode_varints(labels) + b"\x00" * empty),
+            self._weights[len(positions)],
+            self._next_sentence[int(is_random_next)],
+        ))
+        return b"\n" + _length(len(body)) + body

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.transforms.combiners import TopCombineFn
 
-from beam_jobs.features import encode_example, feature_specs, special_token_ids
+from beam_jobs.features import BertExampleEncoder, encode_example, feature_specs, special_token_ids
 from beam_jobs.records import Document, TokenizedDocument, stable_hash
 from configs.schema import DataConfig
 
@@ -79,35 +79,34 @@ def truncate_pair(tokens_a: list[int], tokens_b: list[int], max_tokens: int, rng
             longer.pop()
 
 
-def mask_tokens(tokens: list[int], config: DataConfig, special: SpecialIds, rng: random.Random):
+def mask_tokens(tokens: list[int], candidates: Sequence[int], config: DataConfig, special: SpecialIds,
+                rng: random.Random):
     """Static masking; returns (masked tokens, sorted positions, original ids).
 
     Args:
         tokens: the full sequence with [CLS]/[SEP], unpadded.
+        candidates: the positions that may be masked (every one but [CLS] and the [SEP]s).
         config: masked_lm_prob, max_predictions, mask_token_rate, random_token_rate.
         special: special token ids and vocabulary size (random replacements are any id).
         rng: the instance's generator.
     """
-    candidates = [i for i, token in enumerate(tokens) if token not in (special.cls, special.sep)]
-    rng.shuffle(candidates)
     count = min(config.max_predictions, max(1, int(round(len(tokens) * config.masked_lm_prob))))
+    # A uniform random subset of the candidates, as Google's shuffle-and-take, but drawing `count`
+    # numbers instead of one per token: the shuffle was the largest cost of building a record.
+    chosen = sorted(rng.sample(candidates, min(count, len(candidates))))
     output = list(tokens)
-    chosen = sorted(candidates[:count])
+    replace_below = config.mask_token_rate + config.random_token_rate
     for position in chosen:
         draw = rng.random()
         if draw < config.mask_token_rate:
             output[position] = special.mask
-        elif draw < config.mask_token_rate + config.random_token_rate:
-            output[position] = rng.randint(0, special.vocabulary_size - 1)
+        elif draw < replace_below:
+            output[position] = rng.randrange(special.vocabulary_size)
     return output, chosen, [tokens[position] for position in chosen]
 
 
-def _pad(values: list, length: int, fill=0) -> list:
-    return values + [fill] * (length - len(values))
-
-
 def bert_examples(document: TokenizedDocument, pool: Sequence[TokenizedDocument], dupe: int,
-                  config: DataConfig, special: SpecialIds):
+                  config: DataConfig, special: SpecialIds, encoder: BertExampleEncoder | None = None):
     """Yields (serialized Example, real length) for one pass of one document (Google's algorithm).
 
     Args:
@@ -116,8 +115,9 @@ def bert_examples(document: TokenizedDocument, pool: Sequence[TokenizedDocument]
         dupe: the pass index, 0 .. dupe_factor-1.
         config: the data config (seq_len, masking rates, short_seq_prob, seed).
         special: special token ids.
+        encoder: the record encoder for (seq_len, max_predictions), reused across calls.
     """
-    specs = feature_specs("bert", config.seq_len, config.max_predictions)
+    encoder = encoder or BertExampleEncoder(config.seq_len, config.max_predictions)
     rng = random.Random(stable_hash(config.seed, document.digest, dupe))
     max_tokens = config.seq_len - 3
     target = max_tokens
@@ -147,20 +147,11 @@ def bert_examples(document: TokenizedDocument, pool: Sequence[TokenizedDocument]
                 tokens_b = [token for sentence in chunk[a_end:] for token in sentence]
             truncate_pair(tokens_a, tokens_b, max_tokens, rng)
             if tokens_a and tokens_b:
+                a_length, length = len(tokens_a), len(tokens_a) + len(tokens_b) + 3
                 tokens = [special.cls, *tokens_a, special.sep, *tokens_b, special.sep]
-                segments = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
-                masked, positions, labels = mask_tokens(tokens, config, special, rng)
-                predictions = config.max_predictions
-                values = {
-                    "input_ids": _pad(masked, config.seq_len),
-                    "input_mask": _pad([1] * len(tokens), config.seq_len),
-                    "segment_ids": _pad(segments, config.seq_len),
-                    "masked_lm_positions": _pad(positions, predictions),
-                    "masked_lm_ids": _pad(labels, predictions),
-                    "masked_lm_weights": _pad([1.0] * len(positions), predictions, 0.0),
-                    "next_sentence_labels": [int(is_random_next)],
-                }
-                yield encode_example(specs, values), len(tokens)
+                candidates = [*range(1, a_length + 1), *range(a_length + 2, length - 1)]
+                masked, positions, labels = mask_tokens(tokens, candidates, config, special, rng)
+                yield encoder.encode(masked, a_length + 2, positions, labels, is_random_next), length
             chunk, chunk_length = [], 0
         index += 1
 
@@ -175,6 +166,10 @@ def _random_document(pool: Sequence[TokenizedDocument], document: TokenizedDocum
         if other.digest != document.digest:
             return other
     return other
+
+
+def _pad(values: list, length: int, fill=0) -> list:
+    return values + [fill] * (length - len(values))
 
 
 def packed_examples(document: TokenizedDocument, config: DataConfig, special: SpecialIds):
@@ -207,7 +202,8 @@ def build_instances(document: TokenizedDocument, config: DataConfig, special: Sp
     if config.format == "packed":
         passes = [packed_examples(document, config, special)]
     else:
-        passes = [bert_examples(document, pool, dupe, config, special) for dupe in range(config.dupe_factor)]
+        encoder = BertExampleEncoder(config.seq_len, config.max_predictions)
+        passes = [bert_examples(document, pool, dupe, config, special, encoder) for dupe in range(config.dupe_factor)]
     for dupe, examples in enumerate(passes):
         for number, (payload, length) in enumerate(examples):
             shard = stable_hash(config.seed, document.digest, dupe, number) % shards

@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import features
 from beam_jobs.instances import SampleRandomDocuments
+from beam_jobs.progress import ProgressReporter
 from beam_jobs.read import DocumentReader, expand_inputs
 from beam_jobs.records import ReadUnit, Stats, merge_stats
 from beam_jobs.runners import pipeline_options, running
@@ -59,6 +60,9 @@ class PreprocessJob:
         compress: gzip the shards (TFRecordDataset compression_type="GZIP").
         text_field: JSON Lines key holding the text.
         allow_empty: commit a manifest even when no example was produced (otherwise an error).
+        split_bytes: read uncompressed files larger than this in byte ranges of about this size, one
+            read unit each; None picks it from the input size (``beam_jobs.ranges``).
+        progress_seconds: seconds between the driver's progress lines.
     """
 
     inputs: tuple[str, ...]
@@ -70,6 +74,8 @@ class PreprocessJob:
     compress: bool = False
     text_field: str = "text"
     allow_empty: bool = False
+    split_bytes: int | None = None
+    progress_seconds: float = 30.0
 
     def validate(self) -> None:
         self.data.validate("preprocess")
@@ -80,6 +86,8 @@ class PreprocessJob:
                 f"--learn-vocab must be > {len(features.SPECIAL_TOKENS)}, got {self.learn_vocab}")
         if self.shards < 1:
             raise TrimbertError(f"--shards must be >= 1, got {self.shards}")
+        if self.progress_seconds <= 0:
+            raise TrimbertError(f"--progress-seconds must be > 0, got {self.progress_seconds}")
 
 
 def build_pool(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
@@ -123,7 +131,8 @@ def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit]
                | "Units" >> beam.Create(list(units))
                | "ReshuffleUnits" >> beam.Reshuffle()
                | "ProcessUnits" >> ProcessUnits(config, tokens, job.shards, job.text_field,
-                                                posixpath.join(scratch, "fragments"), pool))
+                                                posixpath.join(scratch, "fragments"), pool,
+                                                posixpath.join(scratch, "progress"), job.progress_seconds))
     merged = (results
               | "Fragments" >> beam.FlatMap(lambda result: result.fragments)
               | "MergeShards" >> MergeShards(scratch, SHARD_PREFIX, job.shards, job.compress))
@@ -157,7 +166,7 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
     """
     job.validate()
     started = time.monotonic()
-    units = expand_inputs(list(job.inputs))
+    units = expand_inputs(list(job.inputs), split_bytes=job.split_bytes)
     tokens = read_vocabulary(job.vocab) if job.vocab else None
     options = pipeline_options(beam_args)
     scratch = posixpath.join(job.output, SCRATCH_DIR)
@@ -175,17 +184,25 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
             handle.write(("\n".join(tokens) + "\n").encode("utf-8"))
         logging.info("preprocess: wrote a %d-token vocabulary to %s", len(tokens), vocab_path)
     all_options = options.get_all_options()
-    logging.info("preprocess: %d read units, %s format, %d shards, runner %s (%s, %s workers)", len(units),
-                 job.data.format, job.shards, all_options.get("runner") or "FnApiRunner",
-                 all_options.get("direct_running_mode"), all_options.get("direct_num_workers"))
-    if job.data.format == "bert":
+    logging.info("preprocess: %d read units from %d inputs, %s format, %d shards, runner %s (%s, %s workers)",
+                 len(units), len({unit.source for unit in units}), job.data.format, job.shards,
+                 all_options.get("runner") or "FnApiRunner", all_options.get("direct_running_mode"),
+                 all_options.get("direct_num_workers"))
+    with ProgressReporter(posixpath.join(scratch, "progress"), job.progress_seconds) as progress:
+        if job.data.format == "bert":
+            progress.phase = "sampling the random-document pool"
+            with running(options) as pipeline:
+                build_pool(pipeline, job, units, tokens, scratch)
+        progress.phase = "building instances"
         with running(options) as pipeline:
-            build_pool(pipeline, job, units, tokens, scratch)
-    with running(options) as pipeline:
-        build(pipeline, job, units, tokens, scratch)
+            build(pipeline, job, units, tokens, scratch)
     manifest = _commit(job, units, tokens, vocab_path, scratch)
     elapsed = time.monotonic() - started
-    logging.info("preprocess: %d examples, %d tokens in %.1f s", manifest["examples"],
+    # Two token counts, both in the manifest: "tokens" counts the records' real tokens ([CLS] and
+    # [SEP] included, each bert pass counted again); stats.tokens counts the documents' WordPiece tokens.
+    logging.info("preprocess: %d examples holding %d tokens (manifest tokens: [CLS]/[SEP] included, every "
+                 "pass counted) from %d documents of %d WordPiece tokens (manifest stats.tokens) in %.1f s",
+                 manifest["examples"], manifest["tokens"], manifest["stats"]["documents"],
                  manifest["stats"]["tokens"], elapsed)
     return manifest
 
@@ -199,7 +216,7 @@ def _clear_previous_output(output: str, scratch: str) -> None:
     FileSystems.delete([path for path in stale if FileSystems.exists(path)])
     if not FileSystems.exists(output):
         FileSystems.mkdirs(output)
-    for directory in ("fragments", "shards", "vocab"):
+    for directory in ("fragments", "shards", "vocab", "progress"):
         FileSystems.mkdirs(posixpath.join(scratch, directory))
 
 
@@ -237,14 +254,16 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
         "vocab": {"path": vocab_path, "size": len(tokens), "sha256": features.vocabulary_sha256(tokens),
                   "learned": job.learn_vocab is not None},
         "inputs": {"patterns": list(job.inputs),
-                   "sources": [unit.source + (f"[{unit.split}]" if unit.split else "") for unit in units]},
+                   # A file read in byte ranges is listed once.
+                   "sources": list(dict.fromkeys(unit.source + (f"[{unit.split}]" if unit.split else "")
+                                                 for unit in units))},
         "examples": sum(shard["examples"] for shard in shards),
         "tokens": sum(shard["tokens"] for shard in shards),
         "shards": shards,
         "stats": summarize_stats(totals),
     }
-    FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "job_stats.json",
-                                                              "pool.json")
+    FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "progress",
+                                                              "job_stats.json", "pool.json")
                         if FileSystems.exists(posixpath.join(scratch, d))])
     final = posixpath.join(job.output, MANIFEST)
     if FileSystems.get_scheme(job.output) is None:  # local disk: a complete temporary file, renamed last

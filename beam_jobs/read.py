@@ -9,6 +9,9 @@ Accepted inputs, comma-separated globs or names:
 * ``tfds:NAME/CONFIG[:split]``: a prepared TensorFlow Datasets dataset (e.g.
   ``tfds:wikipedia/20230601.en:train``), read in ``tfds_slices`` even slices.
 
+An uncompressed file larger than the split size is read in byte ranges by several workers
+(``beam_jobs.ranges``: no document is cut or read twice); a gzip file is one read unit.
+
 Nothing is held beyond one document: a file is read line by line. Lines that are not UTF-8 are
 decoded with replacement and counted; a document that is mostly undecodable bytes or control
 characters is skipped as `binary`; empty files and skipped documents are counted with reasons.
@@ -27,6 +30,7 @@ import time
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.ranges import byte_ranges, lines_from, split_size
 from beam_jobs.records import Document, ReadUnit, Stats, content_digest
 from configs.errors import TrimbertError
 
@@ -36,12 +40,15 @@ GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_SECONDS = 30.0
 
 
-def expand_inputs(patterns: str | list[str], tfds_slices: int = 8) -> list[ReadUnit]:
+def expand_inputs(patterns: str | list[str], tfds_slices: int = 8,
+                  split_bytes: int | None = None) -> list[ReadUnit]:
     """Expands globs and dataset names into read units, failing at once on a bad one.
 
     Args:
         patterns: comma-separated string or list of globs / ``tfds:`` names.
         tfds_slices: how many even slices a TFDS split is read in (parallelism).
+        split_bytes: uncompressed files larger than this are read in byte ranges of about this
+            size, one read unit each; None picks it from the input size (:func:`ranges.split_size`).
 
     Raises:
         TrimbertError: naming a glob that matches nothing, a file that cannot be read, or a
@@ -51,25 +58,40 @@ def expand_inputs(patterns: str | list[str], tfds_slices: int = 8) -> list[ReadU
         patterns = [p for p in patterns.split(",") if p.strip()]
     if not patterns:
         raise TrimbertError("no --input given")
-    units: list[ReadUnit] = []
+    if split_bytes is not None and split_bytes < 1:
+        raise TrimbertError(f"--split-bytes must be >= 1, got {split_bytes}")
+    entries: list[tuple[str, str, str, int, bool]] = []  # (source, kind, split, size, compressed)
     seen: set[str] = set()
     for pattern in (p.strip() for p in patterns):
         if pattern.startswith(TFDS_PREFIX):
-            for split in _tfds_slices(pattern, tfds_slices):
-                units.append(ReadUnit(len(units), pattern, "tfds", split))
+            entries += [(pattern, "tfds", split, 0, False) for split in _tfds_slices(pattern, tfds_slices)]
             continue
         if "://" not in pattern:
             _check_local_matches(pattern)
-        matches = sorted(m.path for result in FileSystems.match([pattern]) for m in result.metadata_list)
+        matches = sorted((m.path, m.size_in_bytes) for result in FileSystems.match([pattern])
+                         for m in result.metadata_list)
         if not matches:
             raise TrimbertError(f"input glob matches no file: {pattern}")
-        for path in matches:
+        for path, size in matches:
             if path in seen:
                 continue
             seen.add(path)
-            _check_readable(path)
+            compressed = _check_readable(path) == GZIP_MAGIC
             kind = "jsonl" if path.endswith(JSON_SUFFIXES) else "text"
-            units.append(ReadUnit(len(units), path, kind))
+            entries.append((path, kind, "", size, compressed))
+    if split_bytes is None:
+        split_bytes = split_size(sum(size for _, _, _, size, compressed in entries if not compressed))
+    units: list[ReadUnit] = []
+    for source, kind, split, size, compressed in entries:
+        if kind == "tfds":
+            units.append(ReadUnit(len(units), source, kind, split))
+            continue
+        if compressed and size > split_bytes:
+            logging.info("preprocess: %s is gzip-compressed (%.1f MB): one worker reads it whole, since a "
+                         "compressed file cannot be entered in the middle; decompress it or cut it into "
+                         "several files to spread it over workers", source, size / 1e6)
+        for start, end in [(0, -1)] if compressed else byte_ranges(size, split_bytes):
+            units.append(ReadUnit(len(units), source, kind, "", start, end))
     return units
 
 
@@ -82,10 +104,11 @@ def _check_local_matches(pattern: str) -> None:
             raise TrimbertError(f"input file cannot be read: {path} ({kind})")
 
 
-def _check_readable(path: str) -> None:
+def _check_readable(path: str) -> bytes:
+    """The file's first two bytes (gzip's magic number or not); fails naming a file it cannot read."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            handle.read(1)
+            return handle.read(2)
     except Exception as error:  # any filesystem's error type: report the file, not a traceback
         raise TrimbertError(f"input file cannot be read: {path} ({error})") from error
 
@@ -118,6 +141,15 @@ def open_lines(path: str):
         stream = gzip.GzipFile(fileobj=body) if head == GZIP_MAGIC else body
         for line in stream:
             yield line.rstrip(b"\r\n")
+
+
+def enumerate_lines(lines):
+    """``(offset, line)`` for raw lines whose newline was stripped (offsets assume one ``\\n`` each;
+    only compared with range ends, which a whole-file read does not have)."""
+    offset = 0
+    for line in lines:
+        yield offset, line
+        offset += len(line) + 1
 
 
 class _Prefixed(io.RawIOBase):
@@ -169,7 +201,7 @@ class DocumentReader:
         """Yields the unit's documents in file order, numbered from 0; adds its counts to ``stats``."""
         self._stats = stats
         readers = {"text": self._read_text, "jsonl": self._read_jsonl, "tfds": self._read_tfds}
-        stats["files"] += unit.kind != "tfds"
+        stats["files"] += unit.kind != "tfds" and unit.start == 0
         ordinal = binary = 0
         last_log = time.monotonic()
         for lines in readers[unit.kind](unit):
@@ -182,28 +214,48 @@ class DocumentReader:
             ordinal += 1
             if time.monotonic() - last_log > PROGRESS_SECONDS:
                 last_log = time.monotonic()
-                logging.info("preprocess: reading %s, %d documents so far", unit.source, ordinal)
+                logging.debug("preprocess: reading %s, %d documents so far", unit.source, ordinal)
         stats["documents"] += ordinal
-        if ordinal == binary == 0 and unit.kind != "tfds":
+        # One range of a split file may hold no document start; only a file read whole is "empty".
+        if ordinal == binary == 0 and unit.kind != "tfds" and unit.whole_file:
             stats["empty_files"] += 1
             if self._log_empty_files:
                 logging.warning("preprocess: input file has no documents: %s", unit.source)
 
-    def _decode(self, raw: bytes) -> str:
-        self._stats["bytes_read"] += len(raw) + 1
+    def _decode(self, raw: bytes, owned: bool = True) -> str:
+        # ``owned``: the line starts inside this unit's range, so its counts are this unit's (a line
+        # read only to find a boundary, or to finish a document past the range, is counted by its owner).
+        if owned:
+            self._stats["bytes_read"] += len(raw) + 1
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("utf-8", errors="replace")
-            self._stats["invalid_utf8_lines"] += 1
-            self._stats["invalid_utf8_characters"] += text.count("\ufffd")
+            if owned:
+                self._stats["invalid_utf8_lines"] += 1
+                self._stats["invalid_utf8_characters"] += text.count("\ufffd")
             return text
 
+    def _lines(self, unit: ReadUnit):
+        """``(previous line or None, (offset, raw line) ...)`` of the unit: its byte range of an
+        uncompressed file, or the whole (possibly gzip) file with offsets in the decompressed text."""
+        if unit.whole_file:
+            return None, enumerate_lines(open_lines(unit.source))
+        return lines_from(unit.source, unit.start)
+
     def _read_text(self, unit: ReadUnit):
+        end = unit.end if unit.end >= 0 else float("inf")
+        previous, numbered = self._lines(unit)
+        # The line before the range is part of a document: that document is the previous range's.
+        inside_earlier_document = previous is not None and bool(self._decode(previous, owned=False).strip())
         lines: list[str] = []
-        for raw in open_lines(unit.source):
-            line = self._decode(raw).strip()
-            if line:
+        for offset, raw in numbered:
+            if not lines and offset >= end:
+                break  # a document starting here belongs to the next range
+            line = self._decode(raw, owned=offset < end).strip()
+            if inside_earlier_document:
+                inside_earlier_document = bool(line)
+            elif line:
                 lines.append(line)
             elif lines:
                 yield lines
@@ -212,7 +264,11 @@ class DocumentReader:
             yield lines
 
     def _read_jsonl(self, unit: ReadUnit):
-        for raw in open_lines(unit.source):
+        end = unit.end if unit.end >= 0 else float("inf")
+        _, numbered = self._lines(unit)  # the line holding ``start`` - 1 is the previous range's
+        for offset, raw in numbered:
+            if offset >= end:
+                break
             line = self._decode(raw).strip()
             if not line:
                 continue

@@ -19,12 +19,20 @@ class ReadUnit(NamedTuple):
         source: a file path, or ``tfds:NAME/CONFIG`` for TensorFlow Datasets.
         kind: ``text`` (blank-line separated documents), ``jsonl`` or ``tfds``.
         split: the TensorFlow Datasets split slice (``tfds`` only, else "").
+        start: first byte of the range this unit reads (``beam_jobs.ranges``); 0 for a whole file.
+        end: byte where the range ends (its last document may run past it); -1: the end of the file.
     """
 
     index: int
     source: str
     kind: str
     split: str = ""
+    start: int = 0
+    end: int = -1
+
+    @property
+    def whole_file(self) -> bool:
+        return self.start == 0 and self.end < 0
 
 
 class Document(NamedTuple):

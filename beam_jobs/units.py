@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.instances import SpecialIds, build_instances, sort_pool
 from beam_jobs.normalize import normalize_document, split_document
+from beam_jobs.progress import UnitProgress
 from beam_jobs.read import DocumentReader
 from beam_jobs.records import Document, ReadUnit, Stats, TokenizedDocument
 from beam_jobs.tokenize import BatchTokenizer
@@ -49,9 +50,10 @@ class UnitResult(NamedTuple):
 
 class _ProcessUnitFn(beam.DoFn):
     def __init__(self, config: DataConfig, tokens: list[str], shards: int, text_field: str,
-                 fragment_dir: str, pool_path: str | None) -> None:
+                 fragment_dir: str, pool_path: str | None, progress_dir: str, progress_seconds: float) -> None:
         self._config, self._tokens, self._shards = config, tokens, shards
         self._text_field, self._fragment_dir, self._pool_path = text_field, fragment_dir, pool_path
+        self._progress_dir, self._progress_seconds = progress_dir, progress_seconds
 
     def setup(self) -> None:
         self._reader = DocumentReader(self._text_field, log_empty_files=True)
@@ -62,20 +64,26 @@ class _ProcessUnitFn(beam.DoFn):
     def process(self, unit: ReadUnit):
         stats = Stats()
         writer = FragmentWriter(self._fragment_dir, unit.index, self._config.seq_len)
+        progress = UnitProgress(self._progress_dir, unit.index, self._progress_seconds)
         try:
             for document in self._reader.documents(unit, stats):
                 document = split_document(normalize_document(document, self._config.lower_case))
                 for tokenized in self._tokenizer.add(document, stats):
-                    self._write(tokenized, writer)
+                    self._write(tokenized, writer, progress)
+                progress.update(documents=1, bytes=stats["bytes_read"] - progress.counts["bytes"])
             for tokenized in self._tokenizer.flush(stats):
-                self._write(tokenized, writer)
+                self._write(tokenized, writer, progress)
         finally:
             fragments = writer.close()
+        progress.save()
         yield UnitResult(unit.index, dict(stats), fragments)
 
-    def _write(self, document: TokenizedDocument, writer: FragmentWriter) -> None:
+    def _write(self, document: TokenizedDocument, writer: FragmentWriter, progress: UnitProgress) -> None:
+        instances = 0
         for instance in build_instances(document, self._config, self._special, self._shards, self._pool):
             writer.write(instance)
+            instances += 1
+        progress.update(tokens=sum(map(len, document.sentences)), instances=instances)
 
 
 class ProcessUnits(beam.PTransform):
@@ -88,12 +96,16 @@ class ProcessUnits(beam.PTransform):
         text_field: JSON Lines / TFDS key holding the text.
         fragment_dir: scratch folder for the fragment files.
         pool_path: for ``bert``, the pool file :func:`write_pool` wrote; None for ``packed``.
+        progress_dir: folder of the per-unit progress files (``beam_jobs.progress``).
+        progress_seconds: the driver's progress interval.
     """
 
     def __init__(self, config: DataConfig, tokens: list[str], shards: int, text_field: str, fragment_dir: str,
-                 pool_path: str | None, label: str | None = None) -> None:
+                 pool_path: str | None, progress_dir: str, progress_seconds: float,
+                 label: str | None = None) -> None:
         super().__init__(label)
-        self._fn = _ProcessUnitFn(config, tokens, shards, text_field, fragment_dir, pool_path)
+        self._fn = _ProcessUnitFn(config, tokens, shards, text_field, fragment_dir, pool_path, progress_dir,
+                                  progress_seconds)
 
     def expand(self, units):
         return units | beam.ParDo(self._fn)

@@ -43,13 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", default="text", help="JSON Lines / TFDS key holding the text")
     parser.add_argument("--allow-empty", action="store_true",
                         help="write the manifest even when no example is produced (default: exit 2, write nothing)")
+    parser.add_argument("--split-bytes", type=int, metavar="BYTES",
+                        help="read uncompressed files larger than BYTES in byte ranges of about BYTES, on "
+                             "several workers (default: 1/64 of the input, within 1-64 MiB)")
+    parser.add_argument("--progress-seconds", type=float, default=30.0,
+                        help="seconds between progress lines (documents, tokens, instances, rate)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show Beam's and TensorFlow's own log lines (hidden by default)")
     parser.set_defaults(accepts_extra_args=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from beam_jobs import pipeline
 
-    _show_progress()
+    _show_progress(args.verbose)
     data = dataclasses.replace(
         _DEFAULTS, format=args.format, seq_len=args.seq_len, max_predictions=args.max_predictions,
         masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor,
@@ -57,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     job = pipeline.PreprocessJob(
         inputs=tuple(p for p in args.input.split(",") if p), output=args.output, data=data,
         vocab=args.vocab, learn_vocab=args.learn_vocab, shards=args.shards, compress=args.gzip,
-        text_field=args.text_field, allow_empty=args.allow_empty)
+        text_field=args.text_field, allow_empty=args.allow_empty, split_bytes=args.split_bytes,
+        progress_seconds=args.progress_seconds)
     manifest = pipeline.run(job, getattr(args, "extra_args", []))
     summary = {key: manifest[key] for key in ("format", "examples", "tokens", "schema_fingerprint")}
     summary["unknown_token_rate"] = manifest["stats"]["unknown_token_rate"]
@@ -91,19 +99,32 @@ def vocabulary_lowercases(vocab: str) -> bool:
     return not pretrained.vocabulary_is_cased(read_vocabulary(vocab))
 
 
-def _show_progress() -> None:
-    """Shows this job's progress lines (driver and, on the direct runner, workers), not Beam's chatter."""
+def _show_progress(verbose: bool) -> None:
+    """Shows this job's own lines (progress, counts, warnings); Beam's INFO chatter and TensorFlow's
+    C++ start-up lines (CUDA probing in every worker process) only with ``--verbose``."""
     import logging
+    import os
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger().setLevel(logging.INFO)
+    if verbose:
+        return
+    # Inherited by the worker processes the runner starts, before they import TensorFlow.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     only_ours = _OnlyPreprocess()
     for handler in logging.getLogger().handlers:
         handler.addFilter(only_ours)
 
 
 class _OnlyPreprocess:
+    """Passes the job's own lines and real problems; drops Beam's notices. Beam relays every SDK
+    worker's log through its own logger, warnings included ("No semi_persistent_directory found"
+    at each worker start), so a Beam record passes only from ERROR up."""
+
     def filter(self, record) -> bool:
         import logging
 
-        return record.levelno >= logging.WARNING or "preprocess:" in record.getMessage()
+        if "preprocess:" in record.getMessage():
+            return True
+        threshold = logging.ERROR if record.name.startswith("apache_beam") else logging.WARNING
+        return record.levelno >= threshold

@@ -1,0 +1,138 @@
+"""One large file vs the same text in 16 files (BENCHMARKS.md): does a big file spread over workers?
+
+Builds the benchmark corpus from the embedded corpus asset (Brown + State of the Union, ``trimbert
+data fetch corpus``): one sentence per line, a blank line between documents, 16.9 MB. Writes it as
+one file and as 16 files cut at document boundaries (same bytes, document for document), runs
+``trimbert preprocess`` on each (FnApiRunner, multi_processing, one worker per core) for every
+format asked, and reports wall time, CPU seconds of the whole process tree, peak tree memory and
+whether the shards are byte-identical.
+
+    .venv/bin/python benchmarks/preprocess_split.py --vocab ~/.cache/trimbert/vocab/bert-base-uncased.txt \
+        --formats packed,bert --work-dir /tmp/preprocess_split
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BERT_ARGUMENTS = ["--seq-len", "128", "--max-predictions", "20", "--dupe-factor", "5"]
+
+
+def corpus_documents() -> list[str]:
+    """The embedded corpus as documents of one sentence per line (the job's own sentence split)."""
+    from beam_jobs.normalize import split_sentences
+    from pipeline.assets import cache as assets
+
+    folder = pathlib.Path(assets.ensure("corpus"))
+    documents = []
+    for name in ("brown.txt", "sotu.txt"):
+        for block in (folder / name).read_text(encoding="utf-8").split("\n\n"):
+            sentences = [sentence for line in block.splitlines() if line.strip()
+                         for sentence in split_sentences(line.strip())]
+            if sentences:
+                documents.append("\n".join(sentences) + "\n")
+    return documents
+
+
+def write_corpus(directory: pathlib.Path, documents: list[str], files: int, copies: int = 1) -> str:
+    """``copies`` x the documents in ``files`` files cut at document boundaries; returns the glob."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    documents = documents * copies
+    per_file = -(-len(documents) // files)
+    for number in range(files):
+        (directory / f"part-{number:02d}.txt").write_text(
+            "\n".join(documents[number * per_file:(number + 1) * per_file]), encoding="utf-8")
+    return str(directory / "*.txt")
+
+
+def measure(command: list[str]) -> dict:
+    """Runs ``command``; wall time, CPU seconds of it and every descendant (rusage of reaped
+    children), and the peak resident memory of the whole process tree (sampled every 0.2 s)."""
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root, peak, done = psutil.Process(process.pid), 0, threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            total = 0
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for member in tree:
+                try:
+                    total += member.memory_info().rss
+                except psutil.NoSuchProcess:
+                    continue
+            peak = max(peak, total)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if process.returncode:
+        raise RuntimeError(f"{command[:4]} failed ({process.returncode}):\n{stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_tree_rss_mib": round(peak / 2**20),
+            "stdout": stdout, "stderr": stderr}
+
+
+def preprocess_command(pattern: str, output: pathlib.Path, vocab: str, record_format: str) -> list[str]:
+    extra = BERT_ARGUMENTS if record_format == "bert" else []
+    return [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", pattern, "--output", str(output),
+            "--vocab", vocab, "--format", record_format, *extra]
+
+
+def shard_digests(folder: pathlib.Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.glob("data-*"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", required=True)
+    parser.add_argument("--formats", default="packed,bert")
+    parser.add_argument("--work-dir", default="/tmp/preprocess_split")
+    args = parser.parse_args(argv)
+    work = pathlib.Path(args.work_dir)
+    documents = corpus_documents()
+    layouts = {"1 file": write_corpus(work / "one", documents, 1),
+               "16 files": write_corpus(work / "sixteen", documents, 16)}
+    rows = []
+    for record_format in args.formats.split(","):
+        digests = {}
+        for layout, pattern in layouts.items():
+            output = work / f"out-{record_format}-{layout.replace(' ', '')}"
+            result = measure(preprocess_command(pattern, output, args.vocab, record_format))
+            manifest = json.loads((output / "manifest.json").read_text())
+            digests[layout] = shard_digests(output)
+            rows.append({"format": record_format, "input": layout, "examples": manifest["examples"],
+                         **{key: value for key, value in result.items() if key not in ("stdout", "stderr")}})
+            print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps({"format": record_format, "shards_identical": digests["1 file"] == digests["16 files"]}))
+    print(f"cores: {os.cpu_count()} (shared with other work)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
