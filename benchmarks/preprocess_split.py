@@ -18,12 +18,10 @@ import hashlib
 import json
 import os
 import pathlib
-import resource
 import shutil
-import subprocess
 import sys
-import threading
-import time
+
+from process_tree import run_and_sample  # beside this script
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,41 +59,11 @@ def write_corpus(directory: pathlib.Path, documents: list[str], files: int, copi
 def measure(command: list[str]) -> dict:
     """Runs ``command``; wall time, CPU seconds of it and every descendant (rusage of reaped
     children), and the peak resident memory of the whole process tree (sampled every 0.2 s)."""
-    import psutil
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak, done = psutil.Process(process.pid), 0, threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            total = 0
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            for member in tree:
-                try:
-                    total += member.memory_info().rss
-                except psutil.NoSuchProcess:
-                    continue
-            peak = max(peak, total)
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    done.set()
-    sampler.join()
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if process.returncode:
-        raise RuntimeError(f"{command[:4]} failed ({process.returncode}):\n{stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "peak_tree_rss_mib": round(peak / 2**20),
-            "stdout": stdout, "stderr": stderr}
+    run = run_and_sample(command, cwd=ROOT)
+    if run.returncode:
+        raise RuntimeError(f"{command[:4]} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return {"wall_seconds": round(run.wall_seconds, 1), "cpu_seconds": round(run.cpu_seconds, 1),
+            "peak_tree_rss_mib": round(run.peak_tree_rss / 2**20), "stdout": run.stdout, "stderr": run.stderr}
 
 
 def preprocess_command(pattern: str, output: pathlib.Path, vocab: str, record_format: str) -> list[str]:

@@ -22,10 +22,10 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
-import threading
 import time
+
+from process_tree import run_and_sample  # beside this script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["RAYON_NUM_THREADS"] = "1"  # Hugging Face tokenizers: one thread, for a per-core figure
@@ -138,49 +138,16 @@ def replicate_corpus(pattern: str, scale: int, directory: pathlib.Path) -> str:
 
 def run_job(arguments: list[str]) -> dict:
     """Runs ``trimbert preprocess`` in a subprocess; samples the tree's memory and CPU time."""
-    import psutil
-
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "preprocess", *arguments], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root = psutil.Process(process.pid)
-    peak_total, peak_single, cpu_by_pid = 0, 0, {}
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak_total, peak_single
-        while not done.is_set():
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            total = 0
-            for member in tree:
-                try:
-                    rss = member.memory_info().rss
-                    times = member.cpu_times()
-                except psutil.NoSuchProcess:
-                    continue
-                total += rss
-                peak_single = max(peak_single, rss)
-                cpu_by_pid[member.pid] = times.user + times.system
-            peak_total = max(peak_total, total)
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    done.set()
-    sampler.join()
-    wall = time.perf_counter() - started
-    if process.returncode:
-        raise RuntimeError(f"preprocess failed ({process.returncode}):\n{stderr[-3000:]}")
+    run = run_and_sample([sys.executable, "-m", "pipeline.cli", "preprocess", *arguments], cwd=ROOT)
+    if run.returncode:
+        raise RuntimeError(f"preprocess failed ({run.returncode}):\n{run.stderr[-3000:]}")
     output = arguments[arguments.index("--output") + 1]
     manifest = json.loads((pathlib.Path(output) / "manifest.json").read_text())
-    return {"seconds": wall, "cpu_seconds": sum(cpu_by_pid.values()), "processes": len(cpu_by_pid),
+    return {"seconds": run.wall_seconds, "cpu_seconds": sum(run.sampled_cpu_by_pid.values()),
+            "processes": len(run.sampled_cpu_by_pid),
             "tokens": manifest["stats"]["tokens"], "examples": manifest["examples"],
             "bytes_read": manifest["stats"]["bytes_read"], "documents": manifest["stats"]["documents"],
-            "peak_tree_rss_mib": peak_total / 2**20, "peak_process_rss_mib": peak_single / 2**20}
+            "peak_tree_rss_mib": run.peak_tree_rss / 2**20, "peak_process_rss_mib": run.peak_process_rss / 2**20}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import json
 import os
 import pathlib
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -144,23 +144,56 @@ def encoder_tensors(encoder: Encoder) -> dict[str, np.ndarray]:
 
 
 def assign_tensors(encoder: Encoder, tensors: Mapping[str, np.ndarray], source: str) -> None:
-    """Sets every encoder weight from Hugging Face-named tensors; raises on a missing or ill-shaped one.
+    """Sets every encoder weight from Hugging Face-named tensors; all must be there, with their shapes.
 
     Args:
         encoder: the encoder to fill.
         tensors: name -> array, names already normalised (see ``normalize_key``).
         source: where the tensors came from, for error messages.
     """
-    for key, variable, transposed in weight_table(encoder):
+    table = weight_table(encoder)
+    missing = [key for key, _, _ in table if key not in tensors]
+    if missing:
+        raise TrimbertError(f"{source}: tensor {missing[0]!r} is missing")
+    assign_matching(table, tensors, source)
+
+
+def assign_matching(table: Iterable[tuple[str, Any, bool]], tensors: Mapping[str, np.ndarray],
+                    source: str) -> dict[str, list[str]]:
+    """Sets every variable that has a tensor of the same name; the rest keep their initial values.
+
+    This is how a trimmed or differently-headed model starts from a checkpoint: a block without
+    FFN has no FFN variables, so the checkpoint's FFN tensors are dropped; a head the checkpoint
+    lacks is newly initialised.
+
+    Args:
+        table: (name, variable, transposed) of the model being filled.
+        tensors: Hugging Face-named source tensors (Hugging Face layout).
+        source: where they came from, for errors.
+
+    Returns:
+        ``{"loaded": [...], "dropped": [...], "new": [...]}``: names in both, only in the source,
+        only in the model.
+
+    Raises:
+        TrimbertError: a tensor in both whose shape differs, named with both shapes.
+    """
+    loaded, new, seen = [], [], set()
+    for key, variable, transposed in table:
+        seen.add(key)
         if key not in tensors:
-            raise TrimbertError(f"{source}: tensor {key!r} is missing")
+            new.append(key)
+            continue
         value = np.asarray(tensors[key])
         value = value.T if transposed else value
         if tuple(value.shape) != tuple(variable.shape):
             raise TrimbertError(
-                f"{source}: tensor {key!r} has shape {tuple(value.shape)}, the encoder expects "
-                f"{tuple(variable.shape)} (transposed: {transposed})")
+                f"{source}: tensor {key!r} has shape {tuple(value.shape)}, the model expects "
+                f"{tuple(variable.shape)}; the config's model section must match the checkpoint's shapes")
         variable.assign(value.astype(variable.dtype))
+        loaded.append(key)
+    dropped = sorted(key for key in tensors if key not in seen)
+    return {"loaded": loaded, "dropped": dropped, "new": new}
 
 
 def normalize_key(key: str) -> str:

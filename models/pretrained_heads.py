@@ -10,7 +10,7 @@ same computation, so the tensors map one to one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -97,44 +97,6 @@ def pretraining_tensors(model: keras.Model) -> dict[str, np.ndarray]:
         value = np.asarray(variable.numpy())
         tensors[key] = np.ascontiguousarray(value.T if transposed else value)
     return tensors
-
-
-def assign_matching(table: Iterable[tuple[str, Any, bool]], tensors: Mapping[str, np.ndarray],
-                    source: str) -> dict[str, list[str]]:
-    """Sets every variable that has a tensor of the same name; the rest keep their initial values.
-
-    This is how a trimmed or differently-headed model starts from a checkpoint: a block without
-    FFN has no FFN variables, so the checkpoint's FFN tensors are dropped; a head the checkpoint
-    lacks is newly initialised.
-
-    Args:
-        table: (name, variable, transposed) of the model being filled.
-        tensors: Hugging Face-named source tensors (Hugging Face layout).
-        source: where they came from, for errors.
-
-    Returns:
-        ``{"loaded": [...], "dropped": [...], "new": [...]}``: names in both, only in the source,
-        only in the model.
-
-    Raises:
-        TrimbertError: a tensor in both whose shape differs, named with both shapes.
-    """
-    loaded, new, seen = [], [], set()
-    for key, variable, transposed in table:
-        seen.add(key)
-        if key not in tensors:
-            new.append(key)
-            continue
-        value = np.asarray(tensors[key])
-        value = value.T if transposed else value
-        if tuple(value.shape) != tuple(variable.shape):
-            raise TrimbertError(
-                f"{source}: tensor {key!r} has shape {tuple(value.shape)}, the model expects "
-                f"{tuple(variable.shape)}; the config's model section must match the checkpoint's shapes")
-        variable.assign(value.astype(variable.dtype))
-        loaded.append(key)
-    dropped = sorted(key for key in tensors if key not in seen)
-    return {"loaded": loaded, "dropped": dropped, "new": new}
 
 
 def keras_hub_masked_lm_tensors(path) -> dict[str, np.ndarray]:

@@ -46,18 +46,32 @@ def corpus_dir():
 PACKED_SEQ_LEN = 64
 
 
+def _preprocessed_sample(root, corpus_dir, vocab_path, characters: int, data_config):
+    """The first ``characters`` of the corpus (whole documents), run through the Beam job in-process."""
+    from beam_jobs import pipeline as beam_pipeline
+
+    corpus = root / "corpus.txt"
+    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:characters]
+    corpus.write_text(text[:text.rfind("\n\n")] + "\n", encoding="utf-8")
+    job = beam_pipeline.PreprocessJob(inputs=(str(corpus),), output=str(root / "data"), vocab=str(vocab_path),
+                                      shards=2, data=data_config)
+    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    return root / "data"
+
+
 @pytest.fixture(scope="session")
 def packed_data(tmp_path_factory, corpus_dir, vocab_path):
     """~1,000 packed length-64 instances from the first 300 kB of the corpus, via the Beam job."""
-    from beam_jobs import pipeline as beam_pipeline
     from configs.schema import DataConfig
 
-    root = tmp_path_factory.mktemp("packed_data")
-    corpus = root / "corpus.txt"
-    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:300_000]
-    corpus.write_text(text[:text.rfind("\n\n")] + "\n", encoding="utf-8")
-    job = beam_pipeline.PreprocessJob(
-        inputs=(str(corpus),), output=str(root / "data"), vocab=str(vocab_path), shards=2,
-        data=DataConfig(format="packed", seq_len=PACKED_SEQ_LEN))
-    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    return root / "data"
+    return _preprocessed_sample(tmp_path_factory.mktemp("packed_data"), corpus_dir, vocab_path, 300_000,
+                                DataConfig(format="packed", seq_len=PACKED_SEQ_LEN))
+
+
+@pytest.fixture(scope="session")
+def bert_data(tmp_path_factory, corpus_dir, vocab_path):
+    """A few hundred `bert`-format (statically masked, next-sentence labelled) length-64 records."""
+    from configs.schema import DataConfig
+
+    return _preprocessed_sample(tmp_path_factory.mktemp("bert_data"), corpus_dir, vocab_path, 60_000,
+                                DataConfig(format="bert", seq_len=PACKED_SEQ_LEN, max_predictions=10, dupe_factor=1))

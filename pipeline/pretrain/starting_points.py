@@ -119,7 +119,7 @@ def build_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder
         raise TrimbertError(no_head_message(path, point.kind))
     encoder = models.build_encoder(point.config, name=encoder_name)
     model = models.build_pretraining_model(encoder, next_sentence=False)
-    report = pretrained_heads.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors, path)
+    report = pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors, path)
     if report["new"]:
         raise TrimbertError(f"{path}: tensors missing for the teacher: {', '.join(report['new'][:5])}")
     return point.config, model
@@ -136,7 +136,7 @@ def initialize(model: keras.Model, path: str | pathlib.Path) -> dict[str, list[s
         ``{"loaded", "dropped", "new"}`` lists of Hugging Face tensor names.
     """
     point = read(path)
-    return pretrained_heads.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors,
+    return pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors,
                                             f"--init {path}")
 
 

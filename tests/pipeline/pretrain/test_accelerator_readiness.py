@@ -15,29 +15,10 @@ import numpy as np
 import pytest
 from test_pretrain import run_in_process  # the pre-training tests' tiny-run helper
 
-from configs.schema import DataConfig
 from pipeline import storage
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
 
 SEQ_LEN = 64
-
-
-@pytest.fixture(scope="module")
-def bert_data(tmp_path_factory, corpus_dir, vocab_path):
-    """A few hundred `bert`-format (statically masked, with next-sentence labels) length-64 records."""
-    import os
-
-    from beam_jobs import pipeline as beam_pipeline
-
-    root = tmp_path_factory.mktemp("bert_data")
-    corpus = root / "corpus.txt"
-    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:60_000]
-    corpus.write_text(text[:text.rfind("\n\n")] + "\n", encoding="utf-8")
-    job = beam_pipeline.PreprocessJob(
-        inputs=(str(corpus),), output=str(root / "data"), vocab=str(vocab_path), shards=2,
-        data=DataConfig(format="bert", seq_len=SEQ_LEN, max_predictions=10, dupe_factor=1))
-    beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    return root / "data"
 
 
 def _on_ram(local_data) -> tuple[str, str]:
