@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from configs.errors import TrimbertError
 from configs.schema import Config, DataConfig, PhaseConfig, PretrainConfig
+from pipeline import storage
 from pipeline.files import write_json
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain import starting_points
@@ -132,7 +133,7 @@ def fit(options: TeacherOptions, log: Callable[[str], None] = print) -> dict:
     config = teacher_config(source_config, manifest, options)
     vocabulary = manifest.vocabulary_path
     run_options = loop.RunOptions(data_dirs=(train_dir,), model_dir=str(out_dir), init=options.source,
-                                  vocabulary=str(vocabulary) if vocabulary and vocabulary.is_file() else None)
+                                  vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None)
     summary = loop.run(config, run_options, log=log)
     _, model = starting_points.build_teacher(out_dir)
     heldout = DataManifest.read(heldout_dir)

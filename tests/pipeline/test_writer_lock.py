@@ -61,7 +61,7 @@ def test_the_holder_keeps_its_heartbeat_fresh(tmp_path):
         assert json.loads((tmp_path / LOCK_FILENAME).read_text())["heartbeat"] > first
 
 
-def test_study_and_search_refuse_a_folder_another_writer_holds(tmp_path):
+def test_study_and_search_refuse_a_folder_another_writer_holds(tmp_path, packed_data):
     from configs import schema
     from pipeline.studies import layer_drop, search
     from pipeline.studies.search_space import load_space
@@ -71,6 +71,6 @@ def test_study_and_search_refuse_a_folder_another_writer_holds(tmp_path):
         layer_drop.run_layer_drop(schema.load("tiny"), "unused", "rte", [1], ["top"], tmp_path / "study",
                                   options_for=None, log=lambda line: None)
     _write_lock(tmp_path / "search", holder="search")
-    options = search.SearchOptions(teacher="unused", data_dir="unused", out_dir=str(tmp_path / "search"))
+    options = search.SearchOptions(teacher="unused", data_dir=str(packed_data), out_dir=str(tmp_path / "search"))
     with pytest.raises(FolderLocked, match="being written by search"):
         search.run(load_space("tiny_space"), options, log=lambda line: None)

@@ -506,7 +506,8 @@ def _copy_of(packed_data, tmp_path):
 
 def test_a_stalled_input_ends_the_run_naming_the_last_step_and_keeping_the_checkpoint(packed_data, tmp_path):
     data = _copy_of(packed_data, tmp_path)
-    first, env = cli(data, tmp_path / "model", 3, **{"pretrain.checkpoint_every": 1})
+    # The same recipe stopped at step 3, then resumed: only the watchdog's interval differs (allowed).
+    first, env = cli(data, tmp_path / "model", 10, "--max-steps", "3", **{"pretrain.checkpoint_every": 1})
     subprocess.run(first, env=env, check=True, capture_output=True, timeout=120)
     process = _start_then_block_the_input(data, tmp_path / "model", 10,
                                           **{"pretrain.checkpoint_every": 1, "pretrain.stall_timeout_seconds": 8})
