@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("pipeline.cli.finetune", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
     "evaluate": ("pipeline.cli.evaluate", "fine-tune each checkpoint x task not yet evaluated, exactly once"),
     "watch": ("pipeline.cli.watch", "run evaluate --pending on a schedule (e.g. every 10 minutes)"),
-    "study": ("pipeline.cli.study", "layer-drop study: every Poor Man's BERT strategy fine-tuned beside the unpruned"),
+    "study": ("pipeline.cli.study", "studies: layer-drop (Poor Man's BERT strategies), trims (the three methods)"),
     "teacher": ("pipeline.cli.teacher", "fit a masked-LM head on a frozen pre-trained encoder so it can teach"),
     "search": ("pipeline.cli.search", "Bort sub-architecture search: size x latency x proxy error, successive halving"),
     "report": ("pipeline.cli.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),

@@ -22,18 +22,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import pathlib
 
 from configs.errors import TrimbertError
 from models.drop_rules import STRATEGIES
 from pipeline import storage
-from pipeline.files import write_json
+from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.writer_lock import WriterLock
 
 # Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).
 STUDY_STRATEGIES = tuple(strategy for strategy in STRATEGIES if strategy != "indices")
-STUDY_FILENAME = "study.json"
 SAMPLE_SENTENCES = 256  # training sentences the contribution strategy measures block similarities on
 PAPER_FINDING = ("Poor Man's BERT (Sajjad et al. 2022): dropping the top layers is the best strategy "
                  "(top 4 of 12 costs at most ~2 GLUE points), dropping the bottom layers the worst.")
@@ -74,37 +72,6 @@ def _row_from_record(strategy: str, drop: int, dropped: tuple[int, ...], record,
                     record.inference_latency_ms, note)
 
 
-def check_study_folder(out: str, init: str, task_name: str, config) -> None:
-    """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume)."""
-    signature = json.loads(json.dumps({"init": storage.absolute(init), "task": task_name,
-                                       "finetune": dataclasses.asdict(config.finetune)}))
-    path = storage.join(out, STUDY_FILENAME)
-    if storage.isfile(path):
-        written = storage.read_json(path)
-        if written != signature:
-            changed = sorted(key for key in signature if written.get(key) != signature[key])
-            if "finetune" in changed:
-                changed += sorted(f"finetune.{name}" for name in signature["finetune"]
-                                  if written.get("finetune", {}).get(name) != signature["finetune"][name])
-            raise TrimbertError(f"{path}: {out} holds a study with a different {', '.join(changed)}; "
-                                f"use another --out or the same settings to resume it")
-        return
-    storage.makedirs(out)
-    write_json(path, signature)
-
-
-def _finetune_once(config, options, log):
-    """``finetune.run``, unless this run's ``result.json`` is already there (a resumed study)."""
-    from pipeline.evaluation import record as result_record
-    from pipeline.finetune import run as finetune
-
-    path = storage.join(options.out, result_record.RESULT_FILENAME)
-    if storage.isfile(path):
-        log(f"    {path} exists: reusing it")
-        return result_record.ResultRecord.load(path)
-    return finetune.run(config, options, log)
-
-
 def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
                    out: str | pathlib.Path, options_for, log=print) -> list[StudyRow]:
     """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
@@ -134,7 +101,8 @@ def _run_layer_drop(config, init: str, task_name: str, drops: list[int], strateg
     from pipeline.finetune import sources
 
     out = str(out)
-    check_study_folder(out, init, task_name, config)
+    check_study_folder(out, {"init": storage.absolute(init), "task": task_name,
+                             "finetune": dataclasses.asdict(config.finetune)})
     source = finetune.resolve_source(init)
     encoder = finetune.load_encoder(source)
     baseline_options = options_for(init, storage.join(out, "runs", "unpruned"))
@@ -148,7 +116,7 @@ def _run_layer_drop(config, init: str, task_name: str, drops: list[int], strateg
         sample_inputs = encode_texts(sentences, vocabulary, lowercase, config.finetune.seq_len)
 
     log(f"=== unpruned ({len(encoder.blocks)} blocks)")
-    rows = [_row_from_record("unpruned", 0, (), _finetune_once(config, baseline_options, log))]
+    rows = [_row_from_record("unpruned", 0, (), finetune_once(config, baseline_options, log))]
     runs_by_blocks: dict[tuple[int, ...], StudyRow] = {}
     for drop in drops:
         for strategy in strategies:
@@ -168,7 +136,7 @@ def _run_layer_drop(config, init: str, task_name: str, drops: list[int], strateg
             models.save_pretrained(result.encoder, model_dir, vocabulary, lowercase)
             log(f"=== {strategy} K={drop}: drops blocks {list(result.dropped)}, "
                 f"{result.parameters_after:,} of {result.parameters_before:,} parameters")
-            record = _finetune_once(config, options_for(model_dir, storage.join(out, "runs", name)), log)
+            record = finetune_once(config, options_for(model_dir, storage.join(out, "runs", name)), log)
             row = _row_from_record(strategy, drop, result.dropped, record)
             runs_by_blocks[result.dropped] = row
             rows.append(row)

@@ -81,13 +81,13 @@ def test_search_journal_on_a_url_survives_a_reload():
 
 def test_study_and_search_outputs_on_a_url():
     from configs import schema as config_lib
-    from pipeline.studies import layer_drop, search
+    from pipeline.studies import bookkeeping, layer_drop, search
 
     config = config_lib.load("tiny")
     study = f"ram://storage-test-{uuid.uuid4().hex}/study"
-    layer_drop.check_study_folder(study, "ram://bucket/run", "rte", config)
-    layer_drop.check_study_folder(study, "ram://bucket/run", "rte", config)  # the same study: resumed
-    assert storage.read_json(storage.join(study, layer_drop.STUDY_FILENAME))["init"] == "ram://bucket/run"
+    bookkeeping.check_study_folder(study, {"init": "ram://bucket/run", "task": "rte"})
+    bookkeeping.check_study_folder(study, {"init": "ram://bucket/run", "task": "rte"})  # the same study: resumed
+    assert storage.read_json(storage.join(study, bookkeeping.STUDY_FILENAME))["init"] == "ram://bucket/run"
     rows = [layer_drop.StudyRow("unpruned", 0, (), 100, 0.5, 0.0), layer_drop.StudyRow("top", 1, (1,), 80, 0.4, 0.0)]
     layer_drop.write_table(rows, study, "rte", config)
     assert storage.read_text(storage.join(study, "layer_drop.csv")).splitlines()[2].startswith("top,1,1,80,0.4")

@@ -1,0 +1,53 @@
+"""What every study shares: its signature file (resume, or refuse a changed study) and run-once fine-tuning.
+
+A study writes ``OUT/study.json`` with the settings that decide its numbers. A rerun into the same
+``OUT`` with the same settings resumes (finished runs are read back, not redone); with different
+settings it is refused, naming every changed field.
+"""
+
+from __future__ import annotations
+
+import json
+
+from configs.errors import TrimbertError
+from pipeline import storage
+from pipeline.files import write_json
+
+STUDY_FILENAME = "study.json"
+
+
+def changed_fields(written, current, prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ between two JSON values (``finetune.learning_rate``)."""
+    if isinstance(written, dict) and isinstance(current, dict):
+        names = []
+        for key in sorted(set(written) | set(current)):
+            names += changed_fields(written.get(key), current.get(key), f"{prefix}{key}.")
+        return names
+    return [] if written == current else [prefix.rstrip(".")]
+
+
+def check_study_folder(out: str, signature: dict) -> None:
+    """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume)."""
+    signature = json.loads(json.dumps(signature))  # tuples -> lists, as read back
+    path = storage.join(out, STUDY_FILENAME)
+    if storage.isfile(path):
+        written = storage.read_json(path)
+        changed = changed_fields(written, signature)
+        if changed:
+            raise TrimbertError(f"{path}: {out} holds a study with a different {', '.join(changed)}; "
+                                f"use another --out or the same settings to resume it")
+        return
+    storage.makedirs(out)
+    write_json(path, signature)
+
+
+def finetune_once(config, options, log):
+    """``finetune.run``, unless this run's ``result.json`` is already there (a resumed study)."""
+    from pipeline.evaluation import record as result_record
+    from pipeline.finetune import run as finetune
+
+    path = storage.join(options.out, result_record.RESULT_FILENAME)
+    if storage.isfile(path):
+        log(f"    {path} exists: reusing it")
+        return result_record.ResultRecord.load(path)
+    return finetune.run(config, options, log)

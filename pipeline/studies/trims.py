@@ -1,0 +1,290 @@
+"""``trimbert study trims``: TrimBERT, Poor Man's BERT and Bort side by side, each fine-tuned on the same tasks.
+
+Two ways to get the models (rows are specs, :mod:`pipeline.studies.trim_specs`):
+
+- **from scratch** (no ``--from``): every row is the study config's shape with the row's trims,
+  pre-trained on the same data with the same steps, batch and seed (the same token budget), by
+  distillation when ``--teacher`` is given; ``random-init`` is the shape fine-tuned from random
+  weights, the row that shows what pre-training is worth.
+- **from a pre-trained encoder** (``--from PATH``): each trim is applied to its weights (kept
+  weights copied exactly; blocks dropped for ``pmb``); ``+heal`` continues pre-training the trimmed
+  model for ``--heal-steps`` with distillation from the untrimmed original (its masked-LM logits
+  when it has a masked-LM head, else its hidden states); ``student:CONFIG`` trains another shape
+  from random weights by distillation from the original for the study config's whole budget.
+
+Every model is then fine-tuned on every task with the study config's ``finetune`` section. Layout::
+
+    OUT/study.json                the settings (a rerun with others is refused)
+    OUT/models/ROW/               trimmed or random models, Hugging Face format
+    OUT/pretrain/ROW/             pre-training / healing runs (resumable model directories)
+    OUT/runs/ROW/TASK/result.json fine-tuning results
+    OUT/trims.{md,csv,json,png}   the table and plot (pipeline.studies.trims_table)
+
+A killed study resumes: a finished pre-training run (``summary.json``), a written model
+(``config.json``) and a finished fine-tuning run (``result.json``) are reused, not redone.
+The list of rows is not part of the signature: rerunning with more rows adds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from configs.errors import TrimbertError
+from configs.schema import Config
+from pipeline import storage
+from pipeline.studies import trim_specs
+from pipeline.studies.bookkeeping import check_study_folder, finetune_once
+from pipeline.studies.trim_specs import TrimSpec
+from pipeline.writer_lock import WriterLock
+
+
+@dataclasses.dataclass(frozen=True)
+class TrimStudy:
+    """What the study compares and on what.
+
+    Args:
+        config: the study config: the shape (from scratch), the pre-training recipe (rows that
+            pre-train, heal or distil) and the fine-tuning recipe (every row).
+        specs: the rows.
+        tasks: fine-tuning tasks.
+        data_dirs: pre-training data (``trimbert preprocess`` output), needed by rows that pre-train.
+        source: ``--from``: the pre-trained encoder to trim; ``None`` trains from scratch.
+        teacher: from scratch only: distil every pre-training row from this checkpoint.
+        heal_steps: pre-training steps of a ``+heal`` row.
+    """
+
+    config: Config
+    specs: tuple[TrimSpec, ...]
+    tasks: tuple[str, ...]
+    data_dirs: tuple[str, ...] = ()
+    source: str | None = None
+    teacher: str | None = None
+    heal_steps: int = 0
+
+    def signature(self) -> dict:
+        return {"from": self.source and storage.absolute(self.source),
+                "teacher": self.teacher and storage.absolute(self.teacher),
+                "data": [storage.absolute(folder) for folder in self.data_dirs], "tasks": list(self.tasks),
+                "heal_steps": self.heal_steps, "config": self.config.to_dict()}
+
+    def check(self) -> None:
+        """Refuses, before anything runs, rows this study cannot build."""
+        for spec in self.specs:
+            if self.source is None and (spec.drop or spec.heal):
+                raise TrimbertError(f"trim spec {spec.name!r}: pmb and heal trim a pre-trained model: give --from")
+            if self.source is not None and self.teacher is not None:
+                raise TrimbertError("--teacher is for studies from scratch; from --from the teacher is the original")
+            if spec.heal and self.heal_steps < 1:
+                raise TrimbertError(f"trim spec {spec.name!r} heals: give --heal-steps N (N >= 1)")
+            needs_data = spec.heal or spec.student or (self.source is None and not spec.random_init)
+            if needs_data and not self.data_dirs:
+                raise TrimbertError(f"trim spec {spec.name!r} pre-trains: give --data (a trimbert preprocess folder)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RowModel:
+    """A row's model, ready to fine-tune.
+
+    Args:
+        path: what ``finetune --init`` reads (a model directory or a Hugging Face folder).
+        config: its shape and trims.
+        pretrain_summary: the ``summary.json`` of the pre-training or healing run, if any.
+    """
+
+    path: str
+    config: Config
+    pretrain_summary: dict | None = None
+
+
+def with_recipe(recipe: Config, shape: Config, name: str, **pretrain_changes) -> Config:
+    """The recipe's data, pretrain and finetune sections around another model shape and its trims."""
+    pretrain = dataclasses.replace(recipe.pretrain, **pretrain_changes)
+    return dataclasses.replace(recipe, name=name, model=shape.model, trim=shape.trim, pretrain=pretrain) \
+        .validate(f"study row {name}")
+
+
+def distillation_from(recipe: Config, teacher: str) -> dict:
+    """``pretrain`` changes that distil from ``teacher``: matching its masked-LM logits when it has a
+    masked-LM head, else its last hidden states (a sentence encoder such as MiniLM has no head)."""
+    from pipeline.pretrain import starting_points
+
+    objective = "logits" if starting_points.read(teacher).has_masked_lm_head else "hidden"
+    return {"distill": dataclasses.replace(recipe.pretrain.distill, teacher=teacher, objective=objective)}
+
+
+def heal_config(recipe: Config, trimmed_shape: Config, name: str, original: str, steps: int) -> Config:
+    """The healing run: the trimmed shape, the recipe's first phase cut to ``steps``, the original as teacher."""
+    phase = dataclasses.replace(recipe.pretrain.phases[0], steps=steps)
+    return with_recipe(recipe, trimmed_shape, name, phases=(phase,), **distillation_from(recipe, original))
+
+
+def run_trims(study: TrimStudy, out: str, options_for: Callable, log=print) -> list:
+    """Builds, pre-trains and fine-tunes every row; writes and returns the table rows.
+
+    Args:
+        study: what to compare.
+        out: output folder (local or a URL).
+        options_for: ``(init, out, task) -> FinetuneOptions`` (glue dir, vocabulary ... from the command line).
+        log: progress printer.
+    """
+    study.check()
+    out = str(out)
+    with WriterLock(out, "study trims", log):
+        check_study_folder(out, study.signature())
+        builder = _RowBuilder(study, out, log)
+        results = {}
+        for number, spec in enumerate(study.specs, start=1):
+            log(f"=== [{number}/{len(study.specs)}] {spec.name}")
+            model = builder.build(spec)
+            folder = trim_specs.folder_name(spec)
+            results[spec.name] = (model, {
+                task: finetune_once(study.config, options_for(model.path, storage.join(out, "runs", folder, task),
+                                                              task), log)
+                for task in study.tasks})
+        from pipeline.studies import trims_table
+
+        rows = [trims_table.make_row(spec, *results[spec.name], study.config.finetune.seq_len)
+                for spec in study.specs]
+        trims_table.write_table(rows, out, study)
+        return rows
+
+
+class _RowBuilder:
+    """Makes each row's model once (reusing what a killed study already wrote)."""
+
+    def __init__(self, study: TrimStudy, out: str, log):
+        self.study, self.out, self.log = study, out, log
+        self._source = None
+
+    def build(self, spec: TrimSpec) -> RowModel:
+        study = self.study
+        if spec.student:
+            return self._student(spec)
+        if study.source is None:
+            return self._from_scratch(spec)
+        if spec.is_reference:
+            return RowModel(study.source, self._source_config())
+        if spec.random_init:
+            shape = self._source_config()
+            return RowModel(self._save_random(trim_specs.folder_name(spec), shape), shape)
+        folder = self._trimmed_folder(spec)
+        if not spec.heal:
+            return RowModel(folder, _read_shape(folder))
+        name = trim_specs.folder_name(spec)
+        config = heal_config(study.config, _read_shape(folder), name, study.source, study.heal_steps)
+        return self._pretrain(name, config, init=folder)
+
+    # --- from scratch
+
+    def _from_scratch(self, spec: TrimSpec) -> RowModel:
+        base = self.study.config
+        name = trim_specs.folder_name(spec)
+        trim = trim_specs.trimmed(base.trim, spec, base.model.num_layers)
+        shape = dataclasses.replace(base, trim=trim)
+        if spec.random_init:
+            return RowModel(self._save_random(name, shape), shape)
+        changes = distillation_from(base, self.study.teacher) if self.study.teacher else {}
+        return self._pretrain(name, with_recipe(base, shape, name, **changes))
+
+    def _student(self, spec: TrimSpec) -> RowModel:
+        from configs import schema as config_lib
+
+        study = self.study
+        teacher = study.source or study.teacher
+        changes = distillation_from(study.config, teacher) if teacher else {}
+        shape = config_lib.load(spec.student)
+        name = trim_specs.folder_name(spec)
+        return self._pretrain(name, with_recipe(study.config, shape, name, **changes))
+
+    def _pretrain(self, name: str, config: Config, init: str | None = None) -> RowModel:
+        from pipeline.pretrain import loop as pretrain
+        from pipeline.pretrain import model_dir as model_dir_lib
+        from pipeline.pretrain.input import DataManifest
+
+        model_dir = storage.join(self.out, "pretrain", name)
+        summary_path = storage.join(model_dir, model_dir_lib.SUMMARY_FILE)
+        total = sum(phase.steps for phase in config.pretrain.phases)
+        if storage.isfile(summary_path) and storage.read_json(summary_path)["steps"] >= total:
+            self.log(f"    {summary_path} exists: reusing the finished run")
+        else:
+            vocabulary = DataManifest.read(self.study.data_dirs[0]).vocabulary_path
+            pretrain.run(config, pretrain.RunOptions(
+                data_dirs=self.study.data_dirs, model_dir=model_dir, init=init,
+                vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None),
+                log=lambda line: self.log(f"    {line}"))
+        return RowModel(model_dir, config, storage.read_json(summary_path))
+
+    def _save_random(self, name: str, shape: Config) -> str:
+        import keras
+
+        import models
+
+        folder = storage.join(self.out, "models", name)
+        if not self._written(folder):
+            keras.utils.set_random_seed(self.study.config.pretrain.seed)
+            vocabulary, lowercase = self._vocabulary()
+            models.save_pretrained(models.build_encoder(shape), folder, vocabulary, lowercase)
+        return folder
+
+    # --- from a pre-trained encoder
+
+    def _source_encoder(self):
+        from pipeline.finetune import run as finetune
+
+        if self._source is None:
+            self._source = finetune.load_encoder(finetune.resolve_source(self.study.source))
+        return self._source
+
+    def _source_config(self) -> Config:
+        from models.build import compact_config
+
+        return compact_config(self._source_encoder().to_config())
+
+    def _trimmed_folder(self, spec: TrimSpec) -> str:
+        """The source with the spec's trims (no healing), saved once as a Hugging Face folder."""
+        import models
+        from models import pretrained
+        from models.build import compact_config
+        from models.prune import drop_blocks
+
+        folder = storage.join(self.out, "models", trim_specs.folder_name(spec).replace("+heal", ""))
+        if self._written(folder):
+            return folder
+        encoder = self._source_encoder()
+        dropped = trim_specs.dropped_blocks(spec, len(encoder.blocks))
+        if dropped:
+            encoder = drop_blocks(encoder, dropped)
+        shape = compact_config(encoder.to_config())
+        trim = trim_specs.trimmed(shape.trim, spec, shape.model.num_layers)
+        trimmed = models.build_encoder(dataclasses.replace(shape, trim=trim))
+        report = pretrained.assign_matching(pretrained.weight_table(trimmed),
+                                            pretrained.encoder_tensors(encoder), spec.name)
+        self.log(f"    {spec.name}: {len(report['loaded'])} tensors kept, {len(report['dropped'])} removed"
+                 + (f", blocks {list(dropped)} dropped" if dropped else ""))
+        vocabulary, lowercase = self._vocabulary()
+        models.save_pretrained(trimmed, folder, vocabulary, lowercase)
+        return folder
+
+    def _vocabulary(self) -> tuple[str | None, bool]:
+        """The source's vocabulary and case, else the data's vocabulary (lower-cased, as pre-training exports)."""
+        from pipeline.finetune import run as finetune
+        from pipeline.pretrain.input import DataManifest
+
+        if self.study.source is not None:
+            return finetune.find_vocabulary(finetune.resolve_source(self.study.source))
+        return DataManifest.read(self.study.data_dirs[0]).vocabulary_path, True
+
+    def _written(self, folder: str) -> bool:
+        from models import pretrained
+
+        written = storage.isfile(storage.join(folder, pretrained.CONFIG_FILE))  # written last
+        if written:
+            self.log(f"    {folder} exists: reusing it")
+        return written
+
+
+def _read_shape(folder: str) -> Config:
+    from pipeline.pretrain import starting_points
+
+    return starting_points.read_config(folder)
