@@ -130,9 +130,10 @@ class BertBatcher:
         if not self._pairs:
             return
         config, special = self._config, self._special
+        # Explicit dtypes: numpy would make a mix of small and >= 2**63 keys float64.
         a_start, a_length, b_start, b_length, random_next, keys = (
-            np.array(column) for column in zip(*self._pairs, strict=True))
-        keys = keys.astype(np.uint64)
+            np.array(column, dtype=dtype) for column, dtype in zip(
+                zip(*self._pairs, strict=True), (np.int64,) * 4 + (np.int64, np.uint64), strict=True))
         source = np.concatenate(self._pieces)
         self._reset()
         shard = (splitmix64(keys) % np.uint64(self._shards)).astype(np.int64)

@@ -156,3 +156,25 @@ def test_masking_depends_on_the_instance_key_only():
                                vocabulary_size=30522)
     np.testing.assert_array_equal(again.input_ids[::-1], masked.input_ids)
     np.testing.assert_array_equal(again.positions[::-1], masked.positions)
+
+
+def test_batcher_bytes_do_not_depend_on_batch_boundaries():
+    from beam_jobs.instances import BertBatcher, SpecialIds
+    from beam_jobs.records import TokenizedDocument
+    from configs.schema import DataConfig
+
+    rng = random.Random(5)
+    documents = [TokenizedDocument(0, number, f"d{number}", tuple(
+        tuple(rng.randrange(5, 30522) for _ in range(rng.randint(3, 30))) for _ in range(rng.randint(1, 12))))
+        for number in range(30)]
+    config = DataConfig(format="bert", seq_len=64, max_predictions=10, dupe_factor=3, seed=11)
+    special = SpecialIds(0, 101, 102, 103, 30522)
+
+    def shards(batch_instances: int) -> dict[int, bytes]:
+        batcher, out = BertBatcher(config, special, 4, documents[:10], batch_instances), {}
+        for records in [*(r for document in documents for r in batcher.add(document)), *batcher.flush()]:
+            out[records.shard] = out.get(records.shard, b"") + records.data
+        return out
+
+    whole = shards(100_000)
+    assert len(whole) == 4 and whole == shards(1) == shards(7)
