@@ -12,28 +12,36 @@ with the smallest seeded hash of their content: a uniform random sample of the c
 bounded ``Top`` combine in a first, cheap read pass (no tokenization), so memory does not grow with
 the corpus.
 
-Every random choice comes from a generator seeded by (seed, document digest, pass), so the output
-is a function of the seed and the input only, whatever order Beam processes documents in.
+Every random choice comes from a generator seeded by (seed, document digest, pass), or from draws
+keyed by the instance's own 64 random bits (its masking and its shard), so the output is a function
+of the seed and the input only, whatever order Beam processes documents in and however they are
+batched.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.transforms.combiners import TopCombineFn
 
-from beam_jobs.features import BertExampleEncoder, encode_example, feature_specs, special_token_ids
+from beam_jobs.features import encode_example, feature_specs, frame_record, special_token_ids
+from beam_jobs.masking import assemble, mask_batch, splitmix64
+from beam_jobs.pairs import plan_pairs
 from beam_jobs.records import Document, TokenizedDocument, stable_hash
+from beam_jobs.wire import BertRecordEncoder, frame_records
 from configs.schema import DataConfig
 
 POOL_SIZE = 2048
 # Characters of text kept per pool document: about 600 WordPiece tokens of English, enough for a
 # segment B at seq_len 512, and a bound on memory even when a whole document is one long line.
 POOL_CHARACTERS = 3000
-RANDOM_DOCUMENT_TRIES = 10
+# Instances masked and encoded together: large enough for numpy to pay, small in memory (a few MB).
+BATCH_INSTANCES = 2048
 
 
 class SpecialIds(NamedTuple):
@@ -51,163 +59,133 @@ class SpecialIds(NamedTuple):
         return cls(ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], len(tokens))
 
 
-class Instance(NamedTuple):
-    """One encoded record and where it goes.
+class Records(NamedTuple):
+    """Framed TFRecords bound for one shard, end to end, in input order.
 
     Args:
         shard: output shard index.
-        unit: read unit of the source document (orders the shard).
-        ordinal: document ordinal inside the unit.
-        payload: serialized ``tf.train.Example``.
-        length: real (non-padding) tokens in the record.
+        data: the framed records.
+        lengths: real (non-padding) tokens of each record.
     """
 
     shard: int
-    unit: int
-    ordinal: int
-    payload: bytes
-    length: int
+    data: bytes
+    lengths: np.ndarray
 
 
-def truncate_pair(tokens_a: list[int], tokens_b: list[int], max_tokens: int, rng: random.Random) -> None:
-    """Trims the longer segment, from the front or back at random, until both fit (in place)."""
-    while len(tokens_a) + len(tokens_b) > max_tokens:
-        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del longer[0]
-        else:
-            longer.pop()
+class BertBatcher:
+    """``bert`` instances of many documents, masked and encoded a batch at a time.
 
-
-def mask_tokens(tokens: list[int], candidates: Sequence[int], config: DataConfig, special: SpecialIds,
-                rng: random.Random):
-    """Static masking; returns (masked tokens, sorted positions, original ids).
+    :meth:`add` plans a document's pairs (``beam_jobs.pairs``; a generator seeded by (seed, document
+    digest, pass) per pass) and queues them; once ``batch_instances`` are queued, the batch is
+    gathered, masked (``beam_jobs.masking``), encoded and framed (``beam_jobs.wire``) in numpy and
+    returned as one :class:`Records` per shard. Every draw belongs to a document or an instance, so
+    the bytes do not depend on where batches start.
 
     Args:
-        tokens: the full sequence with [CLS]/[SEP], unpadded.
-        candidates: the positions that may be masked (every one but [CLS] and the [SEP]s).
-        config: masked_lm_prob, max_predictions, mask_token_rate, random_token_rate.
-        special: special token ids and vocabulary size (random replacements are any id).
-        rng: the instance's generator.
+        config: the data config (seq_len, masking, dupe_factor, short_seq_prob, seed).
+        special: special token ids and vocabulary size.
+        shards: number of output shards.
+        pool: the random-document pool in the order :func:`sort_pool` gives.
+        batch_instances: instances per batch.
     """
-    count = min(config.max_predictions, max(1, int(round(len(tokens) * config.masked_lm_prob))))
-    # A uniform random subset of the candidates, as Google's shuffle-and-take, but drawing `count`
-    # numbers instead of one per token: the shuffle was the largest cost of building a record.
-    chosen = sorted(rng.sample(candidates, min(count, len(candidates))))
-    output = list(tokens)
-    replace_below = config.mask_token_rate + config.random_token_rate
-    for position in chosen:
-        draw = rng.random()
-        if draw < config.mask_token_rate:
-            output[position] = special.mask
-        elif draw < replace_below:
-            output[position] = rng.randrange(special.vocabulary_size)
-    return output, chosen, [tokens[position] for position in chosen]
+
+    def __init__(self, config: DataConfig, special: SpecialIds, shards: int, pool: Sequence[TokenizedDocument],
+                 batch_instances: int = BATCH_INSTANCES) -> None:
+        self._config, self._special, self._shards, self._batch = config, special, shards, batch_instances
+        self._pool_digests = [other.digest for other in pool]
+        self._pool_starts = [_starts(other) for other in pool]
+        self._pool_tokens = [_flat(other, starts[-1]) for other, starts in zip(pool, self._pool_starts, strict=True)]
+        self._encoder = BertRecordEncoder(config.seq_len, config.max_predictions)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pieces: list[np.ndarray] = []
+        self._offset = 0
+        self._pairs: list[tuple[int, int, int, int, bool, int]] = []
+
+    def _append(self, tokens: np.ndarray) -> int:
+        self._pieces.append(tokens)
+        self._offset += len(tokens)
+        return self._offset - len(tokens)
+
+    def add(self, document: TokenizedDocument) -> Iterator[Records]:
+        """Queues every pass of ``document``; yields the records of a batch once one is full."""
+        config, starts = self._config, _starts(document)
+        offset = self._append(_flat(document, starts[-1]))
+        for dupe in range(config.dupe_factor):
+            rng = random.Random(stable_hash(config.seed, document.digest, dupe))
+            for pair in plan_pairs(starts, document.digest, self._pool_starts, self._pool_digests, rng,
+                                   config.seq_len, config.short_seq_prob):
+                b_start = offset + pair.b_start
+                if pair.source >= 0:
+                    b_start = self._append(self._pool_tokens[pair.source][pair.b_start:pair.b_start + pair.b_length])
+                self._pairs.append((offset + pair.a_start, pair.a_length, b_start, pair.b_length,
+                                    pair.is_random_next, pair.key))
+        if len(self._pairs) >= self._batch:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Records]:
+        """Masks, encodes and frames the queued instances; yields them by shard."""
+        if not self._pairs:
+            return
+        config, special = self._config, self._special
+        # Explicit dtypes: numpy would make a mix of small and >= 2**63 keys float64.
+        a_start, a_length, b_start, b_length, random_next, keys = (
+            np.array(column, dtype=dtype) for column, dtype in zip(
+                zip(*self._pairs, strict=True), (np.int64,) * 4 + (np.int64, np.uint64), strict=True))
+        source = np.concatenate(self._pieces)
+        self._reset()
+        shard = (splitmix64(keys) % np.uint64(self._shards)).astype(np.int64)
+        order = np.argsort(shard, kind="stable")
+        a_start, a_length, b_start, b_length, random_next, keys, shard = (
+            column[order] for column in (a_start, a_length, b_start, b_length, random_next, keys, shard))
+        length = a_length + b_length + 3
+        tokens = assemble(source, a_start, a_length, b_start, b_length, config.seq_len, special.cls, special.sep)
+        masked = mask_batch(tokens, a_length, length, keys, max_predictions=config.max_predictions,
+                            masked_lm_prob=config.masked_lm_prob, mask_token_rate=config.mask_token_rate,
+                            random_token_rate=config.random_token_rate, mask_id=special.mask,
+                            vocabulary_size=special.vocabulary_size)
+        data, sizes = self._encoder.encode(masked.input_ids, length, a_length + 2, masked.positions, masked.labels,
+                                           masked.counts, random_next.astype(np.int64))
+        framed = frame_records(data, sizes).tobytes()
+        framed_ends = np.cumsum(sizes + 16)
+        bounds = np.searchsorted(shard, np.arange(self._shards + 1))
+        for number in range(self._shards):
+            first, last = bounds[number], bounds[number + 1]
+            if last > first:
+                start = int(framed_ends[first - 1]) if first else 0
+                yield Records(number, framed[start:int(framed_ends[last - 1])], length[first:last])
 
 
-def bert_examples(document: TokenizedDocument, pool: Sequence[TokenizedDocument], dupe: int,
-                  config: DataConfig, special: SpecialIds, encoder: BertExampleEncoder | None = None):
-    """Yields (serialized Example, real length) for one pass of one document (Google's algorithm).
-
-    Args:
-        document: the tokenized document.
-        pool: random-document spans, in a fixed order (sorted by seeded hash).
-        dupe: the pass index, 0 .. dupe_factor-1.
-        config: the data config (seq_len, masking rates, short_seq_prob, seed).
-        special: special token ids.
-        encoder: the record encoder for (seq_len, max_predictions), reused across calls.
-    """
-    encoder = encoder or BertExampleEncoder(config.seq_len, config.max_predictions)
-    rng = random.Random(stable_hash(config.seed, document.digest, dupe))
-    max_tokens = config.seq_len - 3
-    target = max_tokens
-    if rng.random() < config.short_seq_prob:
-        target = rng.randint(2, max_tokens)
-    sentences = document.sentences
-    chunk: list[tuple[int, ...]] = []
-    chunk_length = 0
-    index = 0
-    while index < len(sentences):
-        chunk.append(sentences[index])
-        chunk_length += len(sentences[index])
-        if index == len(sentences) - 1 or chunk_length >= target:
-            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-            tokens_a = [token for sentence in chunk[:a_end] for token in sentence]
-            tokens_b: list[int] = []
-            is_random_next = len(chunk) == 1 or rng.random() < 0.5
-            if is_random_next:
-                other = _random_document(pool, document, rng)
-                start = rng.randint(0, len(other.sentences) - 1)
-                for sentence in other.sentences[start:]:
-                    tokens_b.extend(sentence)
-                    if len(tokens_b) >= target - len(tokens_a):
-                        break
-                index -= len(chunk) - a_end  # the unused sentences start the next chunk
-            else:
-                tokens_b = [token for sentence in chunk[a_end:] for token in sentence]
-            truncate_pair(tokens_a, tokens_b, max_tokens, rng)
-            if tokens_a and tokens_b:
-                a_length, length = len(tokens_a), len(tokens_a) + len(tokens_b) + 3
-                tokens = [special.cls, *tokens_a, special.sep, *tokens_b, special.sep]
-                candidates = [*range(1, a_length + 1), *range(a_length + 2, length - 1)]
-                masked, positions, labels = mask_tokens(tokens, candidates, config, special, rng)
-                yield encoder.encode(masked, a_length + 2, positions, labels, is_random_next), length
-            chunk, chunk_length = [], 0
-        index += 1
+def _starts(document: TokenizedDocument) -> list[int]:
+    return list(itertools.accumulate(map(len, document.sentences), initial=0))
 
 
-def _random_document(pool: Sequence[TokenizedDocument], document: TokenizedDocument,
-                     rng: random.Random) -> TokenizedDocument:
-    # As Google: up to 10 tries to find a different document, else the document itself.
-    if not pool:
-        return document
-    for _ in range(RANDOM_DOCUMENT_TRIES):
-        other = pool[rng.randint(0, len(pool) - 1)]
-        if other.digest != document.digest:
-            return other
-    return other
+def _flat(document: TokenizedDocument, total: int) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(document.sentences), dtype=np.int64, count=total)
 
 
-def _pad(values: list, length: int, fill=0) -> list:
-    return values + [fill] * (length - len(values))
-
-
-def packed_examples(document: TokenizedDocument, config: DataConfig, special: SpecialIds):
-    """Yields (serialized Example, real length): the document's tokens cut into full-length
-    ``[CLS] ... [SEP]`` sequences (only its last one shorter), unmasked, segment ids 0."""
+def packed_records(document: TokenizedDocument, config: DataConfig, special: SpecialIds,
+                   shards: int) -> Iterator[Records]:
+    """The ``packed`` records of a document: its tokens cut into full-length ``[CLS] ... [SEP]``
+    sequences (only its last one shorter), unmasked, segment ids 0; one :class:`Records` each."""
     specs = feature_specs("packed", config.seq_len, config.max_predictions)
     stream = [token for sentence in document.sentences for token in sentence]
     body = config.seq_len - 2
-    for start in range(0, len(stream), body):
+    for number, start in enumerate(range(0, len(stream), body)):
         tokens = [special.cls, *stream[start:start + body], special.sep]
         values = {
             "input_ids": _pad(tokens, config.seq_len),
             "input_mask": _pad([1] * len(tokens), config.seq_len),
             "segment_ids": [0] * config.seq_len,
         }
-        yield encode_example(specs, values), len(tokens)
+        shard = stable_hash(config.seed, document.digest, 0, number) % shards
+        yield Records(shard, frame_record(encode_example(specs, values)), np.array([len(tokens)]))
 
 
-def build_instances(document: TokenizedDocument, config: DataConfig, special: SpecialIds, shards: int,
-                    pool: Sequence[TokenizedDocument]):
-    """Yields every Instance of one document: ``dupe_factor`` passes (``bert``) or one (``packed``).
-
-    Args:
-        document: the tokenized document.
-        config: the data config (format, seq_len, masking, dupe_factor, seed).
-        special: special token ids of the vocabulary.
-        shards: number of output shards; each record's shard is a seeded hash of its identity.
-        pool: for ``bert``, the random-document pool sorted by seeded hash (:func:`sort_pool`).
-    """
-    if config.format == "packed":
-        passes = [packed_examples(document, config, special)]
-    else:
-        encoder = BertExampleEncoder(config.seq_len, config.max_predictions)
-        passes = [bert_examples(document, pool, dupe, config, special, encoder) for dupe in range(config.dupe_factor)]
-    for dupe, examples in enumerate(passes):
-        for number, (payload, length) in enumerate(examples):
-            shard = stable_hash(config.seed, document.digest, dupe, number) % shards
-            yield Instance(shard, document.unit, document.ordinal, payload, length)
+def _pad(values: list, length: int, fill=0) -> list:
+    return values + [fill] * (length - len(values))
 
 
 def sort_pool(pool, seed: int) -> list[TokenizedDocument]:

@@ -216,8 +216,10 @@ class DocumentReader:
                 last_log = time.monotonic()
                 logging.debug("preprocess: reading %s, %d documents so far", unit.source, ordinal)
         stats["documents"] += ordinal
-        # One range of a split file may hold no document start; only a file read whole is "empty".
-        if ordinal == binary == 0 and unit.kind != "tfds" and unit.whole_file:
+        # One range of a split file may hold no document start: the file is "empty" when it is read
+        # whole, or when its first range holds none and nothing but whitespace follows.
+        if ordinal == binary == 0 and unit.kind != "tfds" and unit.start == 0 and (
+                unit.whole_file or _blank_from(unit.source, unit.end)):
             stats["empty_files"] += 1
             if self._log_empty_files:
                 logging.warning("preprocess: input file has no documents: %s", unit.source)
@@ -303,3 +305,13 @@ class DocumentReader:
     def _skip(self, reason: str, size: int) -> None:
         self._stats[f"skipped_documents.{reason}"] += 1
         self._stats[f"skipped_bytes.{reason}"] += size + 1
+
+
+def _blank_from(path: str, offset: int) -> bool:
+    """Whether the file holds only whitespace from byte ``offset`` on (read until it does not)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.seek(offset)
+        while block := handle.read(1 << 20):
+            if block.strip():
+                return False
+    return True

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.instances import SpecialIds, build_instances, sort_pool
+from beam_jobs.instances import BertBatcher, SpecialIds, packed_records, sort_pool
 from beam_jobs.normalize import normalize_document, split_document
 from beam_jobs.progress import UnitProgress
 from beam_jobs.read import DocumentReader
@@ -60,30 +60,40 @@ class _ProcessUnitFn(beam.DoFn):
         self._tokenizer = BatchTokenizer(self._tokens)
         self._special = SpecialIds.from_tokens(self._tokens)
         self._pool = sort_pool(read_pool(self._pool_path), self._config.seed) if self._pool_path else []
+        self._bert = self._config.format == "bert"
 
     def process(self, unit: ReadUnit):
         stats = Stats()
         writer = FragmentWriter(self._fragment_dir, unit.index, self._config.seq_len)
         progress = UnitProgress(self._progress_dir, unit.index, self._progress_seconds)
+        batcher = BertBatcher(self._config, self._special, self._shards, self._pool) if self._bert else None
         try:
             for document in self._reader.documents(unit, stats):
                 document = split_document(normalize_document(document, self._config.lower_case))
                 for tokenized in self._tokenizer.add(document, stats):
-                    self._write(tokenized, writer, progress)
+                    self._write(self._records(tokenized, batcher), writer, progress)
+                    progress.update(tokens=sum(map(len, tokenized.sentences)))
                 progress.update(documents=1, bytes=stats["bytes_read"] - progress.counts["bytes"])
             for tokenized in self._tokenizer.flush(stats):
-                self._write(tokenized, writer, progress)
+                self._write(self._records(tokenized, batcher), writer, progress)
+                progress.update(tokens=sum(map(len, tokenized.sentences)))
+            if batcher is not None:
+                self._write(batcher.flush(), writer, progress)
         finally:
             fragments = writer.close()
         progress.save()
         yield UnitResult(unit.index, dict(stats), fragments)
 
-    def _write(self, document: TokenizedDocument, writer: FragmentWriter, progress: UnitProgress) -> None:
-        instances = 0
-        for instance in build_instances(document, self._config, self._special, self._shards, self._pool):
-            writer.write(instance)
-            instances += 1
-        progress.update(tokens=sum(map(len, document.sentences)), instances=instances)
+    def _records(self, document: TokenizedDocument, batcher: BertBatcher | None):
+        if batcher is None:
+            return packed_records(document, self._config, self._special, self._shards)
+        return batcher.add(document)
+
+    @staticmethod
+    def _write(records, writer: FragmentWriter, progress: UnitProgress) -> None:
+        for batch in records:
+            writer.write(batch)
+            progress.update(instances=len(batch.lengths))
 
 
 class ProcessUnits(beam.PTransform):

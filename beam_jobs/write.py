@@ -20,11 +20,11 @@ import json
 import posixpath
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs.features import frame_record
-from beam_jobs.instances import Instance
+from beam_jobs.instances import Records
 from beam_jobs.records import Stats
 
 HISTOGRAM_BUCKETS = 8
@@ -60,15 +60,20 @@ class FragmentWriter:
         self._fragment_dir, self._unit, self._seq_len = fragment_dir, unit, seq_len
         self._open: dict[int, tuple] = {}
 
-    def write(self, instance: Instance) -> None:
-        if instance.shard not in self._open:
-            path = posixpath.join(self._fragment_dir, f"unit-{self._unit:07d}-shard-{instance.shard:05d}")
-            self._open[instance.shard] = (create_raw(path), path, Stats())
-        handle, _, stats = self._open[instance.shard]
-        handle.write(frame_record(instance.payload))
-        stats["examples"] += 1
-        stats["example_tokens"] += instance.length
-        stats[f"length_histogram.{length_bucket(instance.length, self._seq_len)}"] += 1
+    def write(self, records: Records) -> None:
+        """Appends framed records to the unit's fragment of their shard."""
+        if records.shard not in self._open:
+            path = posixpath.join(self._fragment_dir, f"unit-{self._unit:07d}-shard-{records.shard:05d}")
+            self._open[records.shard] = (create_raw(path), path, Stats())
+        handle, _, stats = self._open[records.shard]
+        handle.write(records.data)
+        lengths = records.lengths
+        stats["examples"] += len(lengths)
+        stats["example_tokens"] += int(lengths.sum())
+        width = -(-self._seq_len // HISTOGRAM_BUCKETS)
+        for bucket, count in enumerate(np.bincount((lengths - 1) // width).tolist()):
+            if count:
+                stats[f"length_histogram.{length_bucket(bucket * width + 1, self._seq_len)}"] += count
 
     def close(self) -> list[tuple[int, tuple[int, str, dict]]]:
         """Closes every fragment; returns ``(shard, (unit, path, stats))`` for each, by shard."""

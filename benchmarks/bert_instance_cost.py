@@ -1,7 +1,7 @@
 """CPU per ``bert`` instance of the building step alone, in one process (BENCHMARKS.md).
 
-Reads and tokenizes a sample of the corpus once, then times ``build_instances`` (chunking, pairing,
-masking, encoding) over it with seq 128, 20 predictions, dupe factor 5, and a pool of the sample's
+Reads and tokenizes a sample of the corpus once, then times ``BertBatcher`` (chunking, pairing,
+masking, encoding, framing) over it with seq 128, 20 predictions, dupe factor 5, and a pool of the sample's
 first 200 documents. ``--profile`` adds a cProfile listing of the most expensive functions. Run it
 with PYTHONPATH pointing at the checkout to measure (e.g. an older commit's ``git archive``).
 
@@ -19,7 +19,7 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    from beam_jobs.instances import SpecialIds, build_instances, sort_pool
+    from beam_jobs.instances import BertBatcher, SpecialIds, sort_pool
     from beam_jobs.normalize import normalize_document, split_document
     from beam_jobs.read import DocumentReader, expand_inputs
     from beam_jobs.records import Stats
@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     pool = sort_pool(documents[:200], config.seed)
 
     def build() -> int:
-        return sum(1 for document in documents for _ in build_instances(document, config, special, 8, pool))
+        batcher = BertBatcher(config, special, 8, pool)
+        batches = [batch for document in documents for batch in batcher.add(document)]
+        return sum(len(batch.lengths) for batch in [*batches, *batcher.flush()])
 
     started = time.process_time()
     instances = build()

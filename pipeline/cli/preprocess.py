@@ -89,7 +89,9 @@ def _lower_case(args: argparse.Namespace) -> bool:
 
 def vocabulary_lowercases(vocab: str) -> bool:
     """Whether text for this vocab.txt must be lower-cased: its folder's tokenizer config, else its tokens."""
-    from beam_jobs.tokenize import read_vocabulary
+    from beam_jobs.tokenize import import_tensorflow_quietly, read_vocabulary
+
+    import_tensorflow_quietly()  # models.pretrained imports it; without its start-up notices unless --verbose
     from models import pretrained
 
     folder = pathlib.Path(vocab).parent

@@ -64,30 +64,3 @@ def test_sentence_split_keeps_short_fragments_joined():
     assert split_sentences("One sentence here. Another one follows! A third? Yes.") == [
         "One sentence here.", "Another one follows!", "A third? Yes."]
     assert split_sentences("Already a single sentence") == ["Already a single sentence"]
-
-
-@pytest.mark.parametrize("seq_len, max_predictions, vocabulary_size", [(128, 20, 30522), (512, 76, 30522),
-                                                                      (16, 3, 250_000)])
-def test_bert_encoder_writes_the_general_encoders_bytes(seq_len, max_predictions, vocabulary_size):
-    import random
-
-    rng = random.Random(seq_len)
-    encoder = features.BertExampleEncoder(seq_len, max_predictions)
-    specs = features.feature_specs("bert", seq_len, max_predictions)
-    pad = lambda values, length, fill=0: list(values) + [fill] * (length - len(values))  # noqa: E731
-    for _ in range(200):
-        length = rng.randint(3, seq_len)
-        segment_a = rng.randint(2, length - 1)
-        input_ids = [rng.randrange(vocabulary_size) for _ in range(length)]
-        positions = sorted(rng.sample(range(length), rng.randint(0, min(max_predictions, length))))
-        labels = [rng.randrange(vocabulary_size) for _ in positions]
-        is_random_next = rng.random() < 0.5
-        expected = features.encode_example(specs, {
-            "input_ids": pad(input_ids, seq_len), "input_mask": pad([1] * length, seq_len),
-            "segment_ids": pad([0] * segment_a + [1] * (length - segment_a), seq_len),
-            "masked_lm_positions": pad(positions, max_predictions), "masked_lm_ids": pad(labels, max_predictions),
-            "masked_lm_weights": pad([1.0] * len(positions), max_predictions, 0.0),
-            "next_sentence_labels": [int(is_random_next)]})
-        assert encoder.encode(input_ids, segment_a, positions, labels, is_random_next) == expected
-    with pytest.raises(ValueError, match="does not fit"):
-        encoder.encode([1] * (seq_len + 1), 2, [], [], False)

@@ -476,3 +476,16 @@ class _CapturedWarnings:
         import logging
 
         logging.getLogger().removeHandler(self._handler)
+
+
+def test_workers_import_tensorflow_without_its_start_up_notices_when_quiet():
+    import subprocess
+    import sys
+
+    code = ("from beam_jobs.tokenize import limit_tensorflow_threads; limit_tensorflow_threads(); "
+            "import sys; print('after import', file=sys.stderr)")
+    root = pathlib.Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "after import" in run.stderr
+    assert "cudart_stub" not in run.stderr and "absl::InitializeLog" not in run.stderr

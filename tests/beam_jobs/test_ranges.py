@@ -153,3 +153,15 @@ def test_cli_on_worker_processes_prints_progress_but_not_beams_notices(tmp_path,
     assert "semi_persistent_directory" not in completed.stderr  # Beam's relayed worker notice
     verbose = subprocess.run(command + ["--verbose"], cwd=root, capture_output=True, text=True, timeout=600)
     assert verbose.returncode == 0 and "semi_persistent_directory" in verbose.stderr
+
+
+def test_split_file_of_blank_lines_counts_as_one_empty_file(tmp_path):
+    blank = tmp_path / "blank.txt"
+    blank.write_bytes(b"\n  \n\r\n\t\n" * 200)
+    late = tmp_path / "late.txt"  # its first range is blank, a document starts after it
+    late.write_bytes(b"\n" * 700 + b"A document that starts late in the file.\n")
+    for path, empty, documents in ((blank, 1, 0), (late, 0, 1)):
+        units = expand_inputs(str(path), split_bytes=256)
+        assert len(units) > 1 and not any(unit.whole_file for unit in units)
+        read, stats = _read_all(units)
+        assert (stats.get("files"), stats.get("empty_files", 0), len(read)) == (1, empty, documents)
