@@ -159,17 +159,24 @@ def assign_tensors(encoder: Encoder, tensors: Mapping[str, np.ndarray], source: 
 
 
 def assign_matching(table: Iterable[tuple[str, Any, bool]], tensors: Mapping[str, np.ndarray],
-                    source: str) -> dict[str, list[str]]:
+                    source: str, select: bool = False) -> dict[str, list[str]]:
     """Sets every variable that has a tensor of the same name; the rest keep their initial values.
 
     This is how a trimmed or differently-headed model starts from a checkpoint: a block without
     FFN has no FFN variables, so the checkpoint's FFN tensors are dropped; a head the checkpoint
     lacks is newly initialised.
 
+    With ``select``, a smaller model starts from a larger checkpoint by weight selection (Xu et al.
+    2024, "Initializing Models with Larger Ones"): block ``i`` from the checkpoint's block ``i`` (the
+    first blocks), and each weight from the leading elements of the checkpoint's along every axis
+    (the first rows and columns, in Hugging Face layout), the same indices in every layer so the
+    residual stream's dimensions line up.
+
     Args:
         table: (name, variable, transposed) of the model being filled.
         tensors: Hugging Face-named source tensors (Hugging Face layout).
         source: where they came from, for errors.
+        select: take the leading slice of a larger tensor instead of refusing it.
 
     Returns:
         ``{"loaded": [...], "dropped": [...], "new": [...]}``: names in both, only in the source,
@@ -186,6 +193,9 @@ def assign_matching(table: Iterable[tuple[str, Any, bool]], tensors: Mapping[str
             continue
         value = np.asarray(tensors[key])
         value = value.T if transposed else value
+        if select and value.ndim == len(variable.shape) and all(
+                have >= want for have, want in zip(value.shape, variable.shape, strict=True)):
+            value = value[tuple(slice(0, want) for want in variable.shape)]
         if tuple(value.shape) != tuple(variable.shape):
             raise TrimbertError(
                 f"{source}: tensor {key!r} has shape {tuple(value.shape)}, the model expects "

@@ -1,12 +1,16 @@
-"""``make demo``: the main job on the embedded data, every existing stage end to end.
+"""``make demo``: the main job on the embedded data, every stage end to end, sized for a 2-core CPU.
 
-Each step is a real ``trimbert`` command run as a subprocess, printed before it
-runs, so what the demo does is exactly what a user can type.
+Each step is a real ``trimbert`` command run as a subprocess, printed before it runs, so what the
+demo does is exactly what a user can type. To finish in minutes it shrinks what must shrink, and
+says so: sequences of length 64, a short pre-training, and fine-tuning on a fixed subset of the
+task's training examples. At the start it measures this machine's matmul speed and estimates its
+own duration from a run on a machine of known speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import shlex
@@ -15,32 +19,75 @@ import sys
 import time
 
 DEMO_TASK = "sentiment-movies"
+SEQ_LEN = 64
+TRAIN_EXAMPLES = 2000  # of sentiment-movies' 8,454
+PRETRAIN_STEPS = 300
+# The pre-training and fine-tuning recipe of the demo's study (on top of configs/tiny.yaml).
+STUDY_RECIPE = (f"data.seq_len={SEQ_LEN}", f"pretrain.phases=[{{steps: {PRETRAIN_STEPS}, seq_len: {SEQ_LEN}, "
+                f"batch_size: 32}}]", "pretrain.log_every=50", "finetune.epochs=4", "finetune.pooling=mean")
+# Measured: the whole demo (assets cached) and the 2048^3 float32 matmul speed of the machine it ran on.
+REFERENCE_SECONDS = None
+REFERENCE_GFLOPS = None
 
 
 def demo_steps(out: pathlib.Path, cache: pathlib.Path) -> list[tuple[str, list[str]]]:
     """(title, trimbert arguments) for each stage, in pipeline order."""
     vocab = cache / "vocab" / "bert-base-uncased.txt"
     minilm = cache / "minilm-l6"
+    subset = ["--max-train-examples", str(TRAIN_EXAMPLES)]
     return [
         ("fetch the embedded data assets", ["data", "fetch"]),
         ("list them", ["data", "list"]),
         ("show the tiny encoder's config", ["config", "show", "tiny"]),
-        ("preprocess the embedded corpus with Beam (packed, length 128)",
+        (f"preprocess the embedded corpus with Beam (packed, length {SEQ_LEN} to keep the demo short)",
          ["preprocess", "--input", str(cache / "corpus" / "*.txt"), "--output", str(out / "data"),
-          "--vocab", str(vocab), "--format", "packed", "--seq-len", "128", "--shards", "4"]),
-        ("pre-train the tiny encoder (dynamic masking, resumable)",
-         ["pretrain", "--config", "tiny", "--data", str(out / "data"), "--model-dir", str(out / "pretrain" / "tiny")]),
-        (f"fine-tune it on {DEMO_TASK}",
-         ["finetune", "--init", str(out / "pretrain" / "tiny"), "--task", DEMO_TASK,
-          "--out", str(out / "finetune" / "tiny")]),
+          "--vocab", str(vocab), "--format", "packed", "--seq-len", str(SEQ_LEN), "--shards", "4"]),
+        (f"study trims from scratch: the tiny encoder pre-trained for {PRETRAIN_STEPS} steps, the same with all "
+         f"three TrimBERT trims, and the tiny encoder from random weights, each fine-tuned on {DEMO_TASK} "
+         f"({TRAIN_EXAMPLES} training examples)",
+         ["study", "trims", "--config", "tiny", "--data", str(out / "data"), "--tasks", DEMO_TASK,
+          "--trims", "untrimmed,trimbert,random-init", "--teacher", str(minilm), *subset,
+          *(argument for setting in STUDY_RECIPE for argument in ("--set", setting)), "--out", str(out / "study")]),
         ("prune MiniLM-L6: drop its top 2 layers (Poor Man's BERT)",
          ["prune", "--from", str(minilm), "--strategy", "top", "--drop", "2",
           "--out", str(out / "pruned" / "minilm-top2")]),
-        (f"fine-tune the pruned MiniLM on {DEMO_TASK} (length 64, 2 epochs, learning rate 2e-4)",
+        (f"fine-tune the pruned MiniLM on {DEMO_TASK} (length 64, 2 epochs, learning rate 2e-4, "
+         f"{TRAIN_EXAMPLES} training examples)",
          ["finetune", "--init", str(out / "pruned" / "minilm-top2"), "--task", DEMO_TASK, "--config", "tiny",
-          "--set", "finetune.learning_rate=2e-4", "--out", str(out / "finetune" / "minilm-top2")]),
+          "--set", "finetune.learning_rate=2e-4", *subset, "--out", str(out / "finetune" / "minilm-top2")]),
         ("report: accuracy against parameters and accelerator-hours",
-         ["report", str(out / "finetune"), "--out", str(out / "report"), "--title", "trimbert demo"]),
+         ["report", str(out / "study" / "runs"), str(out / "finetune"), "--out", str(out / "report"),
+          "--title", "trimbert demo"]),
+    ]
+
+
+def machine_speed_line() -> str:
+    """This machine's measured matmul speed, and the demo's duration estimated from it."""
+    from pipeline.clock import measure_matmul_peak
+
+    gflops = measure_matmul_peak() / 1e9
+    line = f"this machine: {gflops:.0f} GFLOP/s (best 2048^3 float32 matmul)"
+    if REFERENCE_SECONDS and REFERENCE_GFLOPS:
+        estimate = REFERENCE_SECONDS * REFERENCE_GFLOPS / gflops
+        line += (f"; estimated demo time {estimate / 60:.0f} min (it took {REFERENCE_SECONDS / 60:.1f} min on a "
+                 f"machine measuring {REFERENCE_GFLOPS:.0f} GFLOP/s; other load on the cores makes it longer)")
+    return line
+
+
+def study_verdict(study_dir: pathlib.Path) -> list[str]:
+    """What the study's numbers mean, in plain words."""
+    table = json.loads((study_dir / "trims.json").read_text())
+    rows = {row["name"]: row for row in table["rows"]}
+    score = {name: row["scores"][DEMO_TASK][0] for name, row in rows.items()}
+    pretrained, random_init, trimmed = score["untrimmed"], score["random-init"], score["trimbert"]
+    verdict = "helped" if pretrained > random_init else "did not help"
+    return [
+        f"pre-trained tiny {100 * pretrained:.1f} vs random-init tiny {100 * random_init:.1f} dev accuracy "
+        f"(same fine-tuning recipe and seed): pre-training {verdict} here.",
+        f"TrimBERT's three trims: {rows['trimbert']['parameters']:,} parameters instead of "
+        f"{rows['untrimmed']['parameters']:,}, {100 * trimmed:.1f} dev accuracy ({100 * (trimmed - pretrained):+.1f}).",
+        "One seed on a training subset: differences of a point or two are within seed noise; "
+        "`trimbert study trims --seeds 1,2,3` gives the spread (BENCHMARKS.md has the full-size study).",
     ]
 
 
@@ -51,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     # TensorFlow's start-up chatter (oneDNN, no CUDA driver) would bury the stages' own progress.
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    print(machine_speed_line(), flush=True)
     from pipeline.assets import cache as assets
 
     steps = demo_steps(args.out.resolve(), assets.cache_dir())
@@ -59,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "pipeline.cli", *arguments]
         print(f"\n=== [{number}/{len(steps)}] {title}\n$ trimbert {shlex.join(arguments)}", flush=True)
         step_started = time.monotonic()
-        completed = subprocess.run(command, env=environment)
+        completed = subprocess.run(command, env=dict(os.environ))
         if completed.returncode != 0:
             print(f"demo: step {number} ({title}) failed with exit code {completed.returncode}",
                   file=sys.stderr)
@@ -68,11 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     print(f"\ndemo finished in {time.monotonic() - started:.1f} s. Where everything is:\n"
           f"  pre-training data    {out / 'data'} (manifest.json)\n"
-          f"  pre-trained tiny     {out / 'pretrain' / 'tiny'} (summary.json, metrics.jsonl, encoder/)\n"
+          f"  study                {out / 'study'} (trims.md, pretrain/, runs/)\n"
           f"  pruned MiniLM-L6     {out / 'pruned' / 'minilm-top2'}\n"
           f"  fine-tune results    {out / 'finetune'}/*/result.json\n"
           f"  report               {out / 'report'} (report.md, report.csv, *.png)")
     print((out / "report" / "report.md").read_text())
+    print("What the numbers mean:\n" + "\n".join(f"- {line}" for line in study_verdict(out / "study")))
     return 0
 
 

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=None,
                         help="start a fresh run from a trimbert model directory, Hugging Face BERT folder or "
                              "keras-hub preset (encoder, and the heads it has); the config's trims apply on top")
+    parser.add_argument("--select-weights", action="store_true",
+                        help="with --init: the checkpoint may be larger than the config's shape; start from the "
+                             "first blocks and the leading rows and columns of each weight (weight selection)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
     parser.add_argument("--allow-changes", action="store_true",
                         help="resume although the pretrain section, data folders or strategy differ from the "
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
         vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None, max_steps=args.max_steps,
-        allow_changes=args.allow_changes, init=args.init)
+        allow_changes=args.allow_changes, init=args.init, select_weights=args.select_weights)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))
     except pretrain.Preempted:

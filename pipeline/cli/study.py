@@ -68,6 +68,8 @@ def _add_trims_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="pre-training data (a trimbert preprocess folder) for rows that pre-train or heal")
     parser.add_argument("--teacher", default=None, help="from scratch: distil every pre-trained row from this model")
+    parser.add_argument("--init", default=None,
+                        help="from scratch: pre-trained rows start from this (larger) checkpoint by weight selection")
     parser.add_argument("--heal-steps", type=int, default=0, help="continued pre-training steps of +heal rows")
     add_config_arguments(parser)
     parser.set_defaults(run_study=_run_trims)
@@ -106,7 +108,7 @@ def _run_trims(args: argparse.Namespace) -> int:
         config=load_config(args, None), specs=tuple(specs),
         tasks=tuple(task.name for task in task_registry.parse_task_list(args.tasks)),
         data_dirs=tuple(folder for folder in (args.data or "").split(",") if folder),
-        source=args.source, teacher=args.teacher, heal_steps=args.heal_steps)
+        source=args.source, teacher=args.teacher, init=args.init, heal_steps=args.heal_steps)
     trims.run_trims(study, args.out, lambda init, run_out, task: finetune_options(args, init, task, str(run_out)))
     print(storage.read_text(storage.join(args.out, f"{trims_table.TABLE_NAME}.md")))
     print("wrote " + ", ".join(storage.join(args.out, f"{trims_table.TABLE_NAME}.{extension}")

@@ -70,6 +70,8 @@ class RunOptions:
             from the recorded run; the changes are recorded in run.json.
         init: a checkpoint (trimbert model directory, Hugging Face folder, keras-hub preset) to start
             a fresh run from; ignored when the model directory already has a checkpoint to resume.
+        select_weights: ``init`` may be larger than the config's shape: start from a leading slice of
+            each of its weights (weight selection, ``models.pretrained.assign_matching``).
     """
 
     data_dirs: tuple[str, ...]
@@ -81,6 +83,7 @@ class RunOptions:
     max_steps: int | None = None
     allow_changes: bool = False
     init: str | None = None
+    select_weights: bool = False
 
 
 def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
@@ -149,7 +152,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
     if options.init and not latest:
         # Only a fresh run starts from --init; a resumed one continues from its own checkpoint.
-        starting_points.initialize_and_log(model, options.init, log)
+        starting_points.initialize_and_log(model, options.init, log, options.select_weights)
     if restored_step >= last_step:
         # Finished before: reload the weights so the summary and the export describe them.
         tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds,

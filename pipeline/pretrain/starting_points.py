@@ -125,19 +125,21 @@ def build_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder
     return point.config, model
 
 
-def initialize(model: keras.Model, path: str | pathlib.Path) -> dict[str, list[str]]:
+def initialize(model: keras.Model, path: str | pathlib.Path, select: bool = False) -> dict[str, list[str]]:
     """Sets a fresh pre-training model's weights from a checkpoint, leniently (``pretrain --init``).
 
     Weights in both are loaded, the checkpoint's weights the model has no place for (a trimmed-away
     FFN, a head it does not build) are dropped, and the model's weights the checkpoint lacks (a new
-    head) keep their initial values. Shapes must agree: the model section must be the checkpoint's.
+    head) keep their initial values. Shapes must agree (the model section must be the checkpoint's),
+    unless ``select``: then a smaller model takes the leading slice of each larger weight
+    (``models.pretrained.assign_matching``, weight selection).
 
     Returns:
         ``{"loaded", "dropped", "new"}`` lists of Hugging Face tensor names.
     """
     point = read(path)
     return pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors,
-                                            f"--init {path}")
+                                      f"--init {path}", select=select)
 
 
 def describe_initialization(path: str, report: dict[str, list[str]], shown: int = 3) -> str:
@@ -150,8 +152,9 @@ def describe_initialization(path: str, report: dict[str, list[str]], shown: int 
     return f"init from {path}: " + "; ".join(parts)
 
 
-def initialize_and_log(model: keras.Model, path: str, log: Callable[[str], None]) -> dict[str, list[str]]:
-    report = initialize(model, path)
+def initialize_and_log(model: keras.Model, path: str, log: Callable[[str], None],
+                       select: bool = False) -> dict[str, list[str]]:
+    report = initialize(model, path, select)
     log(describe_initialization(path, report))
     return report
 

@@ -4,8 +4,9 @@ Two ways to get the models (rows are specs, :mod:`pipeline.studies.trim_specs`):
 
 - **from scratch** (no ``--from``): every row is the study config's shape with the row's trims,
   pre-trained on the same data with the same steps, batch and seed (the same token budget), by
-  distillation when ``--teacher`` is given; ``random-init`` is the shape fine-tuned from random
-  weights, the row that shows what pre-training is worth.
+  distillation when ``--teacher`` is given, starting from a larger checkpoint's weights by weight
+  selection when ``--init`` is given; ``random-init`` is the shape fine-tuned from random weights,
+  the row that shows what pre-training is worth.
 - **from a pre-trained encoder** (``--from PATH``): each trim is applied to its weights (kept
   weights copied exactly; blocks dropped for ``pmb``); ``+heal`` continues pre-training the trimmed
   model for ``--heal-steps`` with distillation from the untrimmed original (its masked-LM logits
@@ -51,6 +52,7 @@ class TrimStudy:
         data_dirs: pre-training data (``trimbert preprocess`` output), needed by rows that pre-train.
         source: ``--from``: the pre-trained encoder to trim; ``None`` trains from scratch.
         teacher: from scratch only: distil every pre-training row from this checkpoint.
+        init: from scratch only: every pre-training row starts from this checkpoint by weight selection.
         heal_steps: pre-training steps of a ``+heal`` row.
     """
 
@@ -60,11 +62,13 @@ class TrimStudy:
     data_dirs: tuple[str, ...] = ()
     source: str | None = None
     teacher: str | None = None
+    init: str | None = None
     heal_steps: int = 0
 
     def signature(self) -> dict:
         return {"from": self.source and storage.absolute(self.source),
                 "teacher": self.teacher and storage.absolute(self.teacher),
+                "init": self.init and storage.absolute(self.init),
                 "data": [storage.absolute(folder) for folder in self.data_dirs], "tasks": list(self.tasks),
                 "heal_steps": self.heal_steps, "config": self.config.to_dict()}
 
@@ -73,8 +77,9 @@ class TrimStudy:
         for spec in self.specs:
             if self.source is None and (spec.drop or spec.heal):
                 raise TrimbertError(f"trim spec {spec.name!r}: pmb and heal trim a pre-trained model: give --from")
-            if self.source is not None and self.teacher is not None:
-                raise TrimbertError("--teacher is for studies from scratch; from --from the teacher is the original")
+            if self.source is not None and (self.teacher or self.init):
+                raise TrimbertError("--teacher and --init are for studies from scratch; from --from the original "
+                                    "is the starting point and the teacher")
             if spec.heal and self.heal_steps < 1:
                 raise TrimbertError(f"trim spec {spec.name!r} heals: give --heal-steps N (N >= 1)")
             needs_data = spec.heal or spec.student or (self.source is None and not spec.random_init)
@@ -185,7 +190,8 @@ class _RowBuilder:
         if spec.random_init:
             return RowModel(self._save_random(name, shape), shape)
         changes = distillation_from(base, self.study.teacher) if self.study.teacher else {}
-        return self._pretrain(name, with_recipe(base, shape, name, **changes))
+        return self._pretrain(name, with_recipe(base, shape, name, **changes), init=self.study.init,
+                              select_weights=True)
 
     def _student(self, spec: TrimSpec) -> RowModel:
         from configs import schema as config_lib
@@ -197,7 +203,8 @@ class _RowBuilder:
         name = trim_specs.folder_name(spec)
         return self._pretrain(name, with_recipe(study.config, shape, name, **changes))
 
-    def _pretrain(self, name: str, config: Config, init: str | None = None) -> RowModel:
+    def _pretrain(self, name: str, config: Config, init: str | None = None,
+                  select_weights: bool = False) -> RowModel:
         from pipeline.pretrain import loop as pretrain
         from pipeline.pretrain import model_dir as model_dir_lib
         from pipeline.pretrain.input import DataManifest
@@ -210,7 +217,7 @@ class _RowBuilder:
         else:
             vocabulary = DataManifest.read(self.study.data_dirs[0]).vocabulary_path
             pretrain.run(config, pretrain.RunOptions(
-                data_dirs=self.study.data_dirs, model_dir=model_dir, init=init,
+                data_dirs=self.study.data_dirs, model_dir=model_dir, init=init, select_weights=select_weights,
                 vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None),
                 log=lambda line: self.log(f"    {line}"))
         return RowModel(model_dir, config, storage.read_json(summary_path))

@@ -215,3 +215,28 @@ def test_vocabulary_case_is_detected_from_its_tokens(tmp_path):
     assert pretrained.lowercases(tmp_path) is False
     (tmp_path / "tokenizer_config.json").write_text('{"do_lower_case": true}')
     assert pretrained.lowercases(tmp_path) is True  # a declared setting wins
+
+
+def test_weight_selection_takes_the_leading_slice_of_the_first_blocks():
+    """A 2 x 16 encoder from a 3 x 32 one: each weight is the larger one's [:rows, :cols] in Hugging Face layout
+    (independent of our weight table's transposes), blocks 0 and 1 from blocks 0 and 1; without select, refused."""
+    from models.pretrained import assign_matching, encoder_tensors
+
+    small = ["model.vocabulary_size=50", "model.max_sequence_length=16", "data.seq_len=16"]
+    keras.utils.set_random_seed(1)
+    large = build_encoder(config_module.load("tiny", [*small, "model.num_layers=3", "model.hidden_dim=32",
+                                                      "model.intermediate_dim=64", "model.num_heads=2"]))
+    student = build_encoder(config_module.load("tiny", [*small, "model.num_layers=2", "model.hidden_dim=16",
+                                                        "model.intermediate_dim=24", "model.num_heads=2"]))
+    source = encoder_tensors(large)
+    with pytest.raises(TrimbertError, match="has shape"):
+        assign_matching(weight_table(student), source, "large")
+    report = assign_matching(weight_table(student), source, "large", select=True)
+    assert report["new"] == [] and all(name.startswith("encoder.layer.2.") for name in report["dropped"])
+    selected = encoder_tensors(student)
+    for name, value in selected.items():
+        expected = source[name][tuple(slice(0, size) for size in value.shape)]
+        np.testing.assert_array_equal(value, expected, err_msg=name)
+    # e.g. the query kernel, stored [out, in] in Hugging Face layout: the first 16 outputs of the first 16 inputs.
+    np.testing.assert_array_equal(selected["encoder.layer.1.attention.self.query.weight"],
+                                  source["encoder.layer.1.attention.self.query.weight"][:16, :16])
