@@ -43,10 +43,10 @@ def demo_steps(out: pathlib.Path, cache: pathlib.Path) -> list[tuple[str, list[s
          ["preprocess", "--input", str(cache / "corpus" / "*.txt"), "--output", str(out / "data"),
           "--vocab", str(vocab), "--format", "packed", "--seq-len", str(SEQ_LEN), "--shards", "4"]),
         (f"study trims from scratch: the tiny encoder pre-trained for {PRETRAIN_STEPS} steps, the same with all "
-         f"three TrimBERT trims, and the tiny encoder from random weights, each fine-tuned on {DEMO_TASK} "
-         f"({TRAIN_EXAMPLES} training examples)",
+         f"three TrimBERT trims, both started from MiniLM-L6's weights by weight selection, and the tiny "
+         f"encoder from random weights, each fine-tuned on {DEMO_TASK} ({TRAIN_EXAMPLES} training examples)",
          ["study", "trims", "--config", "tiny", "--data", str(out / "data"), "--tasks", DEMO_TASK,
-          "--trims", "untrimmed,trimbert,random-init", "--teacher", str(minilm), *subset,
+          "--trims", "untrimmed,trimbert,random-init", "--init", str(minilm), *subset,
           *(argument for setting in STUDY_RECIPE for argument in ("--set", setting)), "--out", str(out / "study")]),
         ("prune MiniLM-L6: drop its top 2 layers (Poor Man's BERT)",
          ["prune", "--from", str(minilm), "--strategy", "top", "--drop", "2",

@@ -105,7 +105,9 @@ def test_from_a_pretrained_encoder_trims_heals_and_resumes(source_model, packed_
     assert "config.finetune.learning_rate" in capsys.readouterr().err
 
 
-def test_from_scratch_every_row_pretrains_on_the_same_budget_beside_random_init(packed_data, tmp_path, capsys):
+@pytest.mark.slow  # 2 pre-training runs and 6 fine-tuning runs: 1-6 min
+def test_from_scratch_every_row_pretrains_on_the_same_budget_beside_random_init(source_model, packed_data, tmp_path,
+                                                                                capsys):
     from configs import schema as config_lib
     from pipeline.cli import main as cli
 
@@ -113,8 +115,11 @@ def test_from_scratch_every_row_pretrains_on_the_same_budget_beside_random_init(
     arguments = ["study", "trims", "--config", "tiny", "--tasks", "rte,mrpc",
                  "--trims", "untrimmed,trimbert,random-init",
                  "--data", str(packed_data), "--glue-dir", str(FIXTURE_GLUE), "--out", str(out),
-                 *_sets(SMALL + RECIPE)]
+                 "--init", str(source_model), *_sets(SMALL + RECIPE)]
     assert cli.main(arguments) == 0
+    # The pre-trained rows start from --init (the trimbert row without its removed FFN weights); random-init not.
+    log = capsys.readouterr().out
+    assert log.count(f"init from {source_model}") == 2
     rows = _rows(out)
     assert list(rows) == ["untrimmed", "trimbert", "random-init"]
     for name in ("untrimmed", "trimbert"):
