@@ -372,6 +372,24 @@ def test_cli_takes_the_case_from_the_vocabulary_unless_told(tmp_path, capsys, fl
         assert "is cased: keeping the case" in output.err
 
 
+@pytest.mark.parametrize("config, expected", [(None, False), ('{"do_lower_case": true}', True),
+                                              ('{"do_lower_case": false}', False)])
+def test_vocabulary_case_is_read_without_importing_tensorflow(tmp_path, config, expected):
+    """The job's driver decides the case in plain Python: a folder's tokenizer config, else the tokens."""
+    import subprocess
+    import sys
+
+    (tmp_path / "vocab.txt").write_text("\n".join(CASED_VOCAB) + "\n")
+    if config is not None:
+        (tmp_path / "tokenizer_config.json").write_text(config)
+    check = ("import sys; from pipeline.cli.preprocess import vocabulary_lowercases; "
+             f"print(vocabulary_lowercases({str(tmp_path / 'vocab.txt')!r}), 'tensorflow' in sys.modules)")
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=root,
+                            env=dict(os.environ, PYTHONPATH=str(root)), check=True)
+    assert result.stdout.split() == [str(expected), "False"]
+
+
 def test_tokenizer_thread_limit_failure_is_reported_not_swallowed(caplog, monkeypatch):
     import tensorflow as tf
 
