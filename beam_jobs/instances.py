@@ -80,7 +80,8 @@ class BertBatcher:
     digest, pass) per pass) and queues them; once ``batch_instances`` are queued, the batch is
     gathered, masked (``beam_jobs.masking``), encoded and framed (``beam_jobs.wire``) in numpy and
     returned as one :class:`Records` per shard. Every draw belongs to a document or an instance, so
-    the bytes do not depend on where batches start.
+    the bytes do not depend on where batches start. After :meth:`flush` the batcher is empty and
+    can take the next unit's documents (preparing the pool once per worker, not once per unit).
 
     Args:
         config: the data config (seq_len, masking, dupe_factor, short_seq_prob, seed).
@@ -97,6 +98,10 @@ class BertBatcher:
         self._pool_starts = [_starts(other) for other in pool]
         self._pool_tokens = [_flat(other, starts[-1]) for other, starts in zip(pool, self._pool_starts, strict=True)]
         self._encoder = BertRecordEncoder(config.seq_len, config.max_predictions)
+        self._reset()
+
+    def discard(self) -> None:
+        """Drops the queued instances (a unit that failed half-way leaves none to the next one)."""
         self._reset()
 
     def _reset(self) -> None:

@@ -1,9 +1,9 @@
 """The preprocessing job as a Python API: validate, build the Beam graph, run, commit.
 
-    ``bert`` only, a first pipeline: read units -> Reshuffle -> read + hash -> SampleRandomDocuments
-      -> tokenize the sample -> the pool file
-    read units -> Reshuffle -> ProcessUnits (read, normalize, split, tokenize, build instances,
-      write fragments; one unit per call) -> MergeShards -> job_stats.json
+    read units -> (``bert`` only: UnitsAfterPool, which samples, tokenizes and writes the
+      random-document pool, then releases the units) -> Reshuffle -> ProcessUnits (read, normalize,
+      split, tokenize, build instances, write fragments; one unit per call) -> MergeShards
+      -> job_stats.json
 
 Output directory after a successful run::
 
@@ -28,13 +28,13 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs import features
-from beam_jobs.instances import SampleRandomDocuments
+from beam_jobs.pool import UnitsAfterPool, pool_file
 from beam_jobs.progress import ProgressReporter
-from beam_jobs.read import DocumentReader, expand_inputs
-from beam_jobs.records import ReadUnit, Stats, merge_stats
+from beam_jobs.read import expand_inputs
+from beam_jobs.records import ReadUnit, merge_stats
 from beam_jobs.runners import pipeline_options, running
 from beam_jobs.tokenize import read_vocabulary
-from beam_jobs.units import ProcessUnits, pool_file, tokenize_and_write_pool
+from beam_jobs.units import ProcessUnits
 from beam_jobs.vocab import learn_vocabulary
 from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json
 from configs.errors import TrimbertError
@@ -90,45 +90,28 @@ class PreprocessJob:
             raise TrimbertError(f"--progress-seconds must be > 0, got {self.progress_seconds}")
 
 
-def build_pool(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
-               scratch: str):
-    """Adds the ``bert`` pool pass (read + hash, then tokenize the sample) to ``pipeline``; its last
-    step writes the pool file that the main pipeline's workers read.
-
-    Args:
-        pipeline: a pipeline of its own, run before :func:`build`'s.
-        job: the validated job.
-        units: read units from :func:`beam_jobs.read.expand_inputs`.
-        tokens: the vocabulary.
-        scratch: the job's scratch directory.
-    """
-    config, path, reader = job.data, pool_file(scratch), DocumentReader(job.text_field, log_empty_files=False)
-    return (pipeline
-            | "Units" >> beam.Create(list(units))
-            | "ReshuffleUnits" >> beam.Reshuffle()
-            | "ReadForPool" >> beam.FlatMap(lambda unit: reader.documents(unit, Stats()))
-            | "SamplePool" >> SampleRandomDocuments(config.seed)
-            | "WritePool" >> beam.Map(tokenize_and_write_pool, tokens, config.lower_case, path))
-
-
 def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
           scratch: str):
     """Adds the preprocessing graph to ``pipeline``; returns the PCollection of the stats file written.
 
     One chain that ends in a single last step, every branch joined by a Flatten before it: the Dask
-    runner computes only the last step and what it depends on.
+    runner computes only the last step and what it depends on. For ``bert`` the units pass through
+    :class:`beam_jobs.pool.UnitsAfterPool` first, which writes the random-document pool.
 
     Args:
         pipeline: the Beam pipeline.
-        job: the validated job; for ``bert``, :func:`build_pool`'s pipeline has run.
+        job: the validated job.
         units: read units from :func:`beam_jobs.read.expand_inputs`.
         tokens: the vocabulary.
         scratch: the job's scratch directory.
     """
     config = job.data
     pool = pool_file(scratch) if config.format == "bert" else None
-    results = (pipeline
-               | "Units" >> beam.Create(list(units))
+    read_units = pipeline | "Units" >> beam.Create(list(units))
+    if pool is not None:
+        read_units = read_units | "AfterPool" >> UnitsAfterPool(units, tokens, config.lower_case, config.seed,
+                                                                job.text_field, pool)
+    results = (read_units
                | "ReshuffleUnits" >> beam.Reshuffle()
                | "ProcessUnits" >> ProcessUnits(config, tokens, job.shards, job.text_field,
                                                 posixpath.join(scratch, "fragments"), pool,
@@ -189,11 +172,8 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
                  all_options.get("runner") or "FnApiRunner", all_options.get("direct_running_mode"),
                  all_options.get("direct_num_workers"))
     with ProgressReporter(posixpath.join(scratch, "progress"), job.progress_seconds) as progress:
-        if job.data.format == "bert":
-            progress.phase = "sampling the random-document pool"
-            with running(options) as pipeline:
-                build_pool(pipeline, job, units, tokens, scratch)
-        progress.phase = "building instances"
+        bert = job.data.format == "bert"
+        progress.phase = "sampling the pool, then building instances" if bert else "building instances"
         with running(options) as pipeline:
             build(pipeline, job, units, tokens, scratch)
     manifest = _commit(job, units, tokens, vocab_path, scratch)

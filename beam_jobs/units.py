@@ -6,8 +6,9 @@ the step returns a single :class:`UnitResult`. This shape is what every runner e
 
 * nothing is emitted from ``finish_bundle`` and there are no tagged outputs (Beam 2.77's Dask
   runner drops the first and hands every tagged output to every consumer);
-* no side input: the ``bert`` random-document pool is a file the driver has written before the
-  main pipeline starts (the Dask runner recomputes a side input inside every task that reads it);
+* no side input: the ``bert`` random-document pool is a file an earlier step of the pipeline has
+  written (``beam_jobs.pool``: the units reach this step only after it), since the Dask runner
+  recomputes a side input inside every task that reads it;
 * a unit's fragment names and bytes depend on the unit alone, so a step run twice rewrites the same
   files with the same bytes.
 
@@ -17,20 +18,18 @@ parallelism is unchanged: it was, and is, across read units.
 
 from __future__ import annotations
 
-import json
-import posixpath
 from typing import NamedTuple
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.instances import BertBatcher, SpecialIds, packed_records, sort_pool
 from beam_jobs.normalize import normalize_document, split_document
+from beam_jobs.pool import read_pool
 from beam_jobs.progress import UnitProgress
 from beam_jobs.read import DocumentReader
-from beam_jobs.records import Document, ReadUnit, Stats, TokenizedDocument
+from beam_jobs.records import ReadUnit, Stats, TokenizedDocument
 from beam_jobs.tokenize import BatchTokenizer
-from beam_jobs.write import FragmentWriter, write_json
+from beam_jobs.write import FragmentWriter
 from configs.schema import DataConfig
 
 
@@ -59,14 +58,24 @@ class _ProcessUnitFn(beam.DoFn):
         self._reader = DocumentReader(self._text_field, log_empty_files=True)
         self._tokenizer = BatchTokenizer(self._tokens)
         self._special = SpecialIds.from_tokens(self._tokens)
-        self._pool = sort_pool(read_pool(self._pool_path), self._config.seed) if self._pool_path else []
-        self._bert = self._config.format == "bert"
+        self._bert_batcher: BertBatcher | None = None
+
+    def _batcher(self) -> BertBatcher | None:
+        """For ``bert``, the worker's batcher, built at its first unit: the pool file is written by an
+        earlier step of the same pipeline, so it is read here, not in ``setup``."""
+        if self._pool_path is None:
+            return None
+        if self._bert_batcher is None:
+            pool = sort_pool(read_pool(self._pool_path), self._config.seed)
+            self._bert_batcher = BertBatcher(self._config, self._special, self._shards, pool)
+        self._bert_batcher.discard()
+        return self._bert_batcher
 
     def process(self, unit: ReadUnit):
         stats = Stats()
         writer = FragmentWriter(self._fragment_dir, unit.index, self._config.seq_len)
         progress = UnitProgress(self._progress_dir, unit.index, self._progress_seconds)
-        batcher = BertBatcher(self._config, self._special, self._shards, self._pool) if self._bert else None
+        batcher = self._batcher()
         try:
             for document in self._reader.documents(unit, stats):
                 document = split_document(normalize_document(document, self._config.lower_case))
@@ -119,29 +128,3 @@ class ProcessUnits(beam.PTransform):
 
     def expand(self, units):
         return units | beam.ParDo(self._fn)
-
-
-def tokenize_and_write_pool(spans: list[Document], tokens: list[str], lower_case: bool, path: str) -> str:
-    """Normalises, splits and tokenizes the pool's text spans as the main pass does its documents,
-    and writes them to ``path`` (JSON); returns the path."""
-    tokenizer = BatchTokenizer(tokens)
-    stats = Stats()
-    tokenized: list[TokenizedDocument] = []
-    for span in sorted(spans, key=lambda document: document.digest):
-        tokenized += tokenizer.add(split_document(normalize_document(span, lower_case)), stats)
-    tokenized += tokenizer.flush(stats)
-    write_json(path, [document._asdict() for document in tokenized])
-    return path
-
-
-def read_pool(path: str) -> list[TokenizedDocument]:
-    """The pool :func:`tokenize_and_write_pool` wrote."""
-    with FileSystems.open(path) as handle:
-        records = json.loads(handle.read().decode("utf-8"))
-    return [TokenizedDocument(record["unit"], record["ordinal"], record["digest"],
-                              tuple(tuple(sentence) for sentence in record["sentences"])) for record in records]
-
-
-def pool_file(scratch: str) -> str:
-    """Where the pool of a job with this scratch directory is written."""
-    return posixpath.join(scratch, "pool.json")

@@ -17,7 +17,7 @@ import json
 import os
 import pathlib
 import posixpath
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ import numpy as np
 from configs.errors import TrimbertError
 from configs.schema import Config, ModelConfig, TrimConfig, section_to_dict
 from models.build import build_encoder, compact_config
+from models.casing import CASE_SETTINGS, lowercase_setting, vocabulary_is_cased
 from models.encoder import Encoder, sections_from_dict
 
 WEIGHTS_FILE = "model.safetensors"
@@ -404,25 +405,13 @@ def lowercases(path: str | pathlib.Path) -> bool:
 def declared_lowercase(path: str | pathlib.Path) -> bool | None:
     """What a Hugging Face folder's tokenizer config says about lower-casing; None if it says nothing."""
     path = os.fspath(path)
-    for file_name, key in (("tokenizer_config.json", "do_lower_case"), ("tokenizer.json", "lowercase")):
+    for file_name, key in CASE_SETTINGS:
         candidate = _join(path, file_name)
         if _is_file(candidate):
-            data = _read_json(candidate)
-            settings = data.get("config", data)
-            if key in settings:
-                return bool(settings[key])
+            declared = lowercase_setting(_read_json(candidate), key)
+            if declared is not None:
+                return declared
     return None
-
-
-def vocabulary_is_cased(tokens: Sequence[str]) -> bool:
-    """Whether a WordPiece vocabulary keeps case: some token other than a bracketed special has a capital.
-
-    An uncased vocabulary was built from lower-cased text, so it has no capitals outside
-    [PAD], [CLS] and the like (bert-base-uncased has none among its 30,522 tokens); a cased one
-    has thousands.
-    """
-    return any(token != token.lower() for token in tokens
-               if not (token.startswith("[") and token.endswith("]")))
 
 
 # ---------------------------------------------------------------------------

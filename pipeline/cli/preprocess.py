@@ -88,17 +88,18 @@ def _lower_case(args: argparse.Namespace) -> bool:
 
 
 def vocabulary_lowercases(vocab: str) -> bool:
-    """Whether text for this vocab.txt must be lower-cased: its folder's tokenizer config, else its tokens."""
-    from beam_jobs.tokenize import import_tensorflow_quietly, read_vocabulary
+    """Whether text for this vocab.txt must be lower-cased: its folder's tokenizer config, else its tokens.
 
-    import_tensorflow_quietly()  # models.pretrained imports it; without its start-up notices unless --verbose
-    from models import pretrained
+    Plain Python (``models.casing``): the driver of the job never imports TensorFlow.
+    """
+    from beam_jobs.tokenize import read_vocabulary
+    from models.casing import local_declared_lowercase, vocabulary_is_cased
 
     folder = pathlib.Path(vocab).parent
-    declared = pretrained.declared_lowercase(folder) if "://" not in vocab and folder.is_dir() else None
+    declared = local_declared_lowercase(folder) if "://" not in vocab and folder.is_dir() else None
     if declared is not None:
         return declared
-    return not pretrained.vocabulary_is_cased(read_vocabulary(vocab))
+    return not vocabulary_is_cased(read_vocabulary(vocab))
 
 
 def _show_progress(verbose: bool) -> None:

@@ -372,6 +372,24 @@ def test_cli_takes_the_case_from_the_vocabulary_unless_told(tmp_path, capsys, fl
         assert "is cased: keeping the case" in output.err
 
 
+@pytest.mark.parametrize("config, expected", [(None, False), ('{"do_lower_case": true}', True),
+                                              ('{"do_lower_case": false}', False)])
+def test_vocabulary_case_is_read_without_importing_tensorflow(tmp_path, config, expected):
+    """The job's driver decides the case in plain Python: a folder's tokenizer config, else the tokens."""
+    import subprocess
+    import sys
+
+    (tmp_path / "vocab.txt").write_text("\n".join(CASED_VOCAB) + "\n")
+    if config is not None:
+        (tmp_path / "tokenizer_config.json").write_text(config)
+    check = ("import sys; from pipeline.cli.preprocess import vocabulary_lowercases; "
+             f"print(vocabulary_lowercases({str(tmp_path / 'vocab.txt')!r}), 'tensorflow' in sys.modules)")
+    root = pathlib.Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=root,
+                            env=dict(os.environ, PYTHONPATH=str(root)), check=True)
+    assert result.stdout.split() == [str(expected), "False"]
+
+
 def test_tokenizer_thread_limit_failure_is_reported_not_swallowed(caplog, monkeypatch):
     import tensorflow as tf
 
@@ -489,3 +507,60 @@ def test_workers_import_tensorflow_without_its_start_up_notices_when_quiet():
                          env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert "after import" in run.stderr
     assert "cudart_stub" not in run.stderr and "absl::InitializeLog" not in run.stderr
+
+
+def test_units_reach_the_heavy_step_only_after_the_pool_is_written(tmp_path, bert_vocab):
+    import apache_beam as beam
+
+    from beam_jobs.pool import UnitsAfterPool, pool_file, read_pool
+    from beam_jobs.read import expand_inputs
+
+    corpus = _write_corpus(tmp_path / "corpus")
+    units = expand_inputs([str(corpus / "*.txt")])
+    tokens = pathlib.Path(bert_vocab).read_text().splitlines()
+    path = pool_file(str(tmp_path))
+    seen = tmp_path / "seen"
+    seen.mkdir()
+
+    def record(unit):  # what the unit step would find: is the pool already complete?
+        (seen / str(unit.index)).write_text(str(len(read_pool(path))))
+
+    with runners.running(runners.pipeline_options(IN_PROCESS)) as pipeline:
+        (pipeline
+         | beam.Create(units)
+         | UnitsAfterPool(units, tokens, True, 7, "text", path)
+         | beam.Map(record))
+    pool_size = len(read_pool(path))
+    assert pool_size > 0
+    assert {item.name: item.read_text() for item in seen.iterdir()} == {
+        str(unit.index): str(pool_size) for unit in units}
+
+
+def test_bert_input_without_documents_writes_an_empty_pool_and_an_empty_output(tmp_path, bert_vocab):
+    corpus = tmp_path / "empty.txt"
+    corpus.write_bytes(b"")
+    job = preprocess.PreprocessJob(inputs=(str(corpus),), output=str(tmp_path / "out"), vocab=bert_vocab,
+                                   data=DataConfig(format="bert", seq_len=32), shards=2, allow_empty=True)
+    manifest = preprocess.run(job, IN_PROCESS)
+    assert manifest["examples"] == 0 and manifest["stats"]["documents"] == 0
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord", "manifest.json"]
+
+
+def test_binary_check_counts_replacement_and_control_characters_only():
+    import random
+
+    from beam_jobs.read import looks_binary
+
+    def reference(text: str) -> bool:  # the definition, one character at a time
+        suspicious = sum(1 for character in text
+                         if character == "\ufffd" or (character < " " and character not in "\t\n\r"))
+        return suspicious > 0.1 * len(text)
+
+    alphabet = [chr(code) for code in range(40)] + ["\ufffd", "\x7f", "\u2028", "é", "a", " "]
+    rng = random.Random(3)
+    texts = ["".join(rng.choice(alphabet) if rng.random() < share else "x" for _ in range(rng.randrange(60)))
+             for share in (0.05, 0.1, 0.2, 0.5) for _ in range(500)]
+    assert [looks_binary(text) for text in texts] == [reference(text) for text in texts]
+    assert sum(map(looks_binary, texts)) > 100 and not looks_binary("prose\twith\ttabs\r\nand lines\n")
+    assert looks_binary("\ufffd" * 2 + "x" * 18) is False and looks_binary("\x00" * 3 + "x" * 17) is True
