@@ -16,7 +16,7 @@ from models import build_encoder, from_pretrained, save_pretrained
 
 SMALL = ["model.hidden_dim=32", "model.num_heads=2", "model.intermediate_dim=48", "model.vocabulary_size=64",
          "model.max_sequence_length=512", "model.dropout=0.0"]
-STANDARD = {"bert_base", "bert_large", "bort", "bort_mlm", "tiny", "pmb_6l"}
+STANDARD = {"bert_base", "bert_large", "bort", "bort_mlm", "bort_minilm", "mini", "tiny", "pmb_6l"}
 
 
 def _small(name: str):
