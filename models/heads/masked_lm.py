@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from models.layers.feedforward import ACTIVATIONS
+from models.layers.fused import tied_logits
 from models.layers.initializers import bert_initializer
 
 
@@ -51,8 +52,7 @@ class MaskedLMHead(keras.layers.Layer):
         gathered = ops.take_along_axis(sequence_output, positions, axis=1)  # [B, M, H]
         hidden = self.layer_norm(self.transform(gathered))  # [B, M, E]
         embeddings = ops.cast(self.token_embedding.embeddings, hidden.dtype)  # [V, E]
-        logits = ops.matmul(hidden, ops.transpose(embeddings))  # [B, M, V]
-        return logits + ops.cast(self.output_bias, logits.dtype)
+        return tied_logits(hidden, embeddings, ops.cast(self.output_bias, hidden.dtype))  # [B, M, V]
 
     def compute_output_shape(self, sequence_output_shape, mask_positions_shape):
         return tuple(mask_positions_shape) + (self.vocabulary_size,)

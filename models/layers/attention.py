@@ -105,11 +105,13 @@ class TrimmedSelfAttention(keras.layers.Layer):
 
     def call(self, inputs, padding_mask, training=None):
         batch_size, sequence_length = ops.shape(inputs)[0], ops.shape(inputs)[1]
-        query = self._split_heads(self.query_dense(inputs), batch_size, sequence_length)  # [B, A, T, d]
+        # 1/sqrt(d) scales the queries [B, T, H], not the scores [B, A, T, T]: the same products
+        # (exactly so when sqrt(d) is a power of two, as for d = 64), on fewer elements.
+        query = self.query_dense(inputs) * (1.0 / math.sqrt(self.head_dim))
+        query = self._split_heads(query, batch_size, sequence_length)  # [B, A, T, d]
         key = self._split_heads(self.key_dense(inputs), batch_size, sequence_length)  # [B, A, T, d]
         value = self._split_heads(self.value_dense(inputs), batch_size, sequence_length)  # [B, A, T, d]
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))  # [B, A, T, T]
-        scores = scores / math.sqrt(self.head_dim)
         weights = normalize_scores(scores, padding_mask, self.normalizer)  # [B, A, T, T] float32
         weights = self.weights_dropout(ops.cast(weights, value.dtype), training=training)
         context = ops.matmul(weights, value)  # [B, A, T, d]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import keras
 
+from models.layers.fused import gelu_exact
 from models.layers.initializers import bert_initializer
 
 ACTIVATIONS = {
-    "gelu": lambda x: keras.activations.gelu(x, approximate=False),
+    "gelu": gelu_exact,
     "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),
     "relu": keras.activations.relu,
 }

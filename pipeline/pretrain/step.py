@@ -15,7 +15,7 @@ ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 def make_train_step(strategy, model, teacher, optimizer, step, config: Config, global_batch: int,
-                     accumulation: int, use_nsp: bool):
+                     accumulation: int, use_nsp: bool, jit_update: bool = True):
     """One optimizer step: ``accumulation`` micro-batches per replica, one all-reduce, one update.
 
     Gradient clipping needs the norm of the *global* gradient, but Keras clips
@@ -23,6 +23,9 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
     first, clips the sum, and hands Keras ``sum / replicas``, which its
     all-reduce turns back into the clipped sum. For float16 the gradients are
     still loss-scaled here, so the threshold is scaled alike.
+
+    With one replica and ``jit_update`` the clipping and the update run XLA-compiled: the same
+    maths in a few fused loops instead of a dozen passes over every variable.
     """
     distill = config.pretrain.distill
     distillation_loss = losses.DISTILLATION_LOSSES[distill.loss]
@@ -70,27 +73,40 @@ def make_train_step(strategy, model, teacher, optimizer, step, config: Config, g
         # The iterator and the collectives stay outside XLA; the model's maths goes inside.
         forward_backward = tf.function(forward_backward, jit_compile=True, reduce_retracing=True)
 
+    def update(gradients):
+        """Global-norm clipping and the optimizer's update of all-reduced gradients."""
+        if clip_norm:
+            threshold = clip_norm * (optimizer.scale_loss(1.0) if fp16 else 1.0)
+            gradients, _ = tf.clip_by_global_norm(gradients, threshold)
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+    if replicas == 1 and jit_update:
+        # With several replicas Keras all-reduces inside apply_gradients, which must stay outside XLA.
+        update = tf.function(update, jit_compile=True)
+
     def replica_step(inputs, labels):
         context = tf.distribute.get_replica_context()
         # Global counts, so each replica's sum / global count all-reduces to the true mean.
         masked_total = tf.maximum(context.all_reduce(total, tf.reduce_sum(labels["masked_lm_weights"])), 1.0)
         token_total = tf.maximum(context.all_reduce(
             total, tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.float32))), 1.0)
-        gradients = [tf.zeros_like(v) for v in variables]
-        totals = {name: tf.constant(0.0) for name in ("loss", "mlm_loss", "mlm_correct", "nsp_loss", "kd_loss")}
+        gradients, totals = None, None
         micro = tf.shape(inputs["token_ids"])[0] // accumulation
         for part in range(accumulation):
             chunk = slice(part * micro, (part + 1) * micro)
             part_gradients, part_totals = forward_backward(
                 {k: v[chunk] for k, v in inputs.items()}, {k: v[chunk] for k, v in labels.items()}, masked_total,
                 token_total)
+            if gradients is None:  # the first micro-batch: no zeros to add to
+                gradients, totals = part_gradients, part_totals
+                continue
             gradients = [g + p for g, p in zip(gradients, part_gradients, strict=True)]
             totals = {name: totals[name] + part_totals[name] for name in totals}
-        gradients = context.all_reduce(total, gradients)
-        if clip_norm:
-            threshold = clip_norm * (optimizer.scale_loss(1.0) if fp16 else 1.0)
-            gradients, _ = tf.clip_by_global_norm(gradients, threshold)
-        optimizer.apply_gradients(zip([g / replicas for g in gradients], variables, strict=True))
+        if replicas > 1:
+            gradients = context.all_reduce(total, gradients)
+        update(gradients)
         return totals
 
     @tf.function(reduce_retracing=True)
