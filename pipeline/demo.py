@@ -21,7 +21,7 @@ import time
 DEMO_TASK = "sentiment-movies"
 SEQ_LEN = 64
 TRAIN_EXAMPLES = 2000  # of sentiment-movies' 8,454
-PRETRAIN_STEPS = 300
+PRETRAIN_STEPS = 100
 # The pre-training and fine-tuning recipe of the demo's study (on top of configs/tiny.yaml).
 STUDY_RECIPE = (f"data.seq_len={SEQ_LEN}", f"pretrain.phases=[{{steps: {PRETRAIN_STEPS}, seq_len: {SEQ_LEN}, "
                 f"batch_size: 32}}]", "pretrain.log_every=50", "finetune.epochs=4", "finetune.pooling=mean")
