@@ -62,6 +62,7 @@ def test_small_shipped_config_count_matches_analytic(name):
     assert build_encoder(config).count_params() == count_parameters(config).total
 
 
+@pytest.mark.slow  # builds every shipped config at full size (BERT-Large included): about a minute
 def test_full_size_shipped_configs_match_analytic_count():
     # Construction only (no forward pass); bert_base must be the docs/papers.md figure.
     for name in SHIPPED:
