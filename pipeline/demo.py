@@ -88,7 +88,7 @@ def study_verdict(study_dir: pathlib.Path) -> list[str]:
         f"TrimBERT's three trims: {rows['trimbert']['parameters']:,} parameters instead of "
         f"{rows['untrimmed']['parameters']:,}, {100 * trimmed:.1f} dev accuracy ({100 * (trimmed - pretrained):+.1f}).",
         "One seed on a training subset: differences of a point or two are within seed noise; "
-        "`trimbert study trims --seeds 1,2,3` gives the spread (BENCHMARKS.md has the full-size study).",
+        "`trimbert study trims --seeds 1,2,3` gives the spread.",
     ]
 
 
