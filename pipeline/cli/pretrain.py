@@ -35,17 +35,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from configs import schema as config_lib
-    from pipeline import storage
     from pipeline.pretrain import loop as pretrain
     from pipeline.pretrain.input import DataManifest
 
     config = config_lib.load(args.config, args.overrides)
     data_dirs = tuple(d for d in args.data.split(",") if d)
-    vocabulary = DataManifest.read(data_dirs[0]).vocabulary_path
     options = pretrain.RunOptions(
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
-        vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None, max_steps=args.max_steps,
+        vocabulary=DataManifest.read(data_dirs[0]).readable_vocabulary, max_steps=args.max_steps,
         allow_changes=args.allow_changes, init=args.init, select_weights=args.select_weights)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))

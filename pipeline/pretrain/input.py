@@ -41,6 +41,12 @@ class DataManifest:
     schema_fingerprint: str
     shard_examples: tuple[int, ...] = ()
 
+    @property
+    def readable_vocabulary(self) -> str | None:
+        """The vocabulary file when it can be read (to copy into exports), else None."""
+        path = self.vocabulary_path
+        return path if path and storage.isfile(path) else None
+
     @classmethod
     def read(cls, directory: str | os.PathLike) -> DataManifest:
         directory = os.fspath(directory)

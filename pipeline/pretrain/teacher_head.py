@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 from configs.errors import TrimbertError
 from configs.schema import Config, DataConfig, PhaseConfig, PretrainConfig
-from pipeline import storage
 from pipeline.files import write_json
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain import starting_points
@@ -131,9 +130,8 @@ def fit(options: TeacherOptions, log: Callable[[str], None] = print) -> dict:
         train_dir, heldout_dir = split_last_shard(options.data_dir, out_dir / SPLIT_DIR)
     manifest = DataManifest.read(train_dir)
     config = teacher_config(source_config, manifest, options)
-    vocabulary = manifest.vocabulary_path
     run_options = loop.RunOptions(data_dirs=(train_dir,), model_dir=str(out_dir), init=options.source,
-                                  vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None)
+                                  vocabulary=manifest.readable_vocabulary)
     summary = loop.run(config, run_options, log=log)
     _, model = starting_points.build_teacher(out_dir)
     heldout = DataManifest.read(heldout_dir)

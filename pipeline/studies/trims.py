@@ -118,10 +118,11 @@ def distillation_from(recipe: Config, teacher: str) -> dict:
     return {"distill": dataclasses.replace(recipe.pretrain.distill, teacher=teacher, objective=objective)}
 
 
-def heal_config(recipe: Config, trimmed_shape: Config, name: str, original: str, steps: int) -> Config:
-    """The healing run: the trimmed shape, the recipe's first phase cut to ``steps``, the original as teacher."""
+def heal_config(recipe: Config, trimmed_shape: Config, name: str, distillation: dict, steps: int) -> Config:
+    """The healing run: the trimmed shape, the recipe's first phase cut to ``steps``, distilled from the
+    original (``distillation``: :func:`distillation_from` the untrimmed source)."""
     phase = dataclasses.replace(recipe.pretrain.phases[0], steps=steps)
-    return with_recipe(recipe, trimmed_shape, name, phases=(phase,), **distillation_from(recipe, original))
+    return with_recipe(recipe, trimmed_shape, name, phases=(phase,), **distillation)
 
 
 def run_trims(study: TrimStudy, out: str, options_for: Callable, log=print) -> list:
@@ -161,6 +162,17 @@ class _RowBuilder:
     def __init__(self, study: TrimStudy, out: str, log):
         self.study, self.out, self.log = study, out, log
         self._source = None
+        self._distillation = None
+
+    def _distillation_changes(self) -> dict:
+        """The ``pretrain`` changes that distil from the study's one teacher (the source, else --teacher),
+        read from its checkpoint once; no changes without a teacher."""
+        teacher = self.study.source or self.study.teacher
+        if teacher is None:
+            return {}
+        if self._distillation is None:
+            self._distillation = distillation_from(self.study.config, teacher)
+        return self._distillation
 
     def build(self, spec: TrimSpec) -> RowModel:
         study = self.study
@@ -177,7 +189,7 @@ class _RowBuilder:
         if not spec.heal:
             return RowModel(folder, _read_shape(folder))
         name = trim_specs.folder_name(spec)
-        config = heal_config(study.config, _read_shape(folder), name, study.source, study.heal_steps)
+        config = heal_config(study.config, _read_shape(folder), name, self._distillation_changes(), study.heal_steps)
         return self._pretrain(name, config, init=folder)
 
     # --- from scratch
@@ -189,19 +201,15 @@ class _RowBuilder:
         shape = dataclasses.replace(base, trim=trim)
         if spec.random_init:
             return RowModel(self._save_random(name, shape), shape)
-        changes = distillation_from(base, self.study.teacher) if self.study.teacher else {}
-        return self._pretrain(name, with_recipe(base, shape, name, **changes), init=self.study.init,
-                              select_weights=True)
+        config = with_recipe(base, shape, name, **self._distillation_changes())
+        return self._pretrain(name, config, init=self.study.init, select_weights=True)
 
     def _student(self, spec: TrimSpec) -> RowModel:
         from configs import schema as config_lib
 
-        study = self.study
-        teacher = study.source or study.teacher
-        changes = distillation_from(study.config, teacher) if teacher else {}
         shape = config_lib.load(spec.student)
         name = trim_specs.folder_name(spec)
-        return self._pretrain(name, with_recipe(study.config, shape, name, **changes))
+        return self._pretrain(name, with_recipe(self.study.config, shape, name, **self._distillation_changes()))
 
     def _pretrain(self, name: str, config: Config, init: str | None = None,
                   select_weights: bool = False) -> RowModel:
@@ -215,10 +223,9 @@ class _RowBuilder:
         if storage.isfile(summary_path) and storage.read_json(summary_path)["steps"] >= total:
             self.log(f"    {summary_path} exists: reusing the finished run")
         else:
-            vocabulary = DataManifest.read(self.study.data_dirs[0]).vocabulary_path
             pretrain.run(config, pretrain.RunOptions(
                 data_dirs=self.study.data_dirs, model_dir=model_dir, init=init, select_weights=select_weights,
-                vocabulary=vocabulary if vocabulary and storage.isfile(vocabulary) else None),
+                vocabulary=DataManifest.read(self.study.data_dirs[0]).readable_vocabulary),
                 log=lambda line: self.log(f"    {line}"))
         return RowModel(model_dir, config, storage.read_json(summary_path))
 
@@ -280,7 +287,7 @@ class _RowBuilder:
 
         if self.study.source is not None:
             return finetune.find_vocabulary(finetune.resolve_source(self.study.source))
-        return DataManifest.read(self.study.data_dirs[0]).vocabulary_path, True
+        return DataManifest.read(self.study.data_dirs[0]).readable_vocabulary, True
 
     def _written(self, folder: str) -> bool:
         from models import pretrained

@@ -16,6 +16,7 @@ import io
 import statistics
 
 from pipeline import storage
+from pipeline.studies.trim_specs import RANDOM_INIT, UNTRIMMED
 
 TABLE_NAME = "trims"
 
@@ -66,7 +67,7 @@ def make_row(spec, model, records: dict, seq_len: int) -> TrimRow:
 
 
 def reference_row(rows: list[TrimRow]) -> TrimRow:
-    return next((row for row in rows if row.name == "untrimmed"), rows[0])
+    return next((row for row in rows if row.name == UNTRIMMED), rows[0])
 
 
 def beats(row: TrimRow, other: TrimRow, task: str) -> bool:
@@ -78,7 +79,7 @@ def beats(row: TrimRow, other: TrimRow, task: str) -> bool:
 def findings(rows: list[TrimRow]) -> list[str]:
     """Per row: its parameters and mean score against the reference, and whether it beats random-init."""
     reference = reference_row(rows)
-    random_init = next((row for row in rows if row.name == "random-init"), None)
+    random_init = next((row for row in rows if row.name == RANDOM_INIT), None)
     tasks = list(reference.scores)
     lines = []
     for row in rows:
