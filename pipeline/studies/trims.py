@@ -10,8 +10,11 @@ Two ways to get the models (rows are specs, :mod:`pipeline.studies.trim_specs`):
 - **from a pre-trained encoder** (``--from PATH``): each trim is applied to its weights (kept
   weights copied exactly; blocks dropped for ``pmb``); ``+heal`` continues pre-training the trimmed
   model for ``--heal-steps`` with distillation from the untrimmed original (its masked-LM logits
-  when it has a masked-LM head, else its hidden states); ``student:CONFIG`` trains another shape
-  from random weights by distillation from the original for the study config's whole budget.
+  when it has a masked-LM head, else its hidden states); ``student:CONFIG`` extracts another shape
+  from the original by weight selection (its first blocks, the leading slice of every weight: Bort
+  extracts a sub-architecture) and distils it from the original for the study config's whole budget.
+  From random weights instead, minutes of CPU distillation leave a small encoder worse than no
+  pre-training at all (BENCHMARKS.md, "Pre-training against random init").
 
 Every model is then fine-tuned on every task with the study config's ``finetune`` section. Layout::
 
@@ -209,7 +212,9 @@ class _RowBuilder:
 
         shape = config_lib.load(spec.student)
         name = trim_specs.folder_name(spec)
-        return self._pretrain(name, with_recipe(self.study.config, shape, name, **self._distillation_changes()))
+        config = with_recipe(self.study.config, shape, name, **self._distillation_changes())
+        init = self.study.source or self.study.init
+        return self._pretrain(name, config, init=init, select_weights=init is not None)
 
     def _pretrain(self, name: str, config: Config, init: str | None = None,
                   select_weights: bool = False) -> RowModel:

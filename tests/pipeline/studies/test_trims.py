@@ -51,7 +51,7 @@ def test_from_a_pretrained_encoder_trims_heals_and_resumes(source_model, packed_
     out = tmp_path / "study"
     student = tmp_path / "student.yaml"
     student.write_text("name: student\nmodel: {num_layers: 1, hidden_dim: 32, intermediate_dim: 32, "
-                       "num_heads: 2, max_sequence_length: 128}\n")
+                       "num_heads: 2, max_sequence_length: 64}\ndata: {seq_len: 64}\n")
     arguments = ["study", "trims", "--from", str(source_model), "--config", "tiny", "--tasks", "rte",
                  "--trims", f"untrimmed,pmb:top:1,no-ffn:1+heal,student:{student}", "--heal-steps", "2",
                  "--data", str(packed_data), "--glue-dir", str(FIXTURE_GLUE), "--out", str(out), *_sets(RECIPE)]
@@ -90,6 +90,10 @@ def test_from_a_pretrained_encoder_trims_heals_and_resumes(source_model, packed_
     assert healed.trim.ffn_blocks == (0,) and sum(phase.steps for phase in healed.pretrain.phases) == 2
     log = capsys.readouterr().out
     assert f"init from {out / 'models' / 'no-ffn_1'}" in log
+    # The student is extracted from the source by weight selection, then distilled from it.
+    assert log.count(f"init from {source_model}") == 1
+    student_config = config_lib.load(str(out / "pretrain" / folders[f"student:{student}"] / "config.yaml"))
+    assert student_config.pretrain.distill.teacher == str(source_model)
 
     # Resume: as if killed while fine-tuning one row, a rerun redoes only that; no pre-training is redone.
     (out / "runs" / "pmb_top_1" / "rte" / "result.json").unlink()
