@@ -13,7 +13,8 @@ A spec is one or more parts joined by ``+``; block indices are 0-based, counted 
     pmb:top:2              drop whole blocks by a Poor Man's BERT strategy (top, bottom, alternate-odd,
                            alternate-even, symmetric), from a pre-trained model only
     student:CONFIG         another shape (a shipped config name or YAML file, e.g. a Bort-like one),
-                           trained from random weights by distillation from the teacher
+                           extracted from the --from (or --init) checkpoint by weight selection,
+                           else from random weights, then distilled from the teacher
     heal                   after trimming a pre-trained model, continue pre-training it for the study's
                            healing steps with distillation from the untrimmed original
 
