@@ -18,7 +18,7 @@ A spec is one or more parts joined by ``+``; block indices are 0-based, counted 
     heal                   after trimming a pre-trained model, continue pre-training it for the study's
                            healing steps with distillation from the untrimmed original
 
-e.g. ``trimbert,no-ffn:2,3+heal,pmb:top:2,student:bort_mini``. Plain Python: no TensorFlow here.
+e.g. ``trimbert,no-ffn:2,3+heal,pmb:top:2,student:bort_minilm``. Plain Python: no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def parse(text: str) -> TrimSpec:
             fields["drop"] = (strategy, int(count))
         elif head == "student":
             if not argument:
-                raise _error(text, "student needs a config name, e.g. student:bort_mini")
+                raise _error(text, "student needs a config name, e.g. student:bort_minilm")
             fields["student"] = argument
         else:
             raise _error(text, f"unknown part {part!r}")
