@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     arguments = parse_arguments(argv)
     if arguments.one_config:
+        from pipeline.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # as the trimbert command does; both sides share the process
         print("RESULT " + json.dumps(measure(arguments.one_config, arguments)), flush=True)
         return 0
     from configs import schema as config_lib

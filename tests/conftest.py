@@ -6,9 +6,13 @@ import os
 
 import pytest
 
+from pipeline.host_memory import keep_freed_memory
+
 # Keep TensorFlow quiet and on the CPU in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# As the trimbert command does (pipeline.host_memory): TensorFlow's freed tensors are not faulted in again.
+keep_freed_memory()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from configs.errors import TrimbertError
+from pipeline.host_memory import keep_freed_memory
 
 # name -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra_args = extra
+    keep_freed_memory()  # before TensorFlow allocates: steps stop page-faulting their tensors
     try:
         return args.run(args) or 0
     except KeyboardInterrupt:
