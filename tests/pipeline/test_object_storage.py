@@ -19,7 +19,8 @@ from pipeline import storage
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "glue"
 PRETRAIN_SETTINGS = ["pretrain.phases=[{steps: 4, seq_len: 64, batch_size: 8}]", "data.seq_len=64",
                      "model.max_sequence_length=64", "pretrain.log_every=1", "pretrain.checkpoint_every=2",
-                     "pretrain.keep_checkpoints=1"]  # one checkpoint left to evaluate: ckpt-4
+                     # one checkpoint left to evaluate (ckpt-4); the graph step, not XLA's compile
+                     "pretrain.keep_checkpoints=1", "pretrain.jit_compile=false"]
 FINETUNE_SETTINGS = ["finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1", "finetune.seeds=[1]"]
 
 

@@ -15,7 +15,7 @@ from pipeline.evaluation.store import ResultStore
 
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
 TINY_OVERRIDES = ["model.num_layers=1", "model.hidden_dim=32", "model.intermediate_dim=64", "model.num_heads=2",
-                  "finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1"]
+                  "finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1", "pretrain.jit_compile=false"]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,8 @@ PLAIN_SGD = {"pretrain.optimizer": "sgd", "pretrain.clip_norm": "null", "pretrai
 
 def tiny_overrides(steps, batch_size=16, **extra):
     overrides = [f"pretrain.phases=[{{steps: {steps}, seq_len: {SEQ_LEN}, batch_size: {batch_size}}}]",
-                 f"data.seq_len={SEQ_LEN}", "pretrain.log_every=1", "model.max_sequence_length=64"]
+                 f"data.seq_len={SEQ_LEN}", "pretrain.log_every=1", "model.max_sequence_length=64",
+                 "pretrain.jit_compile=false"]  # tiny's XLA compile would add seconds per run
     return overrides + [f"{key}={value}" for key, value in extra.items()]
 
 

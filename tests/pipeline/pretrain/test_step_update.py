@@ -31,7 +31,8 @@ def _train(optimizer_name: str, jit_update: bool, steps: int = 4):
         "model.num_heads=2", "model.intermediate_dim=64", "model.dropout=0.0", f"pretrain.optimizer={optimizer_name}",
         "pretrain.learning_rate=1e-2", "pretrain.warmup_fraction=0.0",
         # A threshold the gradient exceeds, so the clipping is part of what is compared.
-        "pretrain.clip_norm=0.05", "pretrain.next_sentence=false"])
+        "pretrain.clip_norm=0.05", "pretrain.next_sentence=false",
+        "pretrain.jit_compile=false"])  # the update is what is compiled or not here
     tf.keras.utils.set_random_seed(0)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
