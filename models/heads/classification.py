@@ -7,6 +7,7 @@ import typing
 import keras
 
 from configs.schema import Pooling
+from models.layers.dropout import Dropout
 from models.layers.initializers import bert_initializer
 
 POOLINGS = typing.get_args(Pooling)  # ("cls", "mean"): the config field's choices
@@ -44,7 +45,7 @@ class ClassificationHead(keras.layers.Layer):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.dropout = dropout
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="classifier_dropout")
+        self.dropout_layer = Dropout(dropout, dtype=self.dtype_policy, name="classifier_dropout")
         self.dense = keras.layers.Dense(
             num_classes, kernel_initializer=bert_initializer(), dtype=self.dtype_policy,
             name="classifier_dense")

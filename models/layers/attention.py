@@ -20,6 +20,7 @@ import math
 import keras
 from keras import ops
 
+from models.layers.dropout import Dropout
 from models.layers.initializers import bert_initializer
 
 RELU_SUM_EPSILON = 1e-6
@@ -91,7 +92,7 @@ class TrimmedSelfAttention(keras.layers.Layer):
             keras.layers.Dense(hidden_dim, kernel_initializer=bert_initializer(),
                                dtype=self.dtype_policy, name=name)
             for name in ("query", "key", "value", "attention_output"))
-        self.weights_dropout = keras.layers.Dropout(
+        self.weights_dropout = Dropout(
             dropout, dtype=self.dtype_policy, name="attention_dropout")
 
     def build(self, inputs_shape, padding_mask_shape=None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from models.layers.attention import TrimmedSelfAttention
+from models.layers.dropout import Dropout
 from models.layers.feedforward import FeedForward
 
 
@@ -50,7 +51,7 @@ class TransformerBlock(keras.layers.Layer):
         self.self_attention = TrimmedSelfAttention(
             num_heads, hidden_dim, attention_normalizer, dropout, dtype=self.dtype_policy,
             name="self_attention")
-        self.attention_dropout = keras.layers.Dropout(
+        self.attention_dropout = Dropout(
             dropout, dtype=self.dtype_policy, name="attention_output_dropout")
         self.attention_layernorm = None
         if use_attention_layernorm:

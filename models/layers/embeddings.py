@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from models.layers.dropout import Dropout
 from models.layers.initializers import bert_initializer
 
 
@@ -45,7 +46,7 @@ class BertEmbeddings(keras.layers.Layer):
             dtype=self.dtype_policy, name="segment_embedding")
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="embeddings_layer_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="embeddings_dropout")
+        self.dropout_layer = Dropout(dropout, dtype=self.dtype_policy, name="embeddings_dropout")
         self.projection = None
         if embedding_dim != hidden_dim:
             self.projection = keras.layers.Dense(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from models.layers.dropout import Dropout
 from models.layers.fused import gelu_exact
 from models.layers.initializers import bert_initializer
 
@@ -40,7 +41,7 @@ class FeedForward(keras.layers.Layer):
             dtype=self.dtype_policy, name="intermediate_dense")
         self.output_dense = keras.layers.Dense(
             hidden_dim, kernel_initializer=bert_initializer(), dtype=self.dtype_policy, name="output_dense")
-        self.dropout_layer = keras.layers.Dropout(
+        self.dropout_layer = Dropout(
             dropout, dtype=self.dtype_policy, name="feedforward_dropout")
 
     def build(self, inputs_shape):
