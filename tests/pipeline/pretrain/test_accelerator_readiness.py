@@ -49,7 +49,8 @@ def test_batches_have_fixed_shapes(record_format, packed_data, bert_data):
     storage.remove_tree(root)
 
 
-@pytest.mark.parametrize("case", ["packed", "bert", "packed-distilled"])
+# packed-distilled is slow (about 30 s): the teacher's forward pass compiled as well.
+@pytest.mark.parametrize("case", ["packed", "bert", pytest.param("packed-distilled", marks=pytest.mark.slow)])
 def test_xla_compiled_step_on_remote_data(case, packed_data, bert_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anything written to a relative local path would land here
     root, data = _on_ram(bert_data if case == "bert" else packed_data)

@@ -26,6 +26,7 @@ def test_a_one_step_run_counts_its_step_and_its_devices(packed_data, tmp_path):
     assert phase["train_seconds"] == summary["train_seconds"] and phase["device_kind"] == summary["device_kind"]
 
 
+@pytest.mark.slow  # about 30 s; the mirrored-replica tests cover the replicas themselves
 def test_logical_cpu_replicas_are_not_extra_devices(packed_data, tmp_path):
     replicas = clock.cpu_cores() + 1  # more replicas than cores: counting replicas would over-bill
     command, env = cli(packed_data, tmp_path, 2, "--strategy", "mirrored", "--num-cpu-replicas", str(replicas),
@@ -45,6 +46,7 @@ def test_gpu_hours_are_filled_only_for_gpus():
     assert clock.Devices("CPU: x", 2).usage(3600.0)["device_hours"] == 2.0
 
 
+@pytest.mark.slow  # about 40 s (a pre-training subprocess)
 def test_deterministic_turns_on_op_determinism(packed_data, tmp_path):
     # A fresh process per setting: op determinism, once on, stays on for the process.
     probe = ("import sys; from configs import schema; from pipeline.pretrain import loop; "
