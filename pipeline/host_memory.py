@@ -8,9 +8,10 @@ again, the kernel zeroing each page. At the tiny config's step (batch 32 x 128 t
 about 146,000 minor faults (570 MiB) per step and about 40% of the step's time
 (docs/pretrain_speed.md).
 
-:func:`keep_freed_memory` sets two ``mallopt`` parameters: no ``mmap`` for blocks
-(``M_MMAP_MAX`` 0), so every block comes from a heap, and no trimming (``M_TRIM_THRESHOLD``
-as high as it goes), so freed heap memory stays mapped for the next step. The process's resident
+:func:`keep_freed_memory` sets three ``mallopt`` parameters: no ``mmap`` for blocks
+(``M_MMAP_MAX`` 0), so every block comes from a heap; no trimming (``M_TRIM_THRESHOLD`` as high
+as it goes), so freed heap memory stays mapped for the next step; and one arena (``M_ARENA_MAX``
+1), whose heap, unlike a per-thread arena's (at most 64 MiB), holds blocks of any size. The process's resident
 memory then stays at its peak instead of falling between steps. Only glibc has these parameters;
 elsewhere nothing is changed. ``TRIMBERT_KEEP_FREED_MEMORY=0`` turns it off (to compare, or for a
 long-lived process whose peak should not stay resident).
@@ -19,7 +20,6 @@ long-lived process whose peak should not stay resident).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -35,6 +35,6 @@ def keep_freed_memory() -> bool:
     """Applies the module's ``mallopt`` settings to this process; True if they were applied."""
     if os.environ.get(SWITCH, "1") == "0" or platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.CDLL(None)  # the process's own symbols, glibc's mallopt among them
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _NEVER_TRIM))
     return all([bool(libc.mallopt(parameter, value)) for parameter, value in settings])

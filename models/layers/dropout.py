@@ -24,7 +24,7 @@ class Dropout(keras.layers.Dropout):
     """``keras.layers.Dropout`` with ThreeFry masks under XLA (module docstring)."""
 
     def call(self, inputs, training=False):
-        if not (training and self.rate > 0 and self.noise_shape is None and in_xla_compilation()):
+        if not (training and 0 < self.rate < 1 and self.noise_shape is None and in_xla_compilation()):
             return super().call(inputs, training=training)
         # As Keras's TensorFlow backend does: the int64 seed state folded into int32 for XLA.
         seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)

@@ -24,14 +24,9 @@ def masked_lm_loss_sum(logits: tf.Tensor, label_ids: tf.Tensor, weights: tf.Tens
 
 
 def masked_lm_correct_sum(logits: tf.Tensor, label_ids: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """Number of masked positions whose original token has the highest logit (a tie counts as a hit).
-
-    One max over the vocabulary and a gather: on [640, 30522] float32 logits 4.4-4.7 ms against
-    6.7-11.2 ms for ``tf.argmax`` (two runs, 2-core CPU).
-    """
-    label_logits = tf.gather(logits, tf.cast(label_ids, tf.int32), batch_dims=2)  # [B, M]
-    is_highest = tf.cast(label_logits >= tf.reduce_max(logits, axis=-1), tf.float32)
-    return tf.reduce_sum(is_highest * weights)
+    """Number of masked positions whose arg-max prediction is the original token."""
+    predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.reduce_sum(tf.cast(tf.equal(predictions, tf.cast(label_ids, tf.int32)), tf.float32) * weights)
 
 
 def kl_distillation_loss_sum(student_logits: tf.Tensor, teacher_logits: tf.Tensor, weights: tf.Tensor,

@@ -41,7 +41,7 @@ def test_freed_memory_is_reused_without_page_faults():
     assert applied == "True"
     pages = 96 * 2**20 // os.sysconf("SC_PAGE_SIZE")
     assert faults < pages // 100, faults
-    # The default: the block is mapped anew and every page faulted in each time.
+    # The default: the block is mapped anew and faulted in again each time (in 4 KiB or huge pages).
     default_applied, default_faults = _faults("0")
     assert default_applied == "False"
-    assert default_faults > pages // 2, default_faults
+    assert default_faults > 10 * max(faults, 1), (default_faults, faults)

@@ -3,7 +3,8 @@
 TPUs compile the step with XLA and need every batch shape known in advance; a TPU VM reads its data
 and writes its checkpoints through a remote filesystem. Here the step is compiled with
 ``pretrain.jit_compile`` on fixed-shape batches read from TensorFlow's ``ram://`` filesystem (which
-fails in any code that uses os/pathlib/open on a path), for both record formats and with a teacher.
+fails in any code that uses os/pathlib/open on a path), for both record formats, and with a teacher
+(that case is marked slow).
 Not covered: a real TPU (its strategy, its memory) and NCCL collectives on GPUs.
 """
 

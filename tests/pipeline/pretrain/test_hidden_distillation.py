@@ -33,7 +33,8 @@ def tiny_run(data, model_dir, steps, *extra):
 
     config = config_lib.load("tiny", [
         f"pretrain.phases=[{{steps: {steps}, seq_len: {SEQ_LEN}, batch_size: 8}}]", f"data.seq_len={SEQ_LEN}",
-        f"model.max_sequence_length={SEQ_LEN}", "pretrain.log_every=1", "pretrain.learning_rate=2e-3", *extra])
+        f"model.max_sequence_length={SEQ_LEN}", "pretrain.log_every=1", "pretrain.learning_rate=2e-3",
+        "pretrain.jit_compile=false", *extra])
     summary = pretrain.run(config, pretrain.RunOptions(data_dirs=(str(data),), model_dir=str(model_dir)),
                            log=lambda line: None)
     metrics = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
@@ -83,7 +84,7 @@ def test_the_hidden_term_pulls_the_student_and_its_projection_toward_the_teacher
         f"model.max_sequence_length={SEQ_LEN}", "model.hidden_dim=64", "model.intermediate_dim=128",
         f"pretrain.distill.teacher={headless_teacher}", "pretrain.distill.objective=hidden",
         "pretrain.distill.mlm_weight=0.0", "pretrain.distill.kd_weight=1.0", "pretrain.learning_rate=1e-3",
-        "pretrain.decay=constant"])
+        "pretrain.decay=constant", "pretrain.jit_compile=false"])
     strategy = distribution.make_strategy("one_device", 1, None)
     with strategy.scope():
         model = models.build_pretraining_model(models.build_encoder(config), next_sentence=False, hidden_width=128)
