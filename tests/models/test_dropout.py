@@ -27,14 +27,15 @@ def test_under_xla_the_mask_is_threefry_from_the_layers_seed():
     layer.build(inputs.shape)
     state = layer.seed_generator.state.numpy().copy()
     compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)(inputs).numpy()
-    # The layer drew exactly one seed, as Keras's dropout does.
-    assert not np.array_equal(layer.seed_generator.state.numpy(), state)
 
     # Independent reference: the seed Keras's SeedGenerator hands out for that state, folded to int32.
     reference_layer = Dropout(RATE, seed=7)
     reference_layer.build(inputs.shape)
     reference_layer.seed_generator.state.assign(state)
     seed = tf.cast(tf.math.floormod(reference_layer.seed_generator.next(), tf.int32.max - 1), tf.int32)
+    # The layer drew exactly one seed, as Keras's dropout does: its state is the reference's after one draw.
+    assert not np.array_equal(layer.seed_generator.state.numpy(), state)
+    np.testing.assert_array_equal(layer.seed_generator.state.numpy(), reference_layer.seed_generator.state.numpy())
     expected = tf.function(lambda x: tf.nn.experimental.stateless_dropout(
         x, rate=RATE, seed=seed, rng_alg="threefry"), jit_compile=True)(inputs).numpy()
     np.testing.assert_array_equal(compiled, expected)
