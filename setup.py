@@ -37,7 +37,7 @@ setup(
     description="Pre-train, trim and evaluate smaller BERT encoders.",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["pipeline", "pipeline.*", "models", "models.*", "beam_jobs", "beam_jobs.*", "configs"]),
+        include=["storage", "pipeline", "pipeline.*", "models", "models.*", "beam_jobs", "beam_jobs.*", "configs"]),
     package_data={"configs": ["*.yaml", "search/*.yaml"]},
     include_package_data=True,
     install_requires=RUNTIME_REQUIREMENTS,

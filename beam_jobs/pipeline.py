@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+import storage
 from beam_jobs import features
 from beam_jobs.pool import UnitsAfterPool, pool_file
 from beam_jobs.progress import ProgressReporter
@@ -36,7 +37,7 @@ from beam_jobs.runners import pipeline_options, running
 from beam_jobs.tokenize import read_vocabulary
 from beam_jobs.units import ProcessUnits
 from beam_jobs.vocab import learn_vocabulary
-from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json
+from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json, write_json_atomic
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
 
@@ -188,7 +189,8 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
 
 
 def _clear_previous_output(output: str, scratch: str) -> None:
-    stale = [posixpath.join(output, MANIFEST)]
+    manifest = posixpath.join(output, MANIFEST)
+    stale = [manifest, storage.staging_path(manifest)]
     if FileSystems.exists(output):
         old_shards = posixpath.join(output, f"{SHARD_PREFIX}-*-of-*.tfrecord*")
         stale += [match.path for match in FileSystems.match([old_shards])[0].metadata_list]
@@ -245,15 +247,7 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
     FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "progress",
                                                               "job_stats.json", "pool.json")
                         if FileSystems.exists(posixpath.join(scratch, d))])
-    final = posixpath.join(job.output, MANIFEST)
-    if FileSystems.get_scheme(job.output) is None:  # local disk: a complete temporary file, renamed last
-        temporary = posixpath.join(scratch, MANIFEST)
-        write_json(temporary, manifest)
-        FileSystems.rename([temporary], [final])
-    else:
-        # Object storage: a rename is a copy + delete, but one object write is atomic: write the final
-        # object once, last.
-        write_json(final, manifest)
+    write_json_atomic(posixpath.join(job.output, MANIFEST), manifest)  # last: the output is complete
     FileSystems.delete([scratch])
     return manifest
 

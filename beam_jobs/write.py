@@ -24,6 +24,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+import storage
 from beam_jobs.instances import Records
 from beam_jobs.records import Stats
 
@@ -146,6 +147,14 @@ def write_json(path: str, value) -> None:
     """Writes JSON through Beam's filesystems (local or remote)."""
     with FileSystems.create(path) as handle:
         handle.write((json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def write_json_atomic(path: str, value) -> None:
+    """:func:`write_json` so that a reader sees no file or the whole one (``storage.staging_path``'s rule)."""
+    staging = storage.staging_path(path)
+    write_json(staging, value)
+    if staging != path:
+        FileSystems.rename([staging], [path])
 
 
 def read_json(path: str):

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+import storage
 from configs.errors import TrimbertError
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent
@@ -341,12 +342,13 @@ def load(path: str | pathlib.Path, overrides: typing.Sequence[str] = ()) -> Conf
         path: a YAML file, or the bare name of a shipped config (``bert_base``).
         overrides: ``section.field=value`` strings; values are parsed as YAML.
     """
-    if "://" in str(path):  # a model directory's config.yaml on object storage (gs://, s3://, ...)
+    if storage.is_url(path):  # a model directory's config.yaml on object storage (gs://, s3://, ...)
         path = str(path)
-        raw = _read_url_with_bases(path, seen=())
+        if not storage.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
     else:
         path = resolve_path(path)
-        raw = _read_with_bases(path, seen=())
+    raw = _read_with_bases(str(path), seen=())
     for override in overrides:
         _apply_override(raw, override, path)
     return from_dict(raw, where=str(path))
@@ -376,11 +378,15 @@ def dump(config: Config) -> str:
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
-def _read_with_bases(path: pathlib.Path, seen: tuple[pathlib.Path, ...]) -> dict[str, Any]:
+def _read_with_bases(path: str, seen: tuple[str, ...]) -> dict[str, Any]:
+    """A YAML file's mapping merged over its ``base`` chain (a ``base`` path is relative to the file).
+
+    Local files and URLs alike, through :mod:`storage`: loading a local config stays free of TensorFlow.
+    """
     if path in seen:
         raise ConfigError(f"{path}: 'base' chain loops back on itself")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(storage.read_text(path)) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if not isinstance(raw, dict):
@@ -388,35 +394,10 @@ def _read_with_bases(path: pathlib.Path, seen: tuple[pathlib.Path, ...]) -> dict
     base = raw.pop("base", None)
     if base is None:
         return raw
-    base_path = (path.parent / base).resolve()
-    if not base_path.is_file():
+    base_path = storage.relative_to_file(path, base)
+    if not storage.isfile(base_path):
         raise ConfigError(f"{path}: base file not found: {base}")
     return _merge(_read_with_bases(base_path, seen + (path,)), raw)
-
-
-def _read_url_with_bases(url: str, seen: tuple[str, ...]) -> dict[str, Any]:
-    """:func:`_read_with_bases` for a URL, read through ``tf.io.gfile`` (a ``base`` is beside it)."""
-    import posixpath
-
-    import tensorflow as tf  # only for URLs: loading a local config stays free of TensorFlow
-
-    if url in seen:
-        raise ConfigError(f"{url}: 'base' chain loops back on itself")
-    if not tf.io.gfile.exists(url):
-        raise ConfigError(f"config file not found: {url}")
-    with tf.io.gfile.GFile(url, "r") as handle:
-        text = handle.read()
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{url}: not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{url}: top level must be a mapping, got {type(raw).__name__}")
-    base = raw.pop("base", None)
-    if base is None:
-        return raw
-    base_url = posixpath.normpath(posixpath.join(posixpath.dirname(url), base)).replace(":/", "://", 1)
-    return _merge(_read_url_with_bases(base_url, seen + (url,)), raw)
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+import storage
 from configs.errors import TrimbertError
 from configs.schema import Config, ModelConfig, TrimConfig, section_to_dict
 from models.build import build_encoder, compact_config
@@ -34,51 +35,20 @@ VOCABULARY_FILE = "vocab.txt"
 
 
 # Model folders may be on object storage (gs://, s3://, ram://): paths stay str and every file call
-# goes through tf.io.gfile (pathlib would fold ``gs://b`` into ``gs:/b``; open() knows no schemes).
-
-
-def _join(folder: str, *parts: str) -> str:
-    return posixpath.join(folder, *parts) if "://" in folder else os.path.join(folder, *parts)
-
-
-def _is_file(path: str) -> bool:
-    import tensorflow as tf
-
-    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
-
-
-def _read_bytes(path: str) -> bytes:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        return handle.read()
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    """One write of the whole file (on object storage, one atomic object write)."""
-    import tensorflow as tf
-
-    if path.startswith("ram://") and tf.io.gfile.exists(path):
-        tf.io.gfile.remove(path)  # TensorFlow's ram:// appends on "wb" over an existing file; others replace
-    with tf.io.gfile.GFile(path, "wb") as handle:
-        handle.write(data)
+# goes through the storage layer (pathlib would fold ``gs://b`` into ``gs:/b``; open() knows no schemes).
 
 
 def read_vocabulary(path: str | os.PathLike) -> list[str]:
     """A vocab.txt's tokens, one per line, exactly as keras-hub's tokenizers read a file path.
 
     keras-hub opens a path with ``open()``, which cannot read gs:// or ram://: callers read the
-    file here (through tf.io.gfile) and hand the tokenizer the list.
+    file here (through :mod:`storage`) and hand the tokenizer the list.
     """
     import io
 
-    text = _read_bytes(os.fspath(path)).decode("utf-8")
+    text = storage.read_bytes(os.fspath(path)).decode("utf-8")
     return [line.rstrip() for line in io.StringIO(text, newline=None)]
 
-
-def _as_given(path: str) -> pathlib.Path | str:
-    """A local folder comes back as ``pathlib.Path`` (as callers always had it), a URL as ``str``."""
-    return path if "://" in path else pathlib.Path(path)
 
 # Hugging Face hidden_act -> our activation; "gelu" is the exact erf form in both.
 _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate",
@@ -223,18 +193,16 @@ def normalize_key(key: str) -> str:
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    import tensorflow as tf
-
     try:
-        return json.loads(_read_bytes(path))
-    except (OSError, tf.errors.OpError, json.JSONDecodeError) as error:
+        return json.loads(storage.read_bytes(path))
+    except (OSError, json.JSONDecodeError, *storage.url_errors(path)) as error:
         raise TrimbertError(f"{path}: cannot read JSON: {error}") from error
 
 
 def is_keras_hub_preset(path: str | os.PathLike) -> bool:
     """A keras-hub preset directory has a config.json naming a keras-hub class."""
-    config_path = _join(os.fspath(path), CONFIG_FILE)
-    if not _is_file(config_path):
+    config_path = storage.join(os.fspath(path), CONFIG_FILE)
+    if not storage.isfile(config_path):
         return False
     config = _read_json(config_path)
     return "class_name" in config and str(config.get("registered_name", "")).startswith("keras_hub")
@@ -322,12 +290,12 @@ def _keras_hub_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
 def _hugging_face_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
     from safetensors.numpy import load
 
-    config = config_from_hugging_face(_read_json(_join(path, CONFIG_FILE)), _join(path, CONFIG_FILE))
-    weights_path = _join(path, WEIGHTS_FILE)
-    if not _is_file(weights_path):
+    config = config_from_hugging_face(_read_json(storage.join(path, CONFIG_FILE)), storage.join(path, CONFIG_FILE))
+    weights_path = storage.join(path, WEIGHTS_FILE)
+    if not storage.isfile(weights_path):
         raise TrimbertError(f"{path}: no {WEIGHTS_FILE} (only safetensors checkpoints are read)")
     # From bytes, not load_file: the file may be an object on gs:// that only tf.io.gfile can read.
-    tensors = {normalize_key(key): value for key, value in load(_read_bytes(weights_path)).items()}
+    tensors = {normalize_key(key): value for key, value in load(storage.read_bytes(weights_path)).items()}
     return config, tensors
 
 
@@ -347,7 +315,7 @@ def from_pretrained(path: str | pathlib.Path, model_overrides: Mapping[str, Any]
         The encoder with every weight set from the checkpoint.
     """
     path = os.fspath(path)
-    if not _is_file(_join(path, CONFIG_FILE)):
+    if not storage.isfile(storage.join(path, CONFIG_FILE)):
         raise TrimbertError(f"{path}: not a pretrained model folder (no {CONFIG_FILE})")
     if is_keras_hub_preset(path):
         config, tensors = _keras_hub_tensors(path)
@@ -371,7 +339,7 @@ def read_checkpoint(path: str | pathlib.Path) -> tuple[Config, dict[str, np.ndar
     (``cls.*``) are kept, for callers that load heads too (``models.pretrained_heads``).
     """
     path = os.fspath(path)
-    if not _is_file(_join(path, CONFIG_FILE)):
+    if not storage.isfile(storage.join(path, CONFIG_FILE)):
         raise TrimbertError(f"{path}: not a pretrained model folder (no {CONFIG_FILE})")
     if is_keras_hub_preset(path):
         return _keras_hub_tensors(path)
@@ -381,9 +349,9 @@ def read_checkpoint(path: str | pathlib.Path) -> tuple[Config, dict[str, np.ndar
 def vocabulary_file(path: str | pathlib.Path) -> pathlib.Path | str | None:
     """The WordPiece vocabulary of a Hugging Face folder or keras-hub preset, if it has one."""
     path = os.fspath(path)
-    for candidate in (_join(path, VOCABULARY_FILE), _join(path, "assets", "tokenizer", "vocabulary.txt")):
-        if _is_file(candidate):
-            return _as_given(candidate)
+    for candidate in (storage.join(path, VOCABULARY_FILE), storage.join(path, "assets", "tokenizer", "vocabulary.txt")):
+        if storage.isfile(candidate):
+            return storage.as_given(candidate)
     return None
 
 
@@ -398,7 +366,7 @@ def lowercases(path: str | pathlib.Path) -> bool:
         return declared
     vocabulary = vocabulary_file(path)
     if vocabulary is not None:
-        return not vocabulary_is_cased(_read_bytes(os.fspath(vocabulary)).decode("utf-8").splitlines())
+        return not vocabulary_is_cased(storage.read_bytes(os.fspath(vocabulary)).decode("utf-8").splitlines())
     return True
 
 
@@ -406,8 +374,8 @@ def declared_lowercase(path: str | pathlib.Path) -> bool | None:
     """What a Hugging Face folder's tokenizer config says about lower-casing; None if it says nothing."""
     path = os.fspath(path)
     for file_name, key in CASE_SETTINGS:
-        candidate = _join(path, file_name)
-        if _is_file(candidate):
+        candidate = storage.join(path, file_name)
+        if storage.isfile(candidate):
             declared = lowercase_setting(_read_json(candidate), key)
             if declared is not None:
                 return declared
@@ -483,17 +451,16 @@ def save_pretrained(encoder: Encoder, path: str | pathlib.Path,
         vocabulary_path: a ``vocab.txt`` to copy beside the weights, if any.
         lowercase: written to ``tokenizer_config.json`` as ``do_lower_case`` with the vocabulary.
     """
-    import tensorflow as tf
     from safetensors.numpy import save
 
     path = os.fspath(path)
-    tf.io.gfile.makedirs(path)
+    storage.makedirs(path)
     config = compact_config(encoder.to_config())
     # The weights first and config.json last: a folder counts as a model once config.json exists.
-    _write_bytes(_join(path, WEIGHTS_FILE), save(encoder_tensors(encoder), metadata={"format": "pt"}))
+    storage.write_bytes(storage.join(path, WEIGHTS_FILE), save(encoder_tensors(encoder), metadata={"format": "pt"}))
     if vocabulary_path is not None:
-        _write_bytes(_join(path, VOCABULARY_FILE), _read_bytes(os.fspath(vocabulary_path)))
-        _write_bytes(_join(path, "tokenizer_config.json"), (
-            json.dumps({"do_lower_case": lowercase, "tokenizer_class": "BertTokenizer"}, indent=2) + "\n").encode())
-    _write_bytes(_join(path, CONFIG_FILE), (json.dumps(hugging_face_config(config), indent=2) + "\n").encode())
-    return _as_given(path)
+        storage.write_bytes(storage.join(path, VOCABULARY_FILE), storage.read_bytes(os.fspath(vocabulary_path)))
+        storage.write_json(storage.join(path, "tokenizer_config.json"),
+                           {"do_lower_case": lowercase, "tokenizer_class": "BertTokenizer"})
+    storage.write_json(storage.join(path, CONFIG_FILE), hugging_face_config(config))
+    return storage.as_given(path)

@@ -27,8 +27,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
 
 LOCK_FILENAME = "writer.lock"
 HEARTBEAT_SECONDS = 30.0

@@ -34,6 +34,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 
+import storage
 from pipeline.assets.corpora import (
     AssetError,
     brown_documents,
@@ -44,7 +45,6 @@ from pipeline.assets.corpora import (
     write_documents,
     write_tsv,
 )
-from pipeline.files import write_json
 
 ASSET_NAMES = ("vocab", "minilm-l6", "sentiment", "corpus")
 MINILM_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer.json",
@@ -333,4 +333,4 @@ def _record(root: pathlib.Path, name: str, staging: pathlib.Path, path: str, rec
 
 
 def _write_records(root: pathlib.Path, records: dict[str, AssetRecord]) -> None:
-    write_json(root / "assets.json", {name: dataclasses.asdict(record) for name, record in records.items()})
+    storage.write_json(root / "assets.json", {name: dataclasses.asdict(record) for name, record in records.items()})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 

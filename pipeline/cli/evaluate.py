@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import pathlib
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
 from pipeline.cli.arguments import add_evaluate_arguments, open_session_from
 from pipeline.evaluation.scheduler import Session, list_checkpoints, one_pass
 from pipeline.pretrain.model_dir import CHECKPOINTS_DIR

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline import storage
+import storage
 from pipeline.report.tables import read_records, write_report
 
 

@@ -78,7 +78,7 @@ def _add_trims_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_layer_drop(args: argparse.Namespace) -> int:
-    from pipeline import storage
+    import storage
     from pipeline.finetune import run as finetune
     from pipeline.finetune import tasks as task_registry
 
@@ -93,8 +93,8 @@ def _run_layer_drop(args: argparse.Namespace) -> int:
 
 
 def _run_trims(args: argparse.Namespace) -> int:
+    import storage
     from configs.errors import TrimbertError
-    from pipeline import storage
     from pipeline.finetune import tasks as task_registry
     from pipeline.studies import trim_specs, trims, trims_table
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import clock, storage
-from pipeline.files import write_json
+from pipeline import clock
 from pipeline.finetune import tasks
 from pipeline.pretrain import model_dir as model_dir_lib
 
@@ -131,7 +131,7 @@ class ResultRecord:
         Returns a local path as ``pathlib.Path``, a URL as ``str``.
         """
         storage.makedirs(storage.parent(path))
-        written = write_json(path, self.to_dict())
+        written = storage.write_json(path, self.to_dict())
         return written if storage.is_url(written) else pathlib.Path(written)
 
     @classmethod

@@ -40,8 +40,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 STORE_FILENAME = "evaluations.sqlite"

@@ -69,7 +69,7 @@ class Tokenizer:
     """
 
     def __init__(self, vocabulary_path: str | pathlib.Path, lowercase: bool = True):
-        from pipeline import storage
+        import storage
 
         self.vocabulary_path = vocabulary_path
         if not storage.isfile(vocabulary_path):

@@ -29,13 +29,13 @@ import numpy as np
 import tensorflow as tf
 
 import models
+import storage
 from beam_jobs import features
 from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config, FinetuneConfig
 from models import pretrained
 from pipeline import clock as clock_lib
-from pipeline import storage
 from pipeline.assets import cache as assets
 from pipeline.clock import TrainingClock
 from pipeline.evaluation import record as result_record

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pathlib
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
 from pipeline.assets import cache as assets
 from pipeline.assets import corpora
 from pipeline.finetune.tasks import Column, Example, Task, TsvLayout, get_task

@@ -259,7 +259,7 @@ def write_submission(task: Task, split: str, indices: Sequence[int], predictions
             f"{task.display_name}: {len(predictions)} predictions for {len(indices)} examples")
     rows = [f"{int(index)}\t{submission_label(task, prediction)}\n"
             for index, prediction in zip(indices, predictions, strict=True)]
-    from pipeline import storage
+    import storage
 
     path = storage.join(storage.makedirs(out_dir), task.submissions[split])
     storage.write_text(path, "index\tprediction\n" + "".join(rows))

@@ -15,9 +15,9 @@ import os
 
 import tensorflow as tf
 
+import storage
 from beam_jobs import features
 from configs.errors import TrimbertError
-from pipeline import storage
 from pipeline.pretrain.masking import MaskingSpec, mask_batch
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "mask_positions")

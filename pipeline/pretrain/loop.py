@@ -26,13 +26,12 @@ import keras
 import tensorflow as tf
 
 import models
+import storage
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
 from pipeline import clock as clock_lib
-from pipeline import storage
 from pipeline.clock import TrainingClock
-from pipeline.files import write_json
 from pipeline.pretrain import distribution, starting_points
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
@@ -249,7 +248,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         export_dir = storage.join(model_dir, model_dir_lib.ENCODER_DIR)
         models.save_pretrained(encoder, export_dir, vocabulary_path=options.vocabulary)
         summary["encoder"] = export_dir
-        write_json(storage.join(model_dir, model_dir_lib.SUMMARY_FILE), summary)
+        storage.write_json(storage.join(model_dir, model_dir_lib.SUMMARY_FILE), summary)
         log(f"done: step {summary['steps']}, {summary['accelerator_hours']:.6f} accelerator-hours; "
             f"encoder in {export_dir}")
     else:

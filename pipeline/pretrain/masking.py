@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import storage
 from beam_jobs import features
 from configs.errors import TrimbertError
-from pipeline import storage
 
 if TYPE_CHECKING:
     from configs.schema import Config

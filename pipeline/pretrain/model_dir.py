@@ -24,11 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import models
+import storage
 from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
-from pipeline import storage
-from pipeline.files import write_json, write_text_atomic
 
 if TYPE_CHECKING:
     import keras
@@ -100,8 +99,8 @@ def check_same_run(model_dir: str, config: Config, vocabulary_sha256: str, use_n
                **(identity or {})}
     if not storage.isfile(run_file):
         if chief:
-            write_json(run_file, current)
-            write_text_atomic(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
+            storage.write_json(run_file, current)
+            storage.write_text(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
         return
     previous = storage.read_json(run_file)
     if previous["vocabulary_sha256"] != vocabulary_sha256:
@@ -121,8 +120,8 @@ def check_same_run(model_dir: str, config: Config, vocabulary_sha256: str, use_n
     if chief:
         history = [*previous.get("changes", []), {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"), "fields": {field: list(pair) for field, pair in changes.items()}}]
-        write_json(run_file, {**current, "changes": history})
-        write_text_atomic(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
+        storage.write_json(run_file, {**current, "changes": history})
+        storage.write_text(storage.join(model_dir, CONFIG_FILE), config_lib.dump(config))
 
 
 def run_changes(previous: dict, current: dict) -> dict[str, tuple]:
@@ -156,4 +155,4 @@ def drop_metrics_after(path: str, step: int, chief: bool) -> None:
     if not chief or not storage.isfile(path):
         return
     kept = [line for line in storage.read_text(path).splitlines() if line and json.loads(line)["step"] <= step]
-    write_text_atomic(path, "".join(line + "\n" for line in kept))
+    storage.write_text(path, "".join(line + "\n" for line in kept))

@@ -22,11 +22,11 @@ import keras
 import numpy as np
 
 import models
+import storage
 from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import pretrained, pretrained_heads
-from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 
 TRIMBERT_MODEL_DIRECTORY = "trimbert model directory"

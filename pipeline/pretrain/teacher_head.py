@@ -18,9 +18,9 @@ import os
 import pathlib
 from collections.abc import Callable
 
+import storage
 from configs.errors import TrimbertError
 from configs.schema import Config, DataConfig, PhaseConfig, PretrainConfig
-from pipeline.files import write_json
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain import starting_points
 from pipeline.pretrain.input import DataManifest
@@ -82,7 +82,7 @@ def split_last_shard(data_dir: str, work_dir: pathlib.Path) -> tuple[str, str]:
             link = folder / shard["name"]
             if not link.exists():
                 os.symlink(pathlib.Path(data_dir).resolve() / shard["name"], link)
-        write_json(folder / "manifest.json",
+        storage.write_json(folder / "manifest.json",
                    {**raw, "shards": part, "examples": sum(int(s["examples"]) for s in part)})
         folders.append(str(folder))
     return folders[0], folders[1]
@@ -138,7 +138,7 @@ def fit(options: TeacherOptions, log: Callable[[str], None] = print) -> dict:
     heldout.check_vocabulary(config.model.vocabulary_size, manifest.vocabulary_sha256)
     summary.update(heldout_accuracy(model, config, heldout, options.batch_size, options.heldout_examples))
     summary["source"] = options.source
-    write_json(out_dir / model_dir_lib.SUMMARY_FILE, summary)
+    storage.write_json(out_dir / model_dir_lib.SUMMARY_FILE, summary)
     log(f"teacher: held-out masked-LM accuracy {summary['heldout_mlm_accuracy']:.4f} on "
         f"{summary['heldout_masked_tokens']} masked tokens of {heldout_dir}; use --teacher {out_dir}")
     return summary

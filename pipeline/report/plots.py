@@ -27,7 +27,7 @@ def write_plots(rows: Sequence[ModelRow], out_dir: pathlib.Path | str) -> dict[s
 
     import matplotlib
 
-    from pipeline import storage
+    import storage
 
     matplotlib.use("Agg")
     from matplotlib import pyplot

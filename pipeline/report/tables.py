@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
 from pipeline.evaluation import record as result_record
 from pipeline.evaluation.store import ResultStore
 from pipeline.finetune import tasks as task_registry

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 
+import storage
 from configs.errors import TrimbertError
-from pipeline import storage
-from pipeline.files import write_json
 
 STUDY_FILENAME = "study.json"
 
@@ -38,7 +37,7 @@ def check_study_folder(out: str, signature: dict) -> None:
                                 f"use another --out or the same settings to resume it")
         return
     storage.makedirs(out)
-    write_json(path, signature)
+    storage.write_json(path, signature)
 
 
 def finetune_once(config, options, log):

@@ -24,9 +24,9 @@ import dataclasses
 import io
 import pathlib
 
+import storage
 from configs.errors import TrimbertError
 from models.drop_rules import STRATEGIES
-from pipeline import storage
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.writer_lock import WriterLock
 

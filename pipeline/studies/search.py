@@ -21,11 +21,11 @@ import statistics
 import time
 from collections.abc import Callable
 
+import storage
 from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
-from pipeline import storage
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config

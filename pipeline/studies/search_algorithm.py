@@ -44,8 +44,7 @@ import math
 import pathlib
 from collections.abc import Callable, Sequence
 
-from pipeline import storage
-from pipeline.files import write_text_atomic
+import storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +171,7 @@ class Journal:
 
     def append(self, record: dict) -> None:
         self.records.append(record)
-        write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
+        storage.write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
 
 
 @dataclasses.dataclass

@@ -34,9 +34,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import storage
 from configs.errors import TrimbertError
 from configs.schema import Config
-from pipeline import storage
 from pipeline.studies import trim_specs
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.studies.trim_specs import TrimSpec

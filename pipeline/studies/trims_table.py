@@ -15,7 +15,7 @@ import dataclasses
 import io
 import statistics
 
-from pipeline import storage
+import storage
 from pipeline.studies.trim_specs import RANDOM_INIT, UNTRIMMED
 
 TABLE_NAME = "trims"

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from pipeline import storage
+import storage
 
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "glue"
 PRETRAIN_SETTINGS = ["pretrain.phases=[{steps: 4, seq_len: 64, batch_size: 8}]", "data.seq_len=64",

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from pipeline import storage
+import storage
 from pipeline.writer_lock import LOCK_FILENAME, FolderLocked, WriterLock
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_pretrain import run_in_process  # the pre-training tests' tiny-run helper
 
-from pipeline import storage
+import storage
 from pipeline.pretrain.input import DataManifest, pretraining_dataset
 
 SEQ_LEN = 64

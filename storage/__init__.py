@@ -1,14 +1,17 @@
 """Paths that may be local or object-storage URLs (gs://, s3://, ram://, ...), and the file calls on them.
 
-Every TensorFlow-side stage reads and writes through here, so ``--model-dir gs://bucket/run``
+The one storage layer, below every other package (configs, models, beam_jobs and pipeline all
+use it). Every TensorFlow-side stage reads and writes through here, so ``--model-dir gs://bucket/run``
 works wherever a local folder does. Paths are ``str``: ``pathlib.Path`` folds ``gs://b`` into
 ``gs:/b``. A URL goes through ``tf.io.gfile`` (TensorFlow's filesystems); a local path goes
 through the standard library, so commands that only touch local files (``trimbert report``,
 ``--help``) do not load TensorFlow.
 
-Atomic writes differ by kind: on a local disk the text goes to ``.NAME.tmp`` and is renamed
-over the target; on an object store a rename is a copy and a delete (not atomic), while a single
-object write is, so the final object is written once, directly.
+Atomic writes differ by kind (:func:`staging_path` owns the rule): on a local disk the bytes go
+to ``.NAME.tmp`` and are renamed over the target; on an object store a rename is a copy and a
+delete (not atomic), while a single object write is, so the final object is written once,
+directly. The Beam job follows the same rule through Beam's own filesystems, which (unlike
+TensorFlow's gs://) honour ``STORAGE_EMULATOR_HOST``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,25 @@ PathLike = str | os.PathLike
 def is_url(path: PathLike) -> bool:
     """``scheme://...``: a path for ``tf.io.gfile`` rather than the local disk."""
     return "://" in os.fspath(path)
+
+
+def staging_path(path: PathLike) -> str:
+    """Where to write a file that must appear whole at ``path``: ``.NAME.tmp`` beside it on a local
+    disk (then renamed over ``path``), ``path`` itself on object storage (one object write is atomic;
+    a rename would be a copy and a delete)."""
+    path = os.fspath(path)
+    if is_url(path):
+        return path
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+
+
+def url_errors(path: PathLike) -> tuple[type[Exception], ...]:
+    """The exception types a read of ``path`` may raise besides ``OSError``: TensorFlow's for a URL."""
+    if not is_url(path):
+        return ()
+    import tensorflow as tf
+
+    return (tf.errors.OpError,)
 
 
 def _gfile():
@@ -57,6 +79,15 @@ def name(path: PathLike) -> str:
 def absolute(path: PathLike) -> str:
     """A local path made absolute with symlinks resolved (as ``Path.resolve``); a URL as given."""
     return os.fspath(path) if is_url(path) else os.path.realpath(os.fspath(path))
+
+
+def relative_to_file(path: PathLike, relative: str) -> str:
+    """What ``relative`` names from the folder holding ``path`` (a ``base:`` beside a config file):
+    a local path absolute with symlinks resolved, a URL with ``.`` and ``..`` folded."""
+    target = join(parent(path), relative)
+    if is_url(target):
+        return posixpath.normpath(target).replace(":/", "://", 1)
+    return os.path.realpath(target)
 
 
 def as_given(path: str) -> pathlib.Path | str:
@@ -149,7 +180,7 @@ def write_bytes(path: PathLike, data: bytes) -> str:
         with _gfile().GFile(path, "wb") as handle:
             handle.write(data)
         return path
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    temporary = staging_path(path)
     with open(temporary, "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)

@@ -1,4 +1,4 @@
-"""pipeline.storage: joins that keep URLs whole, atomic writes on a local disk and on TensorFlow's ram://."""
+"""storage: joins that keep URLs whole, atomic writes on a local disk and on TensorFlow's ram://."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from pipeline import storage
+import storage
 
 
 def test_join_parent_and_name_keep_the_scheme():
@@ -44,6 +44,32 @@ def test_url_write_is_one_object_with_no_temporary_object():
     assert storage.isfile(path) and not storage.isfile(storage.join(folder, "sub"))
     assert storage.isdir(storage.join(folder, "sub"))
     assert storage.walk_files(folder) == [storage.join(folder, "metrics.jsonl"), path]
+
+
+def test_staging_path_is_a_hidden_sibling_locally_and_the_object_itself_on_a_url(tmp_path):
+    assert storage.staging_path(tmp_path / "manifest.json") == str(tmp_path / ".manifest.json.tmp")
+    assert storage.staging_path("gs://bucket/data/manifest.json") == "gs://bucket/data/manifest.json"
+
+
+def test_relative_to_file_folds_dots_in_urls_and_resolves_local_paths(tmp_path):
+    assert storage.relative_to_file("gs://b/run/configs/a.yaml", "../base.yaml") == "gs://b/run/base.yaml"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert storage.relative_to_file(tmp_path / "link" / "a.yaml", "b.yaml") == str((tmp_path / "real" / "b.yaml"))
+
+
+def test_a_config_on_a_url_loads_with_its_base_chain():
+    """configs.schema reads YAML through this layer: a ``base`` beside a config on ram:// is found."""
+    from configs import schema
+
+    folder = f"ram://storage-test-{uuid.uuid4().hex}"
+    storage.makedirs(storage.join(folder, "nested"))
+    storage.write_text(storage.join(folder, "tiny.yaml"), (schema.CONFIG_DIR / "tiny.yaml").read_text())
+    storage.write_text(storage.join(folder, "middle.yaml"), "base: ./tiny.yaml\nname: middle\n")
+    storage.write_text(storage.join(folder, "nested", "run.yaml"), "base: ../middle.yaml\nname: from-url\n")
+    config = schema.load(storage.join(folder, "nested", "run.yaml"))
+    assert config.name == "from-url"
+    assert config.model == schema.load("tiny").model
 
 
 def test_copy_tree_between_the_local_disk_and_a_url(tmp_path):
