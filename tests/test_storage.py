@@ -55,7 +55,7 @@ def test_relative_to_file_folds_dots_in_urls_and_resolves_local_paths(tmp_path):
     assert storage.relative_to_file("gs://b/run/configs/a.yaml", "../base.yaml") == "gs://b/run/base.yaml"
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    assert storage.relative_to_file(tmp_path / "link" / "a.yaml", "b.yaml") == str((tmp_path / "real" / "b.yaml"))
+    assert storage.relative_to_file(tmp_path / "link" / "a.yaml", "b.yaml") == str(tmp_path / "real" / "b.yaml")
 
 
 def test_a_config_on_a_url_loads_with_its_base_chain():
