@@ -18,11 +18,9 @@ matched and mismatched accuracy); rows with different task sets say so in the
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +30,7 @@ from configs.errors import TrimbertError
 from pipeline.evaluation import record as result_record
 from pipeline.evaluation.store import ResultStore
 from pipeline.finetune import tasks as task_registry
-from pipeline.report.plots import write_plots
+from pipeline.report import output
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -166,47 +164,53 @@ def _display(task: str) -> str:
 # Tables
 # ---------------------------------------------------------------------------
 
-
-def _percent(value: float | None, std: float | None = None) -> str:
-    if value is None:
-        return "–"
-    return f"{100 * value:.1f}" if std is None else f"{100 * value:.1f} ± {100 * std:.1f}"
+MISSING = "–"  # a value the records do not have
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
+    return MISSING if value is None else f"{value:.{digits}g}"
+
+
+def _percent(value: float | None, std: float | None = None) -> str:
+    return output.percent(value, std, missing=MISSING)
 
 
 def markdown_table(rows: Sequence[ModelRow], title: str = "Trade-off report") -> str:
     """The report as Markdown: the trade-off table, then each task's metrics per model."""
     tasks = task_order({task for row in rows for task in row.records})
-    header = ["Model", "Params", *map(_display, tasks), "GLUE avg", "GLUE tasks", "Sentiment avg",
-              "Pre-train acc-h", "Fine-tune acc-h", "CPU latency ms"]
-    lines = [f"# {title}", "",
-             "Scores x100, mean ± std over seeds (dev sets). GLUE avg: mean task score over the GLUE "
-             "tasks present. acc-h: accelerator-hours (– : not recorded).", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cells = [row.label, f"{row.parameters / 1e6:.1f}M"]
-        for task in tasks:
-            record = row.records.get(task)
-            cells.append(_percent(record.score, record.metric_std["score"]) if record else "–")
-        cells += [_percent(row.glue_average), str(len(row.glue_tasks)), _percent(row.sentiment_average),
-                  _number(row.pretrain_accelerator_hours), _number(row.finetune_accelerator_hours),
-                  _number(row.inference_latency_ms)]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Per-task metrics", "",
-              "| Model | Task | Metrics (x100, mean ± std) | Seeds | Best-on-dev seed | Best seed test |",
-              "|---|---|---|---|---|---|"]
-    for row in rows:
-        for task, record in row.records.items():
-            metric_text = ", ".join(f"{name} {_percent(mean, record.metric_std[name])}"
-                                    for name, mean in record.metric_mean.items() if name != "score")
-            best_test = ", ".join(f"{name} {_percent(value)}" for name, value
-                                  in record.best.test_metrics.items() if name != "score") or "–"
-            lines.append(f"| {row.label} | {_display(task)} | {metric_text} | {len(record.seeds)} | "
-                         f"{record.best_seed} | {best_test} |")
-    return "\n".join(lines) + "\n"
+    overview = output.Table([
+        output.Column("Model", lambda row: row.label),
+        output.Column("Params", lambda row: row.parameters, lambda parameters: f"{parameters / 1e6:.1f}M"),
+        *(output.Column(_display(task), lambda row, task=task: row.records.get(task),
+                        lambda record: _percent(record.score, record.metric_std["score"]) if record else MISSING)
+          for task in tasks),
+        output.Column("GLUE avg", lambda row: row.glue_average, _percent),
+        output.Column("GLUE tasks", lambda row: len(row.glue_tasks)),
+        output.Column("Sentiment avg", lambda row: row.sentiment_average, _percent),
+        output.Column("Pre-train acc-h", lambda row: row.pretrain_accelerator_hours, _number),
+        output.Column("Fine-tune acc-h", lambda row: row.finetune_accelerator_hours, _number),
+        output.Column("CPU latency ms", lambda row: row.inference_latency_ms, _number),
+    ], rows)
+    per_task = output.Table([  # rows: (model label, task, record)
+        output.Column("Model", lambda line: line[0]),
+        output.Column("Task", lambda line: _display(line[1])),
+        output.Column("Metrics (x100, mean ± std)",
+                      lambda line: _metrics_text(line[2].metric_mean, line[2].metric_std)),
+        output.Column("Seeds", lambda line: len(line[2].seeds)),
+        output.Column("Best-on-dev seed", lambda line: line[2].best_seed),
+        output.Column("Best seed test", lambda line: _metrics_text(line[2].best.test_metrics) or MISSING),
+    ], [(row.label, task, record) for row in rows for task, record in row.records.items()])
+    return output.markdown_text([
+        f"# {title}", "",
+        "Scores x100, mean ± std over seeds (dev sets). GLUE avg: mean task score over the GLUE "
+        "tasks present. acc-h: accelerator-hours (– : not recorded).", "",
+        *overview.markdown_lines(), "", "## Per-task metrics", "", *per_task.markdown_lines()])
+
+
+def _metrics_text(means: dict[str, float], stds: dict[str, float] | None = None) -> str:
+    """``name value`` x100 per metric but the score, with ``± std`` when ``stds`` are given."""
+    return ", ".join(f"{name} {_percent(mean, None if stds is None else stds[name])}"
+                     for name, mean in means.items() if name != "score")
 
 
 def row_dict(row: ModelRow) -> dict[str, Any]:
@@ -227,33 +231,72 @@ def row_dict(row: ModelRow) -> dict[str, Any]:
     }
 
 
-def write_csv(rows: Sequence[ModelRow], path: pathlib.Path | str) -> None:
-    """One line per model; per task ``<task>.<metric>_mean`` / ``_std`` columns."""
+def data_table(rows: Sequence[ModelRow]) -> output.Table:
+    """The unrounded table: in CSV one line per model with ``<task>.<metric>_mean`` / ``_std`` columns
+    (metrics named as in the first row that has the task); in JSON :func:`row_dict` per model."""
     tasks = task_order({task for row in rows for task in row.records})
     metric_names = {task: next(row.records[task] for row in rows if task in row.records).metric_mean
                     for task in tasks}
-    task_columns = [f"{task}.{metric}_{kind}" for task in tasks for metric in metric_names[task]
-                    for kind in ("mean", "std")]
-    columns = ["model", "model_config", "checkpoint", "parameters", *task_columns, "glue_average",
-               "glue_tasks", "sentiment_average", "pretrain_accelerator_hours",
-               "finetune_accelerator_hours", "inference_latency_ms"]
-    handle = io.StringIO(newline="")  # written whole at the end: one object write on object storage
-    writer = csv.DictWriter(handle, fieldnames=columns)
-    writer.writeheader()
-    for row in rows:
-        line = {key: value for key, value in row_dict(row).items() if key in columns}
-        line["glue_tasks"] = len(row.glue_tasks)
-        for task, record in row.records.items():
-            for metric in record.metric_mean:
-                line[f"{task}.{metric}_mean"] = record.metric_mean[metric]
-                line[f"{task}.{metric}_std"] = record.metric_std[metric]
-        writer.writerow({column: "" if line.get(column) is None else line[column] for column in columns})
-    storage.write_text(path, handle.getvalue())
+
+    def metric(task: str, name: str, kind: str) -> Callable[[ModelRow], float | None]:
+        def value(row: ModelRow) -> float | None:
+            record = row.records.get(task)
+            return None if record is None else (record.metric_mean if kind == "mean" else record.metric_std).get(name)
+        return value
+
+    return output.Table([
+        output.Column("model", lambda row: row.label),
+        output.Column("model_config", lambda row: row.model_config),
+        output.Column("checkpoint", lambda row: row.checkpoint),
+        output.Column("parameters", lambda row: row.parameters),
+        *(output.Column(f"{task}.{name}_{kind}", metric(task, name, kind))
+          for task in tasks for name in metric_names[task] for kind in ("mean", "std")),
+        output.Column("glue_average", lambda row: row.glue_average),
+        output.Column("glue_tasks", lambda row: len(row.glue_tasks)),
+        output.Column("sentiment_average", lambda row: row.sentiment_average),
+        output.Column("pretrain_accelerator_hours", lambda row: row.pretrain_accelerator_hours),
+        output.Column("finetune_accelerator_hours", lambda row: row.finetune_accelerator_hours),
+        output.Column("inference_latency_ms", lambda row: row.inference_latency_ms),
+    ], rows, data=row_dict)
 
 
 # ---------------------------------------------------------------------------
 # Plots
 # ---------------------------------------------------------------------------
+
+PLOT_FILES = {"accelerator_hours": "score_vs_accelerator_hours.png", "parameters": "score_vs_parameters.png"}
+HEADLINE_STYLES = {"GLUE average": {"marker": "o", "color": "C0"}, "sentiment average": {"marker": "s", "color": "C1"}}
+
+
+def headline_series(rows: Sequence[ModelRow]) -> dict[str, list[tuple[ModelRow, float]]]:
+    """Series to plot: GLUE average and sentiment average, each over the rows that have it."""
+    series = {"GLUE average": [(row, row.glue_average) for row in rows if row.glue_average is not None],
+              "sentiment average": [(row, row.sentiment_average) for row in rows
+                                    if row.sentiment_average is not None]}
+    return {name: points for name, points in series.items() if points}
+
+
+def write_plots(rows: Sequence[ModelRow], out_dir: pathlib.Path | str) -> dict[str, pathlib.Path | str]:
+    """Score against accelerator-hours and against parameters, one PNG each (local folder or URL)."""
+    x_axes = {
+        "accelerator_hours": (lambda row: row.total_accelerator_hours,
+                              "accelerator-hours: pre-training + fine-tuning "
+                              "(hollow marker: pre-training cost unknown, fine-tuning only)",
+                              "Score vs accelerator-hours"),
+        "parameters": (lambda row: row.parameters / 1e6, "parameters (millions)", "Score vs parameters"),
+    }
+    paths = {}
+    for key, (x_of, x_label, title) in x_axes.items():
+        series = []
+        for name, points in headline_series(rows).items():
+            series.append(output.Series(
+                [output.Point(x_of(row), 100 * score, row.label,
+                              hollow=key == "accelerator_hours" and row.pretrain_accelerator_hours is None)
+                 for row, score in points], name=name, **HEADLINE_STYLES[name]))
+        paths[key] = storage.as_given(storage.join(out_dir, PLOT_FILES[key]))
+        output.scatter_plot(paths[key], series, x_label, "score x100 (dev, mean over seeds)", title,
+                            log_x_when_wide=True)
+    return paths
 
 
 # ---------------------------------------------------------------------------
@@ -278,8 +321,9 @@ def write_report(records: Sequence[result_record.ResultRecord], out_dir: pathlib
     paths = {kind: storage.as_given(storage.join(out_dir, f"report.{extension}"))
              for kind, extension in (("markdown", "md"), ("csv", "csv"), ("json", "json"))}
     storage.write_text(paths["markdown"], markdown_table(rows, title))
-    write_csv(rows, paths["csv"])
-    storage.write_json(paths["json"], {"title": title, "rows": [row_dict(row) for row in rows]})
+    table = data_table(rows)
+    table.write_csv(paths["csv"])
+    table.write_json(paths["json"], {"title": title})
     paths.update(write_plots(rows, out_dir))
     return paths
 

@@ -10,7 +10,6 @@ from configs.errors import TrimbertError
 from pipeline.cli import report as report_command
 from pipeline.evaluation import record as result_record
 from pipeline.evaluation.store import ResultStore
-from pipeline.report import plots
 from pipeline.report import tables as report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -102,7 +101,7 @@ def test_report_command_writes_tables_and_plots(sources, tmp_path, capsys):
     assert data["rows"][0]["tasks"]["cola"]["seeds"] == [1, 2]
     assert data["rows"][0]["tasks"]["cola"]["best_seed"] == 2
 
-    for name in plots.PLOT_FILES.values():
+    for name in report.PLOT_FILES.values():
         png = (out / name).read_bytes()
         assert png.startswith(PNG_SIGNATURE) and len(png) > 10_000
 
