@@ -10,12 +10,11 @@ study has one, with ``random-init``: a difference counts when it exceeds two sta
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import statistics
 
 import storage
+from pipeline.report import output
 from pipeline.studies.trim_specs import RANDOM_INIT, UNTRIMMED
 
 TABLE_NAME = "trims"
@@ -84,7 +83,8 @@ def findings(rows: list[TrimRow]) -> list[str]:
     lines = []
     for row in rows:
         line = (f"{row.name}: {row.parameters / reference.parameters:.0%} of the reference's parameters, "
-                f"mean score {100 * row.mean_score:.1f} ({100 * (row.mean_score - reference.mean_score):+.1f})")
+                f"mean score {output.percent(row.mean_score)} "
+                f"({output.percent_difference(row.mean_score, reference.mean_score)})")
         if random_init is not None and row is not random_init:
             won = [task for task in tasks if beats(row, random_init, task)]
             line += f"; beats random-init by > 2 std on {len(won)} of {len(tasks)} tasks"
@@ -92,10 +92,14 @@ def findings(rows: list[TrimRow]) -> list[str]:
     return lines
 
 
+def _against(text: str, row: TrimRow, reference: TrimRow, value: float, reference_value: float) -> str:
+    """``text``, then ``value - reference_value`` x100 in brackets unless ``row`` is the reference."""
+    return text if row is reference else f"{text} ({output.percent_difference(value, reference_value)})"
+
+
 def _cell(row: TrimRow, reference: TrimRow, task: str) -> str:
     mean, std = row.scores[task]
-    delta = "" if row is reference else f" ({100 * (mean - reference.scores[task][0]):+.1f})"
-    return f"{100 * mean:.1f} ± {100 * std:.1f}{delta}"
+    return _against(output.percent(mean, std), row, reference, mean, reference.scores[task][0])
 
 
 def write_table(rows: list[TrimRow], out: str, study) -> None:
@@ -103,60 +107,42 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
     reference = reference_row(rows)
     tasks = list(reference.scores)
     finetune = study.config.finetune
-    lines = [f"# Trim study: {', '.join(tasks)}", "",
-             f"Models: {'trimmed from ' + study.source if study.source else 'pre-trained from scratch'} "
-             f"(config {study.config.name}). Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, "
-             f"epochs {finetune.epochs:g}, learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}. "
-             f"Scores: the task's dev score x100, mean ± std over seeds (difference from {reference.name}).", "",
-             "| row | parameters | FLOPs/token | pre-train device-h | fine-tune device-h | latency ms/ex | "
-             + " | ".join(tasks) + " | mean |",
-             "| --- " * (7 + len(tasks)) + "|"]
-    for row in rows:
-        mean_delta = "" if row is reference else f" ({100 * (row.mean_score - reference.mean_score):+.1f})"
-        lines.append(
-            f"| {row.name} | {row.parameters:,} | {row.flops_per_token / 1e6:.1f}M | {row.pretrain_device_hours:.3f} | "
-            f"{row.finetune_device_hours:.3f} | {'' if row.latency_ms is None else f'{row.latency_ms:.2f}'} | "
-            + " | ".join(_cell(row, reference, task) for task in tasks)
-            + f" | {100 * row.mean_score:.1f}{mean_delta} |")
-    lines += ["", "Findings:", *(f"- {line}" for line in findings(rows)), ""]
-    storage.write_text(storage.join(out, f"{TABLE_NAME}.md"), "\n".join(lines))
-    storage.write_text(storage.join(out, f"{TABLE_NAME}.csv"), _csv(rows, tasks))
-    storage.write_json(storage.join(out, f"{TABLE_NAME}.json"),
-                       {"reference": reference.name, "tasks": tasks, "findings": findings(rows),
-                        "rows": [dataclasses.asdict(row) for row in rows]})
-    _plot(rows, storage.join(out, f"{TABLE_NAME}.png"))
+    shown = output.Table([
+        output.Column("row", lambda row: row.name),
+        output.Column("parameters", lambda row: row.parameters, output.thousands),
+        output.Column("FLOPs/token", lambda row: row.flops_per_token, lambda flops: f"{flops / 1e6:.1f}M"),
+        output.Column("pre-train device-h", lambda row: row.pretrain_device_hours, output.decimals(3)),
+        output.Column("fine-tune device-h", lambda row: row.finetune_device_hours, output.decimals(3)),
+        output.Column("latency ms/ex", lambda row: row.latency_ms, output.decimals(2)),
+        *(output.Column(task, lambda row, task=task: _cell(row, reference, task)) for task in tasks),
+        output.Column("mean", lambda row: _against(output.percent(row.mean_score), row, reference, row.mean_score,
+                                                   reference.mean_score)),
+    ], rows)
+    output.write_markdown(storage.join(out, f"{TABLE_NAME}.md"), [
+        f"# Trim study: {', '.join(tasks)}", "",
+        f"Models: {'trimmed from ' + study.source if study.source else 'pre-trained from scratch'} "
+        f"(config {study.config.name}). Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, "
+        f"epochs {finetune.epochs:g}, learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}. "
+        f"Scores: the task's dev score x100, mean ± std over seeds (difference from {reference.name}).", "",
+        *shown.markdown_lines(spaced_rule=True), "", "Findings:", *(f"- {line}" for line in findings(rows))])
+    data = _data_table(rows, tasks)
+    data.write_csv(storage.join(out, f"{TABLE_NAME}.csv"))
+    data.write_json(storage.join(out, f"{TABLE_NAME}.json"),
+                    {"reference": reference.name, "tasks": tasks, "findings": findings(rows)})
+    output.scatter_plot(storage.join(out, f"{TABLE_NAME}.png"),
+                        [output.Series([output.Point(row.parameters / 1e6, 100 * row.mean_score, row.name)])
+                         for row in rows],
+                        "parameters (millions)", "mean dev score over tasks (x100)")
 
 
-def _csv(rows: list[TrimRow], tasks: list[str]) -> str:
-    handle = io.StringIO(newline="")  # written whole: one object write on object storage
-    writer = csv.writer(handle)
+def _data_table(rows: list[TrimRow], tasks: list[str]) -> output.Table:
+    """The unrounded table: per task its mean, std and test accuracy in CSV; the rows as they are in JSON."""
     fixed = ("name", "parameters", "flops_per_token", "pretrain_device_hours", "finetune_device_hours", "latency_ms")
-    writer.writerow([*fixed, *(f"{task}_{part}" for task in tasks for part in ("mean", "std", "test_accuracy")),
-                     "mean_score"])
-    for row in rows:
-        writer.writerow([getattr(row, name) for name in fixed]
-                        + [value for task in tasks
-                           for value in (*row.scores[task], row.test_accuracy.get(task, ""))]
-                        + [row.mean_score])
-    return handle.getvalue()
-
-
-def _plot(rows: list[TrimRow], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(7, 4.5))
-    for row in rows:
-        axes.scatter(row.parameters / 1e6, 100 * row.mean_score)
-        axes.annotate(row.name, (row.parameters / 1e6, 100 * row.mean_score), fontsize=8,
-                      xytext=(4, 4), textcoords="offset points")
-    axes.set_xlabel("parameters (millions)")
-    axes.set_ylabel("mean dev score over tasks (x100)")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    pyplot.close(figure)
-    storage.write_bytes(path, buffer.getvalue())
+    return output.Table([
+        *(output.Column(name, lambda row, name=name: getattr(row, name)) for name in fixed),
+        *(column for task in tasks for column in (
+            output.Column(f"{task}_mean", lambda row, task=task: row.scores[task][0]),
+            output.Column(f"{task}_std", lambda row, task=task: row.scores[task][1]),
+            output.Column(f"{task}_test_accuracy", lambda row, task=task: row.test_accuracy.get(task)))),
+        output.Column("mean_score", lambda row: row.mean_score),
+    ], rows, data=dataclasses.asdict)
