@@ -19,14 +19,13 @@ Rerunning into ``OUT`` with a different model, task or finetune section is an er
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import pathlib
 
 import storage
 from configs.errors import TrimbertError
 from models.drop_rules import STRATEGIES
+from pipeline.report import output
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.writer_lock import WriterLock
 
@@ -144,10 +143,6 @@ def _run_layer_drop(config, init: str, task_name: str, drops: list[int], strateg
     return rows
 
 
-def _percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.1f}"
-
-
 def findings(rows: list[StudyRow]) -> list[str]:
     """Per K: which strategy scored best and worst, and whether that matches the paper."""
     lines = []
@@ -161,8 +156,8 @@ def findings(rows: list[StudyRow]) -> list[str]:
         bottom = next((row for row in scored if row.strategy == "bottom"), None)
         agrees_top = top is not None and top.score_mean >= best.score_mean
         agrees_bottom = bottom is not None and bottom.score_mean <= worst.score_mean
-        lines.append(f"K={drop}: best {best.strategy} ({_percent(best.score_mean)}), worst {worst.strategy} "
-                     f"({_percent(worst.score_mean)}); top best: {'yes' if agrees_top else 'no'}, "
+        lines.append(f"K={drop}: best {best.strategy} ({output.percent(best.score_mean)}), worst {worst.strategy} "
+                     f"({output.percent(worst.score_mean)}); top best: {'yes' if agrees_top else 'no'}, "
                      f"bottom worst: {'yes' if agrees_bottom else 'no'}")
     return lines
 
@@ -176,32 +171,36 @@ def write_table(rows: list[StudyRow], out: str | pathlib.Path, task_name: str, c
     out = storage.makedirs(str(out))
     baseline = rows[0].score_mean
     finetune = config.finetune
-    lines = [f"# Layer-drop study: {task_name}", "",
-             f"Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, epochs {finetune.epochs:g}, "
-             f"learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}, training examples "
-             f"{finetune.max_train_examples or 'all'}. Score: the task's dev score x100, mean ± std over seeds.", "",
-             "| strategy | K | dropped blocks | parameters | dev score | Δ vs unpruned | test acc. | "
-             "fine-tune s | latency ms/ex | note |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
-        score = "" if row.score_mean is None else f"{_percent(row.score_mean)} ± {_percent(row.score_std)}"
-        delta = "" if row.score_mean is None or not row.drop else f"{100 * (row.score_mean - baseline):+.1f}"
-        seconds = "" if row.finetune_seconds is None else f"{row.finetune_seconds:.0f}"
-        lines.append(
-            f"| {row.strategy} | {row.drop} | {','.join(map(str, row.dropped)) or '-'} | "
-            f"{'' if row.parameters is None else f'{row.parameters:,}'} | {score} | {delta} | "
-            f"{_percent(row.test_accuracy)} | {seconds} | "
-            f"{'' if row.latency_ms is None else f'{row.latency_ms:.2f}'} | {row.note} |")
-    lines += ["", f"Paper: {PAPER_FINDING}", "", "Here:", *(f"- {line}" for line in findings(rows)), ""]
-    storage.write_text(storage.join(out, "layer_drop.md"), "\n".join(lines))
-    handle = io.StringIO(newline="")  # written whole: one object write on object storage
-    writer = csv.writer(handle)
-    writer.writerow(COLUMNS)
-    for row in rows:
-        values = dataclasses.asdict(row)
-        values["dropped"] = " ".join(map(str, row.dropped))
-        writer.writerow([values[column] for column in COLUMNS])
-    storage.write_text(storage.join(out, "layer_drop.csv"), handle.getvalue())
-    storage.write_json(storage.join(out, "layer_drop.json"),
-                       {"task": task_name, "finetune": dataclasses.asdict(finetune), "paper": PAPER_FINDING,
-                        "findings": findings(rows), "rows": [dataclasses.asdict(row) for row in rows]})
+    shown = output.Table([
+        output.Column("strategy", lambda row: row.strategy),
+        output.Column("K", lambda row: row.drop),
+        output.Column("dropped blocks", lambda row: ",".join(map(str, row.dropped)) or "-"),
+        output.Column("parameters", lambda row: row.parameters, output.thousands),
+        output.Column("dev score", lambda row: "" if row.score_mean is None
+                      else f"{output.percent(row.score_mean)} ± {output.percent(row.score_std)}"),
+        output.Column("Δ vs unpruned", lambda row: "" if row.score_mean is None or not row.drop
+                      else output.percent_difference(row.score_mean, baseline)),
+        output.Column("test acc.", lambda row: row.test_accuracy, output.percent),
+        output.Column("fine-tune s", lambda row: row.finetune_seconds, output.decimals(0)),
+        output.Column("latency ms/ex", lambda row: row.latency_ms, output.decimals(2)),
+        output.Column("note", lambda row: row.note),
+    ], rows)
+    output.write_markdown(storage.join(out, "layer_drop.md"), [
+        f"# Layer-drop study: {task_name}", "",
+        f"Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, epochs {finetune.epochs:g}, "
+        f"learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}, training examples "
+        f"{finetune.max_train_examples or 'all'}. Score: the task's dev score x100, mean ± std over seeds.", "",
+        *shown.markdown_lines(spaced_rule=True),
+        "", f"Paper: {PAPER_FINDING}", "", "Here:", *(f"- {line}" for line in findings(rows))])
+    data = output.Table([_data_column(name) for name in COLUMNS], rows, data=dataclasses.asdict)
+    data.write_csv(storage.join(out, "layer_drop.csv"))
+    data.write_json(storage.join(out, "layer_drop.json"),
+                    {"task": task_name, "finetune": dataclasses.asdict(finetune), "paper": PAPER_FINDING,
+                     "findings": findings(rows)})
+
+
+def _data_column(name: str) -> output.Column:
+    """A CSV column: the row's field, unrounded; the dropped blocks as ``4 5``."""
+    if name == "dropped":
+        return output.Column(name, lambda row: " ".join(map(str, row.dropped)))
+    return output.Column(name, lambda row: getattr(row, name))
