@@ -12,9 +12,7 @@ The objective and the approximation scheme are documented in ``pipeline.studies.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import statistics
@@ -27,6 +25,7 @@ from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
 from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline.report import output
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config
 from pipeline.writer_lock import WriterLock
@@ -245,47 +244,19 @@ def _ranked_rows(by_name: dict[str, Candidate], costs: dict, outcomes: dict[str,
 
 
 def _write_tables(rows: list[dict], out_dir: str) -> None:
-    handle = io.StringIO(newline="")  # written whole: one object write on object storage
-    writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS)
-    writer.writeheader()
-    writer.writerows({column: ("" if row[column] is None else row[column]) for column in TABLE_COLUMNS}
-                     for row in rows)
-    storage.write_text(storage.join(out_dir, "results.csv"), handle.getvalue())
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    for row in rows:
-        cells = []
-        for column in TABLE_COLUMNS:
-            value = row[column]
-            cells.append("" if value is None else f"{value:,}" if column == "parameters" else str(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    storage.write_text(storage.join(out_dir, "results.md"), "\n".join(lines) + "\n")
+    table = output.Table([output.Column(column, lambda row, column=column: row[column],
+                                        output.thousands if column == "parameters" else output.plain)
+                          for column in TABLE_COLUMNS], rows)
+    table.write_csv(storage.join(out_dir, "results.csv"))
+    output.write_markdown(storage.join(out_dir, "results.md"), table.markdown_lines())
 
 
 def _plot(rows: list[dict], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    trained = [r for r in rows if r["proxy_loss"] is not None]
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    points = axes.scatter([r["parameters"] / 1e6 for r in trained], [r["proxy_loss"] for r in trained],
-                          c=[r["latency_ms"] for r in trained], cmap="viridis", s=40, zorder=2)
-    figure.colorbar(points, ax=axes, label="latency (ms)")
-    front = sorted((r for r in trained if r["pareto"]), key=lambda r: r["parameters"])
-    axes.plot([r["parameters"] / 1e6 for r in front], [r["proxy_loss"] for r in front], "o--", color="tab:red",
-              markerfacecolor="none", markersize=11, label="Pareto front (finalists)", zorder=3)
-    for row in front:
-        axes.annotate(row["name"], (row["parameters"] / 1e6, row["proxy_loss"]), fontsize=7,
-                      xytext=(4, 4), textcoords="offset points")
-    axes.set_xlabel("parameters (millions)")
-    axes.set_ylabel("proxy distillation loss (at the last rung reached)")
-    axes.set_title("Sub-architecture search")
-    axes.margins(0.2)  # room for the labels of points at the edges
-    axes.legend(loc="best", fontsize=8)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    image = io.BytesIO()  # matplotlib writes with open(); the bytes then go to any filesystem
-    figure.savefig(image, dpi=120, format="png")
-    plt.close(figure)
-    storage.write_bytes(path, image.getvalue())
+    trained = [row for row in rows if row["proxy_loss"] is not None]
+    front = sorted((row for row in trained if row["pareto"]), key=lambda row: row["parameters"])
+    output.scatter_plot(path, [
+        output.Series([output.Point(row["parameters"] / 1e6, row["proxy_loss"], shade=row["latency_ms"])
+                       for row in trained], size=40, shade_label="latency (ms)"),
+        output.Series([output.Point(row["parameters"] / 1e6, row["proxy_loss"], row["name"], hollow=True)
+                       for row in front], name="Pareto front (finalists)", color="tab:red", size=121, joined=True),
+    ], "parameters (millions)", "proxy distillation loss (at the last rung reached)", "Sub-architecture search")
