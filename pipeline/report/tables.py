@@ -233,9 +233,10 @@ def row_dict(row: ModelRow) -> dict[str, Any]:
 
 def data_table(rows: Sequence[ModelRow]) -> output.Table:
     """The unrounded table: in CSV one line per model with ``<task>.<metric>_mean`` / ``_std`` columns
-    (metrics named as in the first row that has the task); in JSON :func:`row_dict` per model."""
+    (every metric any row has for the task, in first-seen order); in JSON :func:`row_dict` per model."""
     tasks = task_order({task for row in rows for task in row.records})
-    metric_names = {task: next(row.records[task] for row in rows if task in row.records).metric_mean
+    metric_names = {task: list(dict.fromkeys(name for row in rows if task in row.records
+                                             for name in row.records[task].metric_mean))
                     for task in tasks}
 
     def metric(task: str, name: str, kind: str) -> Callable[[ModelRow], float | None]:
