@@ -14,6 +14,7 @@ import os
 import time
 
 from beam_jobs.features import SPECIAL_TOKENS, special_token_ids
+from beam_jobs.quiet_tensorflow import import_tensorflow_quietly
 from beam_jobs.records import Document, Stats, TokenizedDocument
 from beam_jobs.wordpiece import build_tokenizer, tokenize_normalized
 from configs.errors import TrimbertError
@@ -42,39 +43,6 @@ def read_vocabulary(path: str) -> list[str]:
     if missing:
         raise TrimbertError(f"vocabulary {path} lacks the special tokens {', '.join(missing)}")
     return tokens
-
-
-# TensorFlow's C++ start-up notices, written to stderr before its logging is set up, so that
-# TF_CPP_MIN_LOG_LEVEL does not hide them (one set per process: every SDK worker prints them).
-_START_UP_NOTICES = ("cudart_stub.cc", "All log messages before absl::InitializeLog()", "cpu_feature_guard.cc",
-                     "To enable the following instructions")
-
-
-def import_tensorflow_quietly():
-    """Imports TensorFlow with its start-up notices dropped when the job is quiet (TF_CPP_MIN_LOG_LEVEL
-    of 2 or more, what ``trimbert preprocess`` sets unless ``--verbose``); other stderr lines of the
-    import are passed on."""
-    import sys
-    import tempfile
-
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
-        import tensorflow as tf
-
-        return tf
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        captured.seek(0)
-        for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
-            if not any(notice in line for notice in _START_UP_NOTICES):
-                sys.stderr.write(line)
-    return tf
 
 
 def limit_tensorflow_threads() -> None:

@@ -291,6 +291,9 @@ class FinetuneConfig:
     learning_rate: float = 2e-5
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
+    adam_epsilon: float = 1e-6  # BERT's fine-tuning optimizer (Devlin et al. 2019)
+    clip_norm: float | None = 1.0
+    """Clip the global gradient norm to this; ``null`` or 0 turns clipping off."""
     dropout: float = 0.1
     pooling: Pooling = "cls"
     seeds: tuple[int, ...] = (1,)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from configs.schema import Config, section_to_dict
+from configs.schema import Config
 from models.encoder import Encoder
 
 
@@ -20,7 +20,7 @@ def build_encoder(config: Config, name: str = "encoder") -> Encoder:
         An :class:`Encoder` whose parameter count equals
         ``models.params.count_parameters(config).total``.
     """
-    return Encoder(model_config=section_to_dict(config.model), trim_config=section_to_dict(config.trim), name=name)
+    return Encoder(model_config=config.model, trim_config=config.trim, name=name)
 
 
 def compact_config(config: Config) -> Config:

@@ -37,13 +37,16 @@ class Encoder(keras.Model):
     after ``trim.drop_layers``; ``source_blocks[i]`` is the source index of block ``i``.
     Without a pooler (``model.use_pooler: false``) ``pooled_output`` is the [CLS] vector.
 
+    The sections are taken as given, already validated by the config system; they become
+    plain dicts only in the Keras-serialized form (``get_config`` / ``from_config``).
+
     Args:
-        model_config: the ``model`` section as a dict (``ModelConfig`` fields).
-        trim_config: the ``trim`` section as a dict (``TrimConfig`` fields).
+        model_config: the validated ``model`` section.
+        trim_config: the validated ``trim`` section.
     """
 
-    def __init__(self, model_config: dict[str, Any], trim_config: dict[str, Any], **kwargs):
-        model, trim = sections_from_dict(model_config, trim_config)
+    def __init__(self, model_config: ModelConfig, trim_config: TrimConfig, **kwargs):
+        model, trim = model_config, trim_config
         embedding_dim = model.embedding_dim or model.hidden_dim
 
         # === Layers ===
@@ -110,4 +113,6 @@ class Encoder(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**config)
+        config = dict(config)
+        model, trim = sections_from_dict(config.pop("model_config"), config.pop("trim_config"))
+        return cls(model_config=model, trim_config=trim, **config)

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from beam_jobs.quiet_tensorflow import quiet_tensorflow_start_up
+
 DEMO_TASK = "sentiment-movies"
 SEQ_LEN = 64
 TRAIN_EXAMPLES = 2000  # of sentiment-movies' 8,454
@@ -98,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    # TensorFlow's start-up chatter (oneDNN, no CUDA driver) would bury the stages' own progress.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's start-up chatter (oneDNN, no CUDA driver) would bury the stages' own progress; the
+    # quiet log level it sets reaches the steps too.
+    quiet_tensorflow_start_up()
     print(machine_speed_line(), flush=True)
     from pipeline.assets import cache as assets
 

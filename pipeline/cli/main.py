@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from beam_jobs.quiet_tensorflow import quiet_tensorflow_start_up
 from configs.errors import TrimbertError
 from pipeline.host_memory import keep_freed_memory
 
@@ -34,6 +35,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trimbert", description="Pre-train, trim and evaluate smaller BERT encoders.")
+    parser.add_argument("--verbose", action="store_true", dest="show_tensorflow_logs",
+                        help="also show TensorFlow's start-up notices and its C++ INFO and WARNING lines "
+                             "(hidden by default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -50,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra_args", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra_args = extra
+    if args.show_tensorflow_logs and hasattr(args, "verbose"):
+        args.verbose = True  # a command's own --verbose (preprocess) follows the global one
+    if not (args.show_tensorflow_logs or getattr(args, "verbose", False)):
+        quiet_tensorflow_start_up()  # before anything loads TensorFlow; a no-op for commands that never do
     if args.command != "preprocess":  # Beam's threads share one malloc arena there: 7% slower, measured
         keep_freed_memory()  # before TensorFlow allocates: steps stop page-faulting their tensors
     try:

@@ -42,10 +42,8 @@ from pipeline.evaluation import record as result_record
 from pipeline.finetune import data, sources
 from pipeline.finetune import tasks as task_registry
 from pipeline.pretrain import model_dir as model_dir_lib
-from pipeline.pretrain.optimizer import WarmupDecay, make_optimizer
+from pipeline.pretrain.optimizer import finetuning_optimizer
 
-ADAM_EPSILON = 1e-6  # BERT's fine-tuning optimizer (Devlin et al. 2019)
-CLIP_NORM = 1.0
 LATENCY_BATCH = 32
 LATENCY_REPEATS = 10
 SUBMISSION_DIR = "submission"
@@ -365,7 +363,7 @@ def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.En
         encoder: a freshly loaded pre-trained encoder.
         task: the task (classes or regression).
         train: the packed training split.
-        finetune: batch size, epochs, learning rate, warm-up, weight decay, head dropout, pooling.
+        finetune: batch size, epochs, learning rate, warm-up, weight decay, epsilon, clip norm, head dropout, pooling.
         seed: shuffling seed (Keras' global seed is set by the caller).
         clock: runs only while ``fit`` trains.
         log: progress printer.
@@ -375,12 +373,9 @@ def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.En
     rounds = math.ceil(finetune.epochs)
     steps_per_round = max(1, math.ceil(round(finetune.epochs * batches_per_pass) / rounds))
     total_steps = rounds * steps_per_round
-    schedule = WarmupDecay([finetune.learning_rate], [], round(finetune.warmup_fraction * total_steps),
-                           total_steps, decay="linear")
     classifier = models.build_classifier(encoder, task.num_labels, finetune.dropout, finetune.pooling)
     rule = HEAD_RULES[task.is_regression]
-    classifier.compile(optimizer=make_optimizer("adamw", schedule, finetune.weight_decay, ADAM_EPSILON, CLIP_NORM),
-                       loss=rule.loss())
+    classifier.compile(optimizer=finetuning_optimizer(finetune, total_steps), loss=rule.loss())
     label_spec = tf.TensorSpec([None, 1] if task.is_regression else [None],
                                tf.float32 if task.is_regression else tf.int64)
     input_spec = {name: tf.TensorSpec([None, None], tf.int32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from configs.schema import PretrainConfig
+from configs.schema import FinetuneConfig, PretrainConfig
 
 # Variables whose names contain these are not decayed: biases and layernorm
 # scale/offset (Keras names them gamma/beta).
@@ -107,3 +107,15 @@ def pretraining_optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
     """The pre-training optimizer; the training step clips the all-reduced gradient itself."""
     return make_optimizer(config.optimizer, pretraining_schedule(config), config.weight_decay,
                           config.adam_epsilon, clip_norm=None, mixed_precision=config.mixed_precision)
+
+
+def finetuning_optimizer(config: FinetuneConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """The fine-tuning optimizer: AdamW, warm-up then linear decay to zero over ``total_steps``, clipped by Keras.
+
+    Args:
+        config: the learning rate, warm-up fraction, weight decay, epsilon and clip norm.
+        total_steps: optimizer steps of the whole fine-tuning run.
+    """
+    schedule = WarmupDecay([config.learning_rate], [], round(config.warmup_fraction * total_steps), total_steps,
+                           decay="linear")
+    return make_optimizer("adamw", schedule, config.weight_decay, config.adam_epsilon, config.clip_norm)

@@ -507,6 +507,7 @@ def test_workers_import_tensorflow_without_its_start_up_notices_when_quiet():
                          env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert "after import" in run.stderr
     assert "cudart_stub" not in run.stderr and "absl::InitializeLog" not in run.stderr
+    assert "oneDNN custom operations" not in run.stderr
 
 
 def test_units_reach_the_heavy_step_only_after_the_pool_is_written(tmp_path, bert_vocab):

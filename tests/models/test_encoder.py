@@ -195,6 +195,20 @@ def test_encoder_get_config_round_trip_and_keras_file(tmp_path):
         "model.dropout=0.0",
     )
     encoder = build_encoder(config)
+    assert encoder.model_config is config.model and encoder.trim_config is config.trim
+    assert encoder.get_config() == {
+        "name": "encoder",
+        "trainable": True,
+        "model_config": {
+            "vocabulary_size": 97, "num_layers": 3, "num_heads": 4, "hidden_dim": 48, "intermediate_dim": 64,
+            "embedding_dim": None, "max_sequence_length": 128, "num_segments": 2, "dropout": 0.0,
+            "layer_norm_epsilon": 1e-12, "activation": "gelu", "use_pooler": True,
+        },
+        "trim_config": {
+            "ffn_blocks": [0], "attention_layernorm_blocks": [], "ffn_layernorm_blocks": None,
+            "attention_normalizer": "relu", "drop_layers": [1],
+        },
+    }
     clone = Encoder.from_config(encoder.get_config())
     assert clone.get_config() == encoder.get_config()
     assert clone.count_params() == encoder.count_params() == count_parameters(config).total

@@ -1,11 +1,11 @@
-"""Learning-rate schedule shape, phases, and weight decay kept off biases and layernorms."""
+"""Learning-rate schedule shape, phases, weight decay kept off biases and layernorms, the fine-tuning optimizer."""
 
 import keras
 import numpy as np
 import pytest
 
 from configs import schema as config_lib
-from pipeline.pretrain.optimizer import WarmupDecay, make_optimizer, pretraining_schedule
+from pipeline.pretrain.optimizer import WarmupDecay, finetuning_optimizer, make_optimizer, pretraining_schedule
 
 
 def test_linear_warmup_then_linear_decay():
@@ -56,3 +56,14 @@ def test_sgd_update_is_the_rate_times_the_gradient():
     optimizer = make_optimizer("sgd", 0.5, weight_decay=0.0, epsilon=1e-6, clip_norm=None)
     optimizer.apply_gradients([(keras.ops.convert_to_tensor([1.0, 2.0, -4.0]), variable)])
     np.testing.assert_allclose(variable.numpy(), [0.5, 0.0, 3.0])
+
+
+def test_finetuning_optimizer_takes_epsilon_and_clip_norm_from_the_config():
+    default = finetuning_optimizer(config_lib.load("bert_base").finetune, total_steps=100)
+    assert isinstance(default, keras.optimizers.AdamW)
+    assert (default.epsilon, default.global_clipnorm) == (1e-6, 1.0)  # BERT's recipe; bert_base.yaml names neither
+    overridden = config_lib.load("bert_base", ["finetune.adam_epsilon=1e-3", "finetune.clip_norm=null",
+                                               "finetune.warmup_fraction=0.2", "finetune.learning_rate=0.5"])
+    optimizer = finetuning_optimizer(overridden.finetune, total_steps=100)
+    assert (optimizer.epsilon, optimizer.global_clipnorm) == (1e-3, None)
+    assert float(optimizer.learning_rate) == pytest.approx(0.5 / 20)  # step 0 of 20 warm-up steps to 0.5
