@@ -29,6 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 
 import storage
 from beam_jobs import features
+from beam_jobs.manifest import FILE_NAME as MANIFEST_FILE
+from beam_jobs.manifest import GZIP, Inputs, Manifest, Shard, Vocabulary
 from beam_jobs.pool import UnitsAfterPool, pool_file
 from beam_jobs.progress import ProgressReporter
 from beam_jobs.read import expand_inputs
@@ -37,11 +39,10 @@ from beam_jobs.runners import pipeline_options, running
 from beam_jobs.tokenize import read_vocabulary
 from beam_jobs.units import ProcessUnits
 from beam_jobs.vocab import learn_vocabulary
-from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json, write_json_atomic
+from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json, write_text_atomic
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
 
-MANIFEST = "manifest.json"
 VOCAB_FILE = "vocab.txt"
 SCRATCH_DIR = ".preprocess-tmp"
 SHARD_PREFIX = "data"
@@ -138,7 +139,7 @@ def _write_job_stats(path: str, reports) -> str:
 
 
 def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
-    """Runs the whole job and returns the manifest it wrote.
+    """Runs the whole job and returns the manifest it wrote, as JSON data (``Manifest.to_json``).
 
     Args:
         job: what to read, how to tokenize and build instances, where to write.
@@ -183,13 +184,13 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
     # [SEP] included, each bert pass counted again); stats.tokens counts the documents' WordPiece tokens.
     logging.info("preprocess: %d examples holding %d tokens (manifest tokens: [CLS]/[SEP] included, every "
                  "pass counted) from %d documents of %d WordPiece tokens (manifest stats.tokens) in %.1f s",
-                 manifest["examples"], manifest["tokens"], manifest["stats"]["documents"],
-                 manifest["stats"]["tokens"], elapsed)
-    return manifest
+                 manifest.examples, manifest.tokens, manifest.stats["documents"], manifest.stats["tokens"],
+                 elapsed)
+    return manifest.to_json()
 
 
 def _clear_previous_output(output: str, scratch: str) -> None:
-    manifest = posixpath.join(output, MANIFEST)
+    manifest = posixpath.join(output, MANIFEST_FILE)
     stale = [manifest, storage.staging_path(manifest)]
     if FileSystems.exists(output):
         old_shards = posixpath.join(output, f"{SHARD_PREFIX}-*-of-*.tfrecord*")
@@ -203,7 +204,7 @@ def _clear_previous_output(output: str, scratch: str) -> None:
 
 
 def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vocab_path: str,
-            scratch: str) -> dict:
+            scratch: str) -> Manifest:
     report = read_json(posixpath.join(scratch, "job_stats.json"))
     totals: dict[str, int] = report["stats"]
     written = {shard["name"]: shard for shard in report["shards"]}
@@ -220,34 +221,25 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
 
                     handle.write(gzip.compress(b"", mtime=0))
         FileSystems.rename([source], [posixpath.join(job.output, name)])
-        shards.append(written.get(name, {"name": name, "examples": 0, "tokens": 0}))
+        shard = written.get(name, {"examples": 0, "tokens": 0})
+        shards.append(Shard(name=name, examples=shard["examples"], tokens=shard["tokens"]))
     config = job.data
-    schema_key = (config.format, config.seq_len, config.max_predictions)
-    manifest = {
-        "format": config.format,
-        "schema": features.schema(*schema_key),
-        "schema_fingerprint": features.schema_fingerprint(*schema_key),
-        "seq_len": config.seq_len,
-        "max_predictions": config.max_predictions if config.format == "bert" else None,
-        "data_config": dataclasses.asdict(config),
-        "seed": config.seed,
-        "compression": "GZIP" if job.compress else "",
-        "gzip": job.compress,
-        "vocab": {"path": vocab_path, "size": len(tokens), "sha256": features.vocabulary_sha256(tokens),
-                  "learned": job.learn_vocab is not None},
-        "inputs": {"patterns": list(job.inputs),
-                   # A file read in byte ranges is listed once.
-                   "sources": list(dict.fromkeys(unit.source + (f"[{unit.split}]" if unit.split else "")
-                                                 for unit in units))},
-        "examples": sum(shard["examples"] for shard in shards),
-        "tokens": sum(shard["tokens"] for shard in shards),
-        "shards": shards,
-        "stats": summarize_stats(totals),
-    }
+    manifest = Manifest(
+        directory=job.output, format=config.format, seq_len=config.seq_len,
+        max_predictions=config.max_predictions if config.format == "bert" else None,
+        data_config=dataclasses.asdict(config), seed=config.seed, compression=GZIP if job.compress else "",
+        vocabulary=Vocabulary(path=vocab_path, size=len(tokens), sha256=features.vocabulary_sha256(tokens),
+                              learned=job.learn_vocab is not None),
+        # A file read in byte ranges is listed once.
+        inputs=Inputs(patterns=tuple(job.inputs),
+                      sources=tuple(dict.fromkeys(unit.source + (f"[{unit.split}]" if unit.split else "")
+                                                  for unit in units))),
+        examples=sum(shard.examples for shard in shards), tokens=sum(shard.tokens for shard in shards),
+        shards=tuple(shards), stats=summarize_stats(totals))
     FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "progress",
                                                               "job_stats.json", "pool.json")
                         if FileSystems.exists(posixpath.join(scratch, d))])
-    write_json_atomic(posixpath.join(job.output, MANIFEST), manifest)  # last: the output is complete
+    write_text_atomic(posixpath.join(job.output, MANIFEST_FILE), manifest.to_text())  # last: the output is complete
     FileSystems.delete([scratch])
     return manifest
 

@@ -143,16 +143,21 @@ def create_raw(path: str):
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def write_json(path: str, value) -> None:
-    """Writes JSON through Beam's filesystems (local or remote)."""
+def write_text(path: str, text: str) -> None:
+    """Writes UTF-8 text through Beam's filesystems (local or remote)."""
     with FileSystems.create(path) as handle:
-        handle.write((json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        handle.write(text.encode("utf-8"))
 
 
-def write_json_atomic(path: str, value) -> None:
-    """:func:`write_json` so that a reader sees no file or the whole one (``storage.staging_path``'s rule)."""
+def write_json(path: str, value) -> None:
+    """Writes indented JSON with sorted keys through Beam's filesystems."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """:func:`write_text` so that a reader sees no file or the whole one (``storage.staging_path``'s rule)."""
     staging = storage.staging_path(path)
-    write_json(staging, value)
+    write_text(staging, text)
     if staging != path:
         FileSystems.rename([staging], [path])
 

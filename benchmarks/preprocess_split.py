@@ -77,6 +77,8 @@ def shard_digests(folder: pathlib.Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from beam_jobs.manifest import Manifest
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", required=True)
     parser.add_argument("--formats", default="packed,bert")
@@ -92,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         for layout, pattern in layouts.items():
             output = work / f"out-{record_format}-{layout.replace(' ', '')}"
             result = measure(preprocess_command(pattern, output, args.vocab, record_format))
-            manifest = json.loads((output / "manifest.json").read_text())
+            examples = Manifest.read(output).examples
             digests[layout] = shard_digests(output)
-            rows.append({"format": record_format, "input": layout, "examples": manifest["examples"],
+            rows.append({"format": record_format, "input": layout, "examples": examples,
                          **{key: value for key, value in result.items() if key not in ("stdout", "stderr")}})
             print(json.dumps(rows[-1]), flush=True)
         print(json.dumps({"format": record_format, "shards_identical": digests["1 file"] == digests["16 files"]}))

@@ -138,15 +138,17 @@ def replicate_corpus(pattern: str, scale: int, directory: pathlib.Path) -> str:
 
 def run_job(arguments: list[str]) -> dict:
     """Runs ``trimbert preprocess`` in a subprocess; samples the tree's memory and CPU time."""
+    from beam_jobs.manifest import Manifest
+
     run = run_and_sample([sys.executable, "-m", "pipeline.cli", "preprocess", *arguments], cwd=ROOT)
     if run.returncode:
         raise RuntimeError(f"preprocess failed ({run.returncode}):\n{run.stderr[-3000:]}")
     output = arguments[arguments.index("--output") + 1]
-    manifest = json.loads((pathlib.Path(output) / "manifest.json").read_text())
+    manifest = Manifest.read(output)
     return {"seconds": run.wall_seconds, "cpu_seconds": sum(run.sampled_cpu_by_pid.values()),
             "processes": len(run.sampled_cpu_by_pid),
-            "tokens": manifest["stats"]["tokens"], "examples": manifest["examples"],
-            "bytes_read": manifest["stats"]["bytes_read"], "documents": manifest["stats"]["documents"],
+            "tokens": manifest.stats["tokens"], "examples": manifest.examples,
+            "bytes_read": manifest.stats["bytes_read"], "documents": manifest.stats["documents"],
             "peak_tree_rss_mib": run.peak_tree_rss / 2**20, "peak_process_rss_mib": run.peak_process_rss / 2**20}
 
 

@@ -76,6 +76,8 @@ def count_records(paths: list[pathlib.Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from beam_jobs.manifest import Manifest
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", required=True)
     parser.add_argument("--scales", default="1,8")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             output = work / f"out-{run}-{scale}x"
             if run == "ours":
                 result = measure(preprocess_command(input_file, output, args.vocab, "bert"))
-                instances = json.loads((output / "manifest.json").read_text())["examples"]
+                instances = Manifest.read(output).examples
             else:
                 output.mkdir(parents=True, exist_ok=True)
                 result = measure(peer_command(site, input_file, output / "google.tfrecord", args.vocab))

@@ -34,16 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from beam_jobs.manifest import Manifest
     from configs import schema as config_lib
     from pipeline.pretrain import loop as pretrain
-    from pipeline.pretrain.input import DataManifest
 
     config = config_lib.load(args.config, args.overrides)
     data_dirs = tuple(d for d in args.data.split(",") if d)
     options = pretrain.RunOptions(
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
-        vocabulary=DataManifest.read(data_dirs[0]).readable_vocabulary, max_steps=args.max_steps,
+        vocabulary=Manifest.read(data_dirs[0]).readable_vocabulary, max_steps=args.max_steps,
         allow_changes=args.allow_changes, init=args.init, select_weights=args.select_weights)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))

@@ -10,13 +10,10 @@ masked dynamically, each example from a seed of its place in the stream
 
 from __future__ import annotations
 
-import dataclasses
-import os
-
 import tensorflow as tf
 
-import storage
 from beam_jobs import features
+from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 from pipeline.pretrain.masking import MaskingSpec, mask_batch
 
@@ -24,93 +21,9 @@ MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
 LABELS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
 
-@dataclasses.dataclass(frozen=True)
-class DataManifest:
-    """What the reader needs from a Beam job's ``manifest.json``."""
-
-    directory: str
-    format: str
-    seq_len: int
-    max_predictions: int
-    shards: tuple[str, ...]
-    compressed: bool
-    examples: int
-    vocabulary_size: int
-    vocabulary_sha256: str
-    vocabulary_path: str | None
-    schema_fingerprint: str
-    shard_examples: tuple[int, ...] = ()
-
-    @property
-    def readable_vocabulary(self) -> str | None:
-        """The vocabulary file when it can be read (to copy into exports), else None."""
-        path = self.vocabulary_path
-        return path if path and storage.isfile(path) else None
-
-    @classmethod
-    def read(cls, directory: str | os.PathLike) -> DataManifest:
-        directory = os.fspath(directory)
-        path = storage.join(directory, "manifest.json")
-        if not storage.isfile(path):
-            raise TrimbertError(f"{directory}: no manifest.json; is the preprocessing finished? "
-                                f"(shards are only complete once the manifest exists)")
-        try:
-            raw = storage.read_json(path)
-            shards = tuple(storage.join(directory, shard["name"]) for shard in raw["shards"])
-            manifest = cls(
-                directory=directory, format=raw["format"], seq_len=int(raw["seq_len"]),
-                max_predictions=int(raw.get("max_predictions") or 0), shards=shards,
-                compressed=bool(raw.get("gzip", False)), examples=int(raw["examples"]),
-                vocabulary_size=int(raw["vocab"]["size"]), vocabulary_sha256=raw["vocab"]["sha256"],
-                vocabulary_path=_vocabulary_path(directory, raw["vocab"].get("path")),
-                schema_fingerprint=raw["schema_fingerprint"],
-                shard_examples=tuple(int(shard["examples"]) for shard in raw["shards"]))
-        except (KeyError, TypeError, ValueError) as error:
-            raise TrimbertError(f"{path}: malformed manifest, field {error} missing or wrong") from error
-        missing = [storage.name(shard) for shard in manifest.shards if not storage.isfile(shard)]
-        if missing:
-            raise TrimbertError(f"{path}: lists shards that are missing: {', '.join(missing[:3])}")
-        expected = features.schema_fingerprint(manifest.format, manifest.seq_len, manifest.max_predictions)
-        if expected != manifest.schema_fingerprint:
-            raise TrimbertError(f"{path}: schema fingerprint {manifest.schema_fingerprint[:12]} does not "
-                                f"match this reader's {expected[:12]} for format {manifest.format}")
-        return manifest
-
-    def check_enough_examples(self, batch_size: int, where: str) -> None:
-        """Fails unless one global batch can be drawn: the stream repeats, so an empty one would spin."""
-        if self.examples < batch_size:
-            raise TrimbertError(
-                f"{self.directory}: {self.examples} example(s) in {len(self.shards)} shard(s), fewer than "
-                f"{where} batch_size {batch_size}; preprocess more text or lower the batch size")
-
-    def pipeline_examples(self, pipelines: int, pipeline_id: int) -> int:
-        """Examples one of ``pipelines`` input pipelines reads (see the file sharding below)."""
-        if len(self.shards) < pipelines or len(self.shard_examples) != len(self.shards):
-            return self.examples // pipelines  # records are split evenly, or no per-shard count
-        return sum(self.shard_examples[pipeline_id::pipelines])
-
-    def check_vocabulary(self, vocabulary_size: int, vocabulary_sha256: str | None = None) -> None:
-        """Fails unless the model's vocabulary is the one the data was tokenized with."""
-        if vocabulary_size != self.vocabulary_size:
-            raise TrimbertError(
-                f"{self.directory}/manifest.json: vocabulary size {self.vocabulary_size} does not match "
-                f"the model's model.vocabulary_size {vocabulary_size}")
-        if vocabulary_sha256 and vocabulary_sha256 != self.vocabulary_sha256:
-            raise TrimbertError(
-                f"{self.directory}/manifest.json: vocabulary sha256 {self.vocabulary_sha256[:12]}... differs "
-                f"from the model's {vocabulary_sha256[:12]}... (same size, different tokens)")
-
-
-def _vocabulary_path(directory: str, recorded: str | None) -> str | None:
-    """The manifest's vocab path as written, else the file of that name beside the data."""
-    if not recorded:
-        return None
-    return recorded if storage.isfile(recorded) else storage.join(directory, storage.name(recorded))
-
-
-def decode(serialized: tf.Tensor, manifest: DataManifest) -> dict[str, tf.Tensor]:
+def decode(serialized: tf.Tensor, manifest: Manifest) -> dict[str, tf.Tensor]:
     """A batch of serialized tf.Examples -> int32/float32 tensors (the one int64 -> int32 cast)."""
-    spec = features.parsing_spec(manifest.format, manifest.seq_len, manifest.max_predictions)
+    spec = features.parsing_spec(*manifest.schema_key)
     parsed = tf.io.parse_example(serialized, spec)
     return {name: tf.cast(value, tf.int32) if value.dtype == tf.int64 else value
             for name, value in parsed.items()}
@@ -133,7 +46,7 @@ def parse(decoded: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], dict[str
     return inputs, labels
 
 
-def pretraining_dataset(manifest: DataManifest, batch_size: int, seed: int, shuffle_buffer: int,
+def pretraining_dataset(manifest: Manifest, batch_size: int, seed: int, shuffle_buffer: int,
                         masking: MaskingSpec | None, input_context: tf.distribute.InputContext | None = None,
                         start_step: int = 0) -> tf.data.Dataset:
     """An endless, deterministic stream of (inputs, labels) batches.
@@ -165,13 +78,12 @@ def pretraining_dataset(manifest: DataManifest, batch_size: int, seed: int, shuf
             f"{manifest.examples} examples, fewer than its batch of {batch_size}; write more shards or data")
     if manifest.format == "packed" and masking is None:
         raise ValueError("packed data needs a masking spec for dynamic masking")
-    files = tf.data.Dataset.from_tensor_slices(list(manifest.shards))
+    files = tf.data.Dataset.from_tensor_slices(list(manifest.shard_paths))
     if len(manifest.shards) >= pipelines:
         files = files.shard(pipelines, pipeline_id)
     files = files.shuffle(len(manifest.shards), seed=seed, reshuffle_each_iteration=True).repeat()
-    compression = "GZIP" if manifest.compressed else ""
     records = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
+        lambda path: tf.data.TFRecordDataset(path, compression_type=manifest.compression),
         cycle_length=min(4, len(manifest.shards)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if len(manifest.shards) < pipelines:
         # Fewer files than workers: every worker reads everything and keeps its share of records.
@@ -195,7 +107,7 @@ def pretraining_dataset(manifest: DataManifest, batch_size: int, seed: int, shuf
     return batches.map(parse).prefetch(tf.data.AUTOTUNE)
 
 
-def _mask_example(serialized: tf.Tensor, manifest: DataManifest, spec: MaskingSpec, seed: int,
+def _mask_example(serialized: tf.Tensor, manifest: Manifest, spec: MaskingSpec, seed: int,
                   pipeline_id: int, number: tf.Tensor) -> dict[str, tf.Tensor]:
     decoded = decode(serialized[None], manifest)  # a batch of one
     stream = tf.cast(seed, tf.int64) * 1_000_003 + pipeline_id

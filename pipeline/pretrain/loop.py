@@ -27,6 +27,7 @@ import tensorflow as tf
 
 import models
 import storage
+from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
@@ -34,7 +35,7 @@ from pipeline import clock as clock_lib
 from pipeline.clock import TrainingClock
 from pipeline.pretrain import distribution, starting_points
 from pipeline.pretrain import model_dir as model_dir_lib
-from pipeline.pretrain.input import DataManifest, pretraining_dataset
+from pipeline.pretrain.input import pretraining_dataset
 from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer
 from pipeline.pretrain.step import make_train_step
@@ -115,8 +116,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     manifests = _phase_manifests(config, options.data_dirs)
     for manifest in manifests:
         manifest.check_vocabulary(config.model.vocabulary_size)
-    vocabulary_sha256 = manifests[0].vocabulary_sha256
-    if len({m.vocabulary_sha256 for m in manifests}) > 1:
+    vocabulary_sha256 = manifests[0].vocabulary.sha256
+    if len({m.vocabulary.sha256 for m in manifests}) > 1:
         raise TrimbertError("the phases' data folders were tokenized with different vocabularies")
     write_dir = model_dir if chief else storage.join(model_dir, f".worker-{_task_id(strategy)}")
     storage.makedirs(write_dir)
@@ -328,12 +329,12 @@ def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock
     return _Window(now, current)
 
 
-def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[DataManifest]:
+def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[Manifest]:
     phases = config.pretrain.phases
     if len(data_dirs) not in (1, len(phases)):
         raise TrimbertError(f"--data lists {len(data_dirs)} folders for {len(phases)} phases; give one or "
                             f"one per phase")
-    manifests = [DataManifest.read(d) for d in data_dirs]
+    manifests = [Manifest.read(d) for d in data_dirs]
     manifests = manifests * len(phases) if len(manifests) == 1 else manifests
     for index, (phase, manifest) in enumerate(zip(phases, manifests, strict=True)):
         if manifest.format == "bert" and manifest.seq_len != phase.seq_len:

@@ -11,19 +11,19 @@ random token, keep 10%.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
+
+import tensorflow as tf
 
 import storage
 from beam_jobs import features
+from beam_jobs.manifest import FILE_NAME as MANIFEST_FILE
+from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 
 if TYPE_CHECKING:
     from configs.schema import Config
-    from pipeline.pretrain.input import DataManifest
-
-import dataclasses
-
-import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,7 @@ def mask_batch(token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: MaskingSpec,
     return {"token_ids": masked_ids, **outputs}
 
 
-def masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> MaskingSpec:
+def masking_spec(config: Config, manifest: Manifest, seq_len: int) -> MaskingSpec:
     """Dynamic masking of ``packed`` data as the config's ``data`` section says, with the data's special ids."""
     vocabulary = special_ids(manifest)
     return MaskingSpec(
@@ -118,11 +118,11 @@ def masking_spec(config: Config, manifest: DataManifest, seq_len: int) -> Maskin
         mask_token_rate=config.data.mask_token_rate, random_token_rate=config.data.random_token_rate)
 
 
-def special_ids(manifest: DataManifest) -> dict[str, int]:
+def special_ids(manifest: Manifest) -> dict[str, int]:
     """Ids of [PAD] [UNK] [CLS] [SEP] [MASK] in the vocabulary the data was tokenized with."""
     path = manifest.vocabulary_path
     if path is None or not storage.isfile(path):
-        raise TrimbertError(f"{manifest.directory}/manifest.json: vocab.path {path} cannot be read; "
+        raise TrimbertError(f"{manifest.directory}/{MANIFEST_FILE}: vocab.path {path} cannot be read; "
                             f"dynamic masking needs the vocabulary's special-token ids")
     ids = features.special_token_ids(storage.read_text(path).splitlines())
     missing = [token for token in features.SPECIAL_TOKENS if token not in ids]

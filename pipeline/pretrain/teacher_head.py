@@ -13,17 +13,17 @@ head then never trains on.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 from collections.abc import Callable
 
 import storage
+from beam_jobs.manifest import FILE_NAME as MANIFEST_FILE
+from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 from configs.schema import Config, DataConfig, PhaseConfig, PretrainConfig
 from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain import starting_points
-from pipeline.pretrain.input import DataManifest
 
 SPLIT_DIR = "heldout_split"
 
@@ -51,7 +51,7 @@ class TeacherOptions:
     heldout_examples: int = 2048
 
 
-def teacher_config(source_config: Config, manifest: DataManifest, options: TeacherOptions) -> Config:
+def teacher_config(source_config: Config, manifest: Manifest, options: TeacherOptions) -> Config:
     """The source's model and trim, trained head-only at the data's sequence length."""
     # Dropout off: the encoder is frozen and is used without dropout when it teaches.
     model = dataclasses.replace(source_config.model, dropout=0.0)
@@ -68,27 +68,27 @@ def teacher_config(source_config: Config, manifest: DataManifest, options: Teach
 
 def split_last_shard(data_dir: str, work_dir: pathlib.Path) -> tuple[str, str]:
     """Two data folders of links to ``data_dir``'s shards: all but the last, and the last."""
-    manifest_path = pathlib.Path(data_dir) / "manifest.json"
-    raw = json.loads(manifest_path.read_text())
-    shards = raw["shards"]
-    if len(shards) < 2:
+    manifest = Manifest.read(data_dir)
+    if len(manifest.shards) < 2:
         raise TrimbertError(f"{data_dir}: one shard, nothing to hold out; preprocess with --shards 2 or more, "
                             f"or give --heldout DIR")
     folders = []
-    for name, part in (("train", shards[:-1]), ("heldout", shards[-1:])):
+    for name, part in (("train", manifest.shards[:-1]), ("heldout", manifest.shards[-1:])):
         folder = work_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         for shard in part:
-            link = folder / shard["name"]
+            link = folder / shard.name
             if not link.exists():
-                os.symlink(pathlib.Path(data_dir).resolve() / shard["name"], link)
-        storage.write_json(folder / "manifest.json",
-                   {**raw, "shards": part, "examples": sum(int(s["examples"]) for s in part)})
+                os.symlink(pathlib.Path(data_dir).resolve() / shard.name, link)
+        # The whole folder's manifest with these shards: "tokens" and the stats still count the whole data.
+        split = dataclasses.replace(manifest, directory=str(folder), shards=part,
+                                    examples=sum(shard.examples for shard in part))
+        storage.write_text(folder / MANIFEST_FILE, split.to_text())
         folders.append(str(folder))
     return folders[0], folders[1]
 
 
-def heldout_accuracy(model, config: Config, manifest: DataManifest, batch_size: int, max_examples: int) -> dict:
+def heldout_accuracy(model, config: Config, manifest: Manifest, batch_size: int, max_examples: int) -> dict:
     """Masked-LM accuracy of a pre-training model on held-out text, masked as training masks it."""
     import tensorflow as tf
 
@@ -128,14 +128,14 @@ def fit(options: TeacherOptions, log: Callable[[str], None] = print) -> dict:
     train_dir, heldout_dir = options.data_dir, options.heldout_dir
     if heldout_dir is None:
         train_dir, heldout_dir = split_last_shard(options.data_dir, out_dir / SPLIT_DIR)
-    manifest = DataManifest.read(train_dir)
+    manifest = Manifest.read(train_dir)
     config = teacher_config(source_config, manifest, options)
     run_options = loop.RunOptions(data_dirs=(train_dir,), model_dir=str(out_dir), init=options.source,
                                   vocabulary=manifest.readable_vocabulary)
     summary = loop.run(config, run_options, log=log)
     _, model = starting_points.build_teacher(out_dir)
-    heldout = DataManifest.read(heldout_dir)
-    heldout.check_vocabulary(config.model.vocabulary_size, manifest.vocabulary_sha256)
+    heldout = Manifest.read(heldout_dir)
+    heldout.check_vocabulary(config.model.vocabulary_size, manifest.vocabulary.sha256)
     summary.update(heldout_accuracy(model, config, heldout, options.batch_size, options.heldout_examples))
     summary["source"] = options.source
     storage.write_json(out_dir / model_dir_lib.SUMMARY_FILE, summary)

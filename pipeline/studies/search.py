@@ -117,10 +117,10 @@ def run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None] =
 
     The search holds its output folder's writer lock while it runs: a second search into it is refused.
     """
-    from pipeline.pretrain.input import DataManifest
+    from beam_jobs.manifest import Manifest
 
     # Every candidate trains on this data: refuse too little of it before measuring (or writing) anything.
-    DataManifest.read(options.data_dir).check_enough_examples(space.proxy.batch_size, "the space's proxy")
+    Manifest.read(options.data_dir).check_enough_examples(space.proxy.batch_size, "the space's proxy")
     with WriterLock(str(options.out_dir), "search", log):
         return _run(space, options, log)
 

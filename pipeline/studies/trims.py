@@ -35,6 +35,7 @@ import dataclasses
 from collections.abc import Callable
 
 import storage
+from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 from configs.schema import Config
 from pipeline.studies import trim_specs
@@ -220,7 +221,6 @@ class _RowBuilder:
                   select_weights: bool = False) -> RowModel:
         from pipeline.pretrain import loop as pretrain
         from pipeline.pretrain import model_dir as model_dir_lib
-        from pipeline.pretrain.input import DataManifest
 
         model_dir = storage.join(self.out, "pretrain", name)
         summary_path = storage.join(model_dir, model_dir_lib.SUMMARY_FILE)
@@ -230,7 +230,7 @@ class _RowBuilder:
         else:
             pretrain.run(config, pretrain.RunOptions(
                 data_dirs=self.study.data_dirs, model_dir=model_dir, init=init, select_weights=select_weights,
-                vocabulary=DataManifest.read(self.study.data_dirs[0]).readable_vocabulary),
+                vocabulary=Manifest.read(self.study.data_dirs[0]).readable_vocabulary),
                 log=lambda line: self.log(f"    {line}"))
         return RowModel(model_dir, config, storage.read_json(summary_path))
 
@@ -288,11 +288,10 @@ class _RowBuilder:
     def _vocabulary(self) -> tuple[str | None, bool]:
         """The source's vocabulary and case, else the data's vocabulary (lower-cased, as pre-training exports)."""
         from pipeline.finetune import run as finetune
-        from pipeline.pretrain.input import DataManifest
 
         if self.study.source is not None:
             return finetune.find_vocabulary(finetune.resolve_source(self.study.source))
-        return DataManifest.read(self.study.data_dirs[0]).readable_vocabulary, True
+        return Manifest.read(self.study.data_dirs[0]).readable_vocabulary, True
 
     def _written(self, folder: str) -> bool:
         from models import pretrained

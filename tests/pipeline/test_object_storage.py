@@ -8,6 +8,7 @@ that no ``ram:`` folder appeared locally, so a stage that slipped back to local 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import uuid
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 import storage
+from beam_jobs.manifest import FILE_NAME, Manifest
 
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "glue"
 PRETRAIN_SETTINGS = ["pretrain.phases=[{steps: 4, seq_len: 64, batch_size: 8}]", "data.seq_len=64",
@@ -34,11 +36,12 @@ def ram_root(packed_data, tmp_path, monkeypatch):
     root = f"ram://trimbert-{uuid.uuid4().hex}"
     data = storage.join(root, "data")
     storage.copy_tree(packed_data, data)
-    manifest = storage.read_json(storage.join(data, "manifest.json"))
+    manifest = Manifest.read(data)
     vocabulary = storage.join(data, "vocab.txt")
-    storage.copy_file(manifest["vocab"]["path"], vocabulary)
-    manifest["vocab"]["path"] = vocabulary  # as a job run with --vocab gs://.../vocab.txt records it
-    storage.write_json(storage.join(data, "manifest.json"), manifest)
+    storage.copy_file(manifest.vocabulary.path, vocabulary)
+    # as a job run with --vocab gs://.../vocab.txt records it
+    moved = dataclasses.replace(manifest, vocabulary=dataclasses.replace(manifest.vocabulary, path=vocabulary))
+    storage.write_text(storage.join(data, FILE_NAME), moved.to_text())
     storage.copy_tree(FIXTURE_GLUE, storage.join(root, "glue"))
     working = tmp_path / "cwd"
     working.mkdir()

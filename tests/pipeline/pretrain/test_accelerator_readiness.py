@@ -10,6 +10,7 @@ Not covered: a real TPU (its strategy, its memory) and NCCL collectives on GPUs.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import numpy as np
@@ -17,7 +18,8 @@ import pytest
 from test_pretrain import run_in_process  # the pre-training tests' tiny-run helper
 
 import storage
-from pipeline.pretrain.input import DataManifest, pretraining_dataset
+from beam_jobs.manifest import FILE_NAME, Manifest
+from pipeline.pretrain.input import pretraining_dataset
 
 SEQ_LEN = 64
 
@@ -27,10 +29,11 @@ def _on_ram(local_data) -> tuple[str, str]:
     root = f"ram://readiness-{uuid.uuid4().hex}"
     data = storage.join(root, "data")
     storage.copy_tree(local_data, data)
-    manifest = storage.read_json(storage.join(data, "manifest.json"))
-    storage.copy_file(manifest["vocab"]["path"], storage.join(data, "vocab.txt"))
-    manifest["vocab"]["path"] = storage.join(data, "vocab.txt")
-    storage.write_json(storage.join(data, "manifest.json"), manifest)
+    manifest = Manifest.read(data)
+    vocabulary = storage.join(data, "vocab.txt")
+    storage.copy_file(manifest.vocabulary.path, vocabulary)
+    moved = dataclasses.replace(manifest, vocabulary=dataclasses.replace(manifest.vocabulary, path=vocabulary))
+    storage.write_text(storage.join(data, FILE_NAME), moved.to_text())
     return root, data
 
 
@@ -41,7 +44,7 @@ def test_batches_have_fixed_shapes(record_format, packed_data, bert_data):
 
     local = packed_data if record_format == "packed" else bert_data
     root, data = _on_ram(local)
-    manifest = DataManifest.read(data)
+    manifest = Manifest.read(data)
     config = schema.load("tiny", [f"data.seq_len={SEQ_LEN}", "model.max_sequence_length=64"])
     masking = masking_spec(config, manifest, SEQ_LEN) if record_format == "packed" else None
     dataset = pretraining_dataset(manifest, 4, 0, 16, masking)

@@ -73,8 +73,9 @@ def test_the_hidden_term_pulls_the_student_and_its_projection_toward_the_teacher
     import tensorflow as tf
 
     import models
+    from beam_jobs.manifest import Manifest
     from pipeline.pretrain import distribution, starting_points
-    from pipeline.pretrain.input import DataManifest, pretraining_dataset
+    from pipeline.pretrain.input import pretraining_dataset
     from pipeline.pretrain.masking import masking_spec
     from pipeline.pretrain.optimizer import pretraining_optimizer
     from pipeline.pretrain.step import make_train_step
@@ -94,7 +95,7 @@ def test_the_hidden_term_pulls_the_student_and_its_projection_toward_the_teacher
     teacher = starting_points.load_teacher(config, strategy)
     projection = model.get_layer("hidden_projection")
     projection_before = projection.kernel.numpy().copy()
-    manifest = DataManifest.read(packed_data)
+    manifest = Manifest.read(packed_data)
     batch = pretraining_dataset(manifest, 8, 0, 100, masking_spec(config, manifest, SEQ_LEN)).take(1)
     iterator = iter(strategy.experimental_distribute_dataset(batch.cache().repeat()))
     train_step = make_train_step(strategy, model, teacher, optimizer, step, config, 8, 1, False)

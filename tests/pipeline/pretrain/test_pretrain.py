@@ -456,7 +456,9 @@ def _preprocessed(tmp_path, vocab_path, text: str) -> pathlib.Path:
 @pytest.mark.parametrize("text", ["", "One short sentence.\n\nAnother one.\n"])
 def test_too_little_data_is_refused_before_the_loop(tmp_path, vocab_path, text):
     data = _preprocessed(tmp_path, vocab_path, text)
-    examples = json.loads((data / "manifest.json").read_text())["examples"]
+    from beam_jobs.manifest import Manifest
+
+    examples = Manifest.read(data).examples
     assert examples < 16
     command, env = cli(data, tmp_path / "model", 5)
     started = time.monotonic()
@@ -473,10 +475,14 @@ def test_an_input_pipeline_whose_files_hold_no_whole_batch_is_refused(packed_dat
 
     import tensorflow as tf
 
-    from pipeline.pretrain.input import DataManifest, pretraining_dataset
+    from beam_jobs.manifest import Manifest
+    from pipeline.pretrain.input import pretraining_dataset
 
     # Two workers, one file each, and the second worker's file is empty: its stream could never yield.
-    manifest = dataclasses.replace(DataManifest.read(packed_data), shard_examples=(10, 0))
+    manifest = Manifest.read(packed_data)
+    first, second = manifest.shards
+    manifest = dataclasses.replace(manifest, shards=(dataclasses.replace(first, examples=10),
+                                                     dataclasses.replace(second, examples=0)))
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
     with pytest.raises(TrimbertError, match="input pipeline 1 of 2 gets 0 of the .* fewer than its batch of 4"):
         pretraining_dataset(manifest, 4, 0, 100, None, context)

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from beam_jobs.manifest import Manifest
 from configs import schema as config_lib
 
 SEQ_LEN = 64  # the length of conftest's packed_data
@@ -77,10 +78,10 @@ def test_teacher_fits_a_head_on_the_frozen_encoder_and_reports_heldout_accuracy(
     assert json.loads((out / "summary.json").read_text())["heldout_mlm_accuracy"] == summary["heldout_mlm_accuracy"]
     assert lines[-1].startswith("teacher: held-out masked-LM accuracy") and f"--teacher {out}" in lines[-1]
     # The last shard was held out: training read the others only.
-    train = json.loads((out / "heldout_split" / "train" / "manifest.json").read_text())
-    heldout = json.loads((out / "heldout_split" / "heldout" / "manifest.json").read_text())
+    train, heldout = (Manifest.read(out / "heldout_split" / name) for name in ("train", "heldout"))
     assert summary["data"] == [str(out / "heldout_split" / "train")]
-    assert len(train["shards"]) == 1 and len(heldout["shards"]) == 1 and train["shards"] != heldout["shards"]
+    assert len(train.shards) == 1 and len(heldout.shards) == 1 and train.shards != heldout.shards
+    assert train.examples + heldout.examples == Manifest.read(packed_data).examples
     # Frozen: every encoder weight is the checkpoint's, bit for bit.
     source, written = safetensors(encoder_only_folder), safetensors(out / "encoder")
     assert set(written) == set(source)

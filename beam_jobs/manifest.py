@@ -1,0 +1,242 @@
+"""``manifest.json``: what the Beam job writes last beside its shards and what pre-training reads.
+
+One type owns the file: the Beam job builds a :class:`Manifest` and writes :meth:`Manifest.to_text`;
+every reader calls :meth:`Manifest.read`, which checks that the preprocessing finished, that every
+listed shard exists and that the records match this code's schema (``beam_jobs.features``).
+Plain Python (no TensorFlow, no Beam), so the Beam driver and the tf.data input both import it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import storage
+from beam_jobs import features
+from configs.errors import TrimbertError
+
+FILE_NAME = "manifest.json"
+GZIP = "GZIP"  # the compression of gzipped shards, as TFRecordDataset's compression_type names it
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One output shard.
+
+    Args:
+        name: file name inside the data folder.
+        examples: records in the shard.
+        tokens: real tokens in those records ([CLS] and [SEP] included).
+    """
+
+    name: str
+    examples: int
+    tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """The vocabulary the text was tokenized with.
+
+    Args:
+        path: the vocab.txt as the job was given it (or wrote it, for a learned one).
+        size: tokens in it.
+        sha256: ``features.vocabulary_sha256`` of its tokens.
+        learned: the job learned it (``--learn-vocab``) rather than reading it.
+    """
+
+    path: str | None
+    size: int
+    sha256: str
+    learned: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What the job read.
+
+    Args:
+        patterns: the inputs as given (globs or ``tfds:`` names).
+        sources: the files they expanded to, each once (``[split]`` appended for a tfds split).
+    """
+
+    patterns: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A finished Beam job's output folder: its shards, their record schema, counts and provenance.
+
+    Args:
+        directory: the data folder (not written: the manifest lies in it).
+        format: ``bert`` or ``packed`` (``beam_jobs.features``).
+        seq_len: tokens per record, [CLS] and [SEP] included.
+        max_predictions: masked positions per ``bert`` record; None for ``packed`` (masked later).
+        data_config: the job's ``DataConfig`` as JSON data (provenance; no reader interprets it).
+        seed: the job's seed.
+        compression: ``"GZIP"`` for gzipped shards, else ``""`` (TFRecordDataset's compression_type).
+        vocabulary: the vocabulary the text was tokenized with.
+        inputs: what the job read.
+        examples: records in all shards.
+        tokens: real tokens in all records ([CLS] and [SEP] included, each ``bert`` pass counted).
+        shards: the shards in order.
+        stats: the job's nested counts (``beam_jobs.pipeline.summarize_stats``).
+    """
+
+    directory: str
+    format: str
+    seq_len: int
+    max_predictions: int | None
+    data_config: dict[str, Any]
+    seed: int
+    compression: str
+    vocabulary: Vocabulary
+    inputs: Inputs
+    examples: int
+    tokens: int
+    shards: tuple[Shard, ...]
+    stats: dict[str, Any]
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the shards are gzipped."""
+        return self.compression == GZIP
+
+    @property
+    def schema_key(self) -> tuple[str, int, int]:
+        """(format, seq_len, max_predictions): the arguments of ``beam_jobs.features``' schema functions."""
+        return self.format, self.seq_len, self.max_predictions or 0
+
+    @property
+    def schema_fingerprint(self) -> str:
+        """The fingerprint of this format's record schema (``features.schema_fingerprint``)."""
+        return features.schema_fingerprint(*self.schema_key)
+
+    @property
+    def shard_paths(self) -> tuple[str, ...]:
+        """Every shard's path, in order."""
+        return tuple(storage.join(self.directory, shard.name) for shard in self.shards)
+
+    @property
+    def vocabulary_path(self) -> str | None:
+        """The vocabulary's path as recorded when that file exists, else the file of that name beside the data."""
+        recorded = self.vocabulary.path
+        if not recorded:
+            return None
+        return recorded if storage.isfile(recorded) else storage.join(self.directory, storage.name(recorded))
+
+    @property
+    def readable_vocabulary(self) -> str | None:
+        """The vocabulary file when it can be read (to copy into exports), else None."""
+        path = self.vocabulary_path
+        return path if path and storage.isfile(path) else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as JSON data, in the Beam job's key order."""
+        return {
+            "format": self.format,
+            "schema": features.schema(*self.schema_key),
+            "schema_fingerprint": self.schema_fingerprint,
+            "seq_len": self.seq_len,
+            "max_predictions": self.max_predictions,
+            "data_config": copy.deepcopy(self.data_config),
+            "seed": self.seed,
+            "compression": self.compression,
+            # Derived from "compression"; written for readers of older versions, which read only this key.
+            "gzip": self.compressed,
+            "vocab": {"path": self.vocabulary.path, "size": self.vocabulary.size, "sha256": self.vocabulary.sha256,
+                      "learned": self.vocabulary.learned},
+            "inputs": {"patterns": list(self.inputs.patterns), "sources": list(self.inputs.sources)},
+            "examples": self.examples,
+            "tokens": self.tokens,
+            "shards": [{"name": shard.name, "examples": shard.examples, "tokens": shard.tokens}
+                       for shard in self.shards],
+            "stats": copy.deepcopy(self.stats),
+        }
+
+    def to_text(self) -> str:
+        """The bytes of ``manifest.json`` (as text): :meth:`to_json`, indented, keys sorted."""
+        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike) -> Manifest:
+        """The manifest of a finished job's folder.
+
+        Raises:
+            TrimbertError: no manifest.json (the job has not finished), a field missing or of the
+                wrong kind, a listed shard missing, or records of another schema than this code's.
+        """
+        directory = os.fspath(directory)
+        path = storage.join(directory, FILE_NAME)
+        if not storage.isfile(path):
+            raise TrimbertError(f"{directory}: no {FILE_NAME}; is the preprocessing finished? "
+                                f"(shards are only complete once the manifest exists)")
+        try:
+            raw = storage.read_json(path)
+            manifest = _from_json(directory, raw)
+            recorded_fingerprint = _field(raw, "schema_fingerprint", str)
+        except (KeyError, TypeError, ValueError) as error:
+            raise TrimbertError(f"{path}: malformed manifest, field {error} missing or wrong") from error
+        missing = [storage.name(shard) for shard in manifest.shard_paths if not storage.isfile(shard)]
+        if missing:
+            raise TrimbertError(f"{path}: lists shards that are missing: {', '.join(missing[:3])}")
+        expected = manifest.schema_fingerprint
+        if expected != recorded_fingerprint:
+            raise TrimbertError(f"{path}: schema fingerprint {recorded_fingerprint[:12]} does not "
+                                f"match this reader's {expected[:12]} for format {manifest.format}")
+        return manifest
+
+    def check_enough_examples(self, batch_size: int, where: str) -> None:
+        """Fails unless one global batch can be drawn: the stream repeats, so an empty one would spin."""
+        if self.examples < batch_size:
+            raise TrimbertError(
+                f"{self.directory}: {self.examples} example(s) in {len(self.shards)} shard(s), fewer than "
+                f"{where} batch_size {batch_size}; preprocess more text or lower the batch size")
+
+    def pipeline_examples(self, pipelines: int, pipeline_id: int) -> int:
+        """Examples one of ``pipelines`` input pipelines reads (``pipeline.pretrain.input`` gives each
+        pipeline every ``pipelines``-th shard, or every ``pipelines``-th record when shards are fewer)."""
+        if len(self.shards) < pipelines:
+            return self.examples // pipelines
+        return sum(shard.examples for shard in self.shards[pipeline_id::pipelines])
+
+    def check_vocabulary(self, vocabulary_size: int, vocabulary_sha256: str | None = None) -> None:
+        """Fails unless the model's vocabulary is the one the data was tokenized with."""
+        if vocabulary_size != self.vocabulary.size:
+            raise TrimbertError(
+                f"{self.directory}/{FILE_NAME}: vocabulary size {self.vocabulary.size} does not match "
+                f"the model's model.vocabulary_size {vocabulary_size}")
+        if vocabulary_sha256 and vocabulary_sha256 != self.vocabulary.sha256:
+            raise TrimbertError(
+                f"{self.directory}/{FILE_NAME}: vocabulary sha256 {self.vocabulary.sha256[:12]}... differs "
+                f"from the model's {vocabulary_sha256[:12]}... (same size, different tokens)")
+
+
+def _from_json(directory: str, raw: dict[str, Any]) -> Manifest:
+    vocabulary, inputs = _field(raw, "vocab"), _field(raw, "inputs")
+    return Manifest(
+        directory=directory, format=_field(raw, "format"), seq_len=_field(raw, "seq_len", int),
+        max_predictions=_field(raw, "max_predictions", lambda value: None if value is None else int(value)),
+        data_config=_field(raw, "data_config", dict), seed=_field(raw, "seed", int),
+        compression=_field(raw, "compression"),
+        vocabulary=Vocabulary(path=_field(vocabulary, "path"), size=_field(vocabulary, "size", int),
+                              sha256=_field(vocabulary, "sha256"), learned=_field(vocabulary, "learned", bool)),
+        inputs=Inputs(patterns=_field(inputs, "patterns", tuple), sources=_field(inputs, "sources", tuple)),
+        examples=_field(raw, "examples", int), tokens=_field(raw, "tokens", int),
+        shards=tuple(Shard(name=_field(shard, "name"), examples=_field(shard, "examples", int),
+                           tokens=_field(shard, "tokens", int))
+                     for shard in _field(raw, "shards", list)),
+        stats=_field(raw, "stats", dict))
+
+
+def _field(mapping: dict[str, Any], key: str, convert: Callable[[Any], Any] = lambda value: value) -> Any:
+    """``convert(mapping[key])``; a KeyError naming ``key`` when it is missing or of the wrong kind."""
+    try:
+        return convert(mapping[key])
+    except (TypeError, ValueError) as error:
+        raise KeyError(key) from error
