@@ -7,7 +7,7 @@ import pathlib
 
 import storage
 from configs.errors import TrimbertError
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -36,12 +36,12 @@ from configs.errors import TrimbertError
 from configs.schema import Config, FinetuneConfig
 from models import pretrained
 from pipeline import clock as clock_lib
+from pipeline import model_dir as model_dir_lib
 from pipeline.assets import cache as assets
 from pipeline.clock import TrainingClock
 from pipeline.evaluation import record as result_record
 from pipeline.finetune import data, sources
 from pipeline.finetune import tasks as task_registry
-from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.optimizer import WarmupDecay, make_optimizer
 
 ADAM_EPSILON = 1e-6  # BERT's fine-tuning optimizer (Devlin et al. 2019)

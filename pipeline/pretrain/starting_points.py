@@ -27,7 +27,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import pretrained, pretrained_heads
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
 
 TRIMBERT_MODEL_DIRECTORY = "trimbert model directory"
 HUGGING_FACE_FOLDER = "Hugging Face folder"

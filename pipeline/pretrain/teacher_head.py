@@ -21,7 +21,7 @@ from collections.abc import Callable
 import storage
 from configs.errors import TrimbertError
 from configs.schema import Config, DataConfig, PhaseConfig, PretrainConfig
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
 from pipeline.pretrain import starting_points
 from pipeline.pretrain.input import DataManifest
 

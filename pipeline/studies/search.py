@@ -24,7 +24,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
 from pipeline.report import output
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config

@@ -218,8 +218,8 @@ class _RowBuilder:
 
     def _pretrain(self, name: str, config: Config, init: str | None = None,
                   select_weights: bool = False) -> RowModel:
+        from pipeline import model_dir as model_dir_lib
         from pipeline.pretrain import loop as pretrain
-        from pipeline.pretrain import model_dir as model_dir_lib
         from pipeline.pretrain.input import DataManifest
 
         model_dir = storage.join(self.out, "pretrain", name)
