@@ -57,10 +57,10 @@ def keras_hub_accuracy(classifier, examples) -> float:
 def tokenize_seconds(folder: pathlib.Path, examples) -> float:
     """Seconds our tokenizer takes on ``examples`` at length 64, as ``pipeline.finetune.run`` calls it."""
     from pipeline.finetune import data
-    from pipeline.finetune.run import find_vocabulary, resolve_source
+    from pipeline.model_source import ModelSource
 
     started = time.perf_counter()
-    vocabulary, lowercase = find_vocabulary(resolve_source(folder))
+    vocabulary, lowercase = ModelSource.open(folder, "--init").vocabulary()
     data.Tokenizer(vocabulary, lowercase).encode(examples, SEQUENCE_LENGTH, regression=False)
     return time.perf_counter() - started
 

@@ -315,12 +315,7 @@ def from_pretrained(path: str | pathlib.Path, model_overrides: Mapping[str, Any]
         The encoder with every weight set from the checkpoint.
     """
     path = os.fspath(path)
-    if not storage.isfile(storage.join(path, CONFIG_FILE)):
-        raise TrimbertError(f"{path}: not a pretrained model folder (no {CONFIG_FILE})")
-    if is_keras_hub_preset(path):
-        config, tensors = _keras_hub_tensors(path)
-    else:
-        config, tensors = _hugging_face_tensors(path)
+    config, tensors = read_checkpoint(path)
     if model_overrides:
         import dataclasses
 

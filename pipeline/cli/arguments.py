@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+from typing import TYPE_CHECKING
 
 import storage
 from configs.errors import TrimbertError
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
+
+if TYPE_CHECKING:
+    from pipeline.model_source import ModelSource
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -60,11 +64,18 @@ def load_config(args: argparse.Namespace, model_dir: str | pathlib.Path | None):
     return config_lib.load(name, overrides)
 
 
-def finetune_options(args: argparse.Namespace, init: str, task: str, out: str):
-    """:class:`pipeline.finetune.run.FinetuneOptions` from the shared arguments."""
+def finetune_options(args: argparse.Namespace, init: str | ModelSource, task: str, out: str):
+    """:class:`pipeline.finetune.run.FinetuneOptions` from the shared arguments.
+
+    Args:
+        args: parsed arguments of :func:`add_config_arguments`.
+        init: a path, or the :class:`pipeline.model_source.ModelSource` a caller opened.
+        task: the task name.
+        out: the output folder.
+    """
     from pipeline.finetune.run import FinetuneOptions
 
-    return FinetuneOptions(init=str(init), task=task, out=str(out), glue_dir=args.glue_dir,
+    return FinetuneOptions(init=init, task=task, out=str(out), glue_dir=args.glue_dir,
                            tfds_data_dir=args.tfds_data_dir, vocabulary=args.vocab)
 
 

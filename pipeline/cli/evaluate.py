@@ -12,7 +12,7 @@ import storage
 from configs.errors import TrimbertError
 from pipeline.cli.arguments import add_evaluate_arguments, open_session_from
 from pipeline.evaluation.scheduler import Session, list_checkpoints, one_pass
-from pipeline.pretrain.model_dir import CHECKPOINTS_DIR
+from pipeline.model_dir import CHECKPOINTS_DIR
 
 add_arguments = add_evaluate_arguments
 

@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.finetune import run as finetune
+    from pipeline.model_source import ModelSource
 
-    source = finetune.resolve_source(args.init)
+    source = ModelSource.open(args.init, "--init")
     config = load_config(args, source.model_dir)
-    finetune.run(config, finetune_options(args, args.init, args.task, args.out))
+    finetune.run(config, finetune_options(args, source, args.task, args.out))
     return 0

@@ -79,13 +79,14 @@ def _add_trims_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_layer_drop(args: argparse.Namespace) -> int:
     import storage
-    from pipeline.finetune import run as finetune
     from pipeline.finetune import tasks as task_registry
+    from pipeline.model_source import ModelSource
 
     task = task_registry.get_task(args.task)
-    config = load_config(args, finetune.resolve_source(args.init).model_dir)
+    source = ModelSource.open(args.init, "--init")
+    config = load_config(args, source.model_dir)
     out = args.out
-    run_layer_drop(config, args.init, task.name, args.drop, args.strategies, out,
+    run_layer_drop(config, source, task.name, args.drop, args.strategies, out,
                    lambda init, run_out: finetune_options(args, init, task.name, str(run_out)))
     print(storage.read_text(storage.join(out, "layer_drop.md")))
     print("wrote " + ", ".join(storage.join(out, f"layer_drop.{extension}") for extension in ("md", "csv", "json")))

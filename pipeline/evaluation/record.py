@@ -21,8 +21,8 @@ import numpy as np
 import storage
 from configs.errors import TrimbertError
 from pipeline import clock
+from pipeline import model_dir as model_dir_lib
 from pipeline.finetune import tasks
-from pipeline.pretrain import model_dir as model_dir_lib
 
 RESULT_FILENAME = "result.json"  # what fine-tuning writes; `trimbert report DIR` looks for *result.json
 SUMMARY_LEVELS = 3  # the checkpoint itself (if a folder), its folder, and two above

@@ -42,7 +42,7 @@ from collections.abc import Callable
 
 import storage
 from configs.errors import TrimbertError
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
 
 STORE_FILENAME = "evaluations.sqlite"
 RESULTS_DIRNAME = "evaluations"

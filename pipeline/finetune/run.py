@@ -1,8 +1,9 @@
 """Fine-tuning one pre-trained encoder on one task over several seeds; read it top to bottom.
 
-1. model source: our pre-training model directory (its ``encoder/`` export, else the
-   latest checkpoint), one ``checkpoints/ckpt-N`` of it, or a Hugging Face /
-   keras-hub folder (also pruned models); plus the vocabulary the model was trained with
+1. model source: ``--init`` opened once (``pipeline.model_source.ModelSource``): our pre-training
+   model directory (its ``encoder/`` export, else the latest checkpoint), one ``checkpoints/ckpt-N``
+   of it, or a Hugging Face / keras-hub folder (also pruned models); plus the vocabulary the model
+   was trained with
 2. input: examples -> WordPiece ids -> length-bucketed batches (``pipeline.finetune.data``)
 3. model and optimizer: encoder + classification (or regression) head, AdamW with
    warm-up and linear decay, no weight decay on biases and layernorms
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pathlib
 import threading
 import time
@@ -30,18 +30,14 @@ import tensorflow as tf
 
 import models
 import storage
-from beam_jobs import features
-from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config, FinetuneConfig
-from models import pretrained
 from pipeline import clock as clock_lib
-from pipeline.assets import cache as assets
 from pipeline.clock import TrainingClock
 from pipeline.evaluation import record as result_record
 from pipeline.finetune import data, sources
 from pipeline.finetune import tasks as task_registry
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline.model_source import ModelSource
 from pipeline.pretrain.optimizer import finetuning_optimizer
 
 LATENCY_BATCH = 32
@@ -49,107 +45,6 @@ LATENCY_REPEATS = 10
 SUBMISSION_DIR = "submission"
 TIMINGS_FILENAME = "timings.json"
 DEFAULT_CONFIG = "bert_base"  # its finetune section is BERT's recipe (the dataclass defaults)
-
-
-# ---------------------------------------------------------------------------
-# 1. Model source
-# ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSource:
-    """What ``--init`` names.
-
-    Args:
-        path: the path as given (recorded as the result's checkpoint).
-        kind: ``model_dir`` (our pre-training output), ``checkpoint`` (one ``ckpt-N``
-            of it) or ``pretrained`` (a Hugging Face / keras-hub folder).
-        model_dir: the pre-training model directory, for ``model_dir`` and ``checkpoint``.
-    """
-
-    path: str
-    kind: str
-    model_dir: str | None = None
-
-    @property
-    def config_name(self) -> str:
-        """The model's config name: the pre-training config's, else the folder's name."""
-        parent = storage.parent(self.path)
-        model_dir = self.model_dir or (
-            parent if storage.isfile(storage.join(parent, model_dir_lib.CONFIG_FILE)) else None)
-        if model_dir is not None:
-            return config_lib.load(storage.join(model_dir, model_dir_lib.CONFIG_FILE)).name
-        return storage.name(self.path)
-
-
-def resolve_source(path: str | pathlib.Path) -> ModelSource:
-    """Classifies ``--init``: a checkpoint prefix, a pre-training model directory or a pretrained folder."""
-    path = os.fspath(path)
-    if storage.isfile(f"{path}.index"):
-        return ModelSource(path, "checkpoint", storage.parent(storage.parent(path)))
-    if storage.isdir(storage.join(path, model_dir_lib.CHECKPOINTS_DIR)) and \
-            storage.isfile(storage.join(path, model_dir_lib.CONFIG_FILE)):
-        return ModelSource(path, "model_dir", path)
-    if storage.isfile(storage.join(path, pretrained.CONFIG_FILE)):
-        return ModelSource(path, "pretrained")
-    raise TrimbertError(f"--init {path}: not a trimbert model directory (config.yaml + checkpoints/), "
-                        f"a checkpoint (checkpoints/ckpt-N) or a Hugging Face / keras-hub folder (config.json)")
-
-
-def _restore_checkpoint(model_dir: str, checkpoint: str | None) -> models.Encoder:
-    """The encoder of one pre-training checkpoint (``None``: the latest), restored with its heads."""
-    _, model = model_dir_lib.restore_pretraining_model(model_dir, checkpoint)
-    return model.get_layer("encoder")
-
-
-def _load_model_dir(source: ModelSource) -> models.Encoder:
-    export = storage.join(source.model_dir, model_dir_lib.ENCODER_DIR)
-    if storage.isfile(storage.join(export, pretrained.CONFIG_FILE)):  # written once pre-training finished
-        return models.from_pretrained(export)
-    return _restore_checkpoint(source.model_dir, None)
-
-
-_LOADERS: dict[str, Callable[[ModelSource], models.Encoder]] = {
-    "pretrained": lambda source: models.from_pretrained(source.path),
-    "model_dir": _load_model_dir,
-    "checkpoint": lambda source: _restore_checkpoint(source.model_dir, source.path),
-}
-
-
-def load_encoder(source: ModelSource) -> models.Encoder:
-    """A fresh copy of the source's pre-trained encoder (called once per seed)."""
-    return _LOADERS[source.kind](source)
-
-
-def find_vocabulary(source: ModelSource, explicit: str | pathlib.Path | None = None
-                    ) -> tuple[str | pathlib.Path, bool]:
-    """The vocab.txt the model was pre-trained with, and whether it lower-cases.
-
-    Looks at, in order: ``explicit``; the pretrained folder's own vocabulary; the model
-    directory's ``encoder/`` export; the embedded bert-base-uncased vocabulary when its
-    sha256 is the one the model directory's ``run.json`` recorded (checkpoints written
-    before the export exists).
-
-    Args:
-        source: the resolved ``--init``.
-        explicit: ``--vocab``, if given.
-    """
-    if explicit is not None:
-        return os.fspath(explicit), True
-    folders = [source.path] if source.kind == "pretrained" else [
-        storage.join(source.model_dir, model_dir_lib.ENCODER_DIR)]
-    for folder in folders:
-        vocabulary = pretrained.vocabulary_file(folder)
-        if vocabulary is not None:
-            return vocabulary, pretrained.lowercases(folder)
-    run_file = storage.join(source.model_dir, model_dir_lib.RUN_FILE) if source.model_dir else None
-    if run_file is not None and storage.isfile(run_file):
-        expected = storage.read_json(run_file).get("vocabulary_sha256")
-        embedded = assets.ensure("vocab")
-        if expected == features.vocabulary_sha256(embedded.read_text(encoding="utf-8").splitlines()):
-            return embedded, True
-    raise TrimbertError(f"--init {source.path}: cannot tell which vocab.txt the model was trained with; "
-                        f"pass --vocab FILE")
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +57,8 @@ class FinetuneOptions:
     """Where to read and write, beside the config's ``finetune`` section (how to train).
 
     Args:
-        init: ``--init``: model directory, checkpoint, or Hugging Face / keras-hub folder.
+        init: ``--init``: model directory, checkpoint, or Hugging Face / keras-hub folder; a path, or
+            the source a caller already opened.
         task: task name (``pipeline.finetune.tasks.TASKS``), e.g. ``mrpc`` or ``sentiment-movies``.
         out: output folder for ``result.json`` and submission files.
         glue_dir: a local GLUE data folder; ``None`` reads TensorFlow Datasets.
@@ -171,7 +67,7 @@ class FinetuneOptions:
         vocabulary: the model's vocab.txt when it cannot be found from ``init``.
     """
 
-    init: str
+    init: str | ModelSource
     task: str
     out: str
     glue_dir: str | None = None
@@ -231,11 +127,11 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     finetune = config.finetune
     task = task_registry.get_task(options.task)
     metric_spec = task.metrics
-    source = resolve_source(options.init)
+    source = ModelSource.open(options.init, "--init")
     out = storage.makedirs(options.out)
 
     # === 2. Input ===
-    vocabulary, lowercase = find_vocabulary(source, options.vocabulary)
+    vocabulary, lowercase = source.vocabulary(options.vocabulary)
     tokenizer = data.Tokenizer(vocabulary, lowercase)
 
     def encode(split: str, limit: int | None = None) -> data.EncodedExamples:
@@ -260,7 +156,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     for seed in finetune.seeds:
         keras.backend.clear_session()  # each seed starts from a clean graph and name scope
         keras.utils.set_random_seed(seed)
-        encoder = load_encoder(source)
+        encoder = source.encoder()
         if encoder.model_config.vocabulary_size != tokenizer.vocabulary_size:
             raise TrimbertError(f"{vocabulary} has {tokenizer.vocabulary_size} tokens, the model's embedding "
                                 f"{encoder.model_config.vocabulary_size}: wrong --vocab?")

@@ -32,9 +32,9 @@ from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
 from pipeline import clock as clock_lib
+from pipeline import model_dir as model_dir_lib
 from pipeline.clock import TrainingClock
 from pipeline.pretrain import distribution, starting_points
-from pipeline.pretrain import model_dir as model_dir_lib
 from pipeline.pretrain.input import pretraining_dataset
 from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer

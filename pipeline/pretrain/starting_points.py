@@ -1,8 +1,9 @@
 """Checkpoints users already have, as teachers (``distill.teacher``, ``--teacher``) and starting points (``--init``).
 
-One path may be:
+One path may be any :class:`pipeline.model_source.ModelSource`:
 
-- a trimbert model directory (``config.yaml`` + ``checkpoints/``: encoder and heads as trained);
+- a trimbert model directory (``config.yaml`` + ``checkpoints/``: encoder and heads as trained), or
+  one ``checkpoints/ckpt-N`` of it;
 - a Hugging Face BERT folder (``config.json`` + ``model.safetensors``): ``BertModel`` weights,
   plus the masked-LM head of ``BertForMaskedLM`` / ``BertForPreTraining`` (``cls.predictions.*``)
   and the next-sentence head (``cls.seq_relationship``) when present;
@@ -14,7 +15,6 @@ encoder such as the MiniLM-L6 asset) is refused with the way out: ``trimbert tea
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from collections.abc import Callable
 
@@ -22,77 +22,10 @@ import keras
 import numpy as np
 
 import models
-import storage
-from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import pretrained, pretrained_heads
-from pipeline.pretrain import model_dir as model_dir_lib
-
-TRIMBERT_MODEL_DIRECTORY = "trimbert model directory"
-HUGGING_FACE_FOLDER = "Hugging Face folder"
-KERAS_HUB_PRESET = "keras-hub preset"
-
-
-@dataclasses.dataclass(frozen=True)
-class StartingPoint:
-    """What a checkpoint path holds.
-
-    Args:
-        path: as given.
-        kind: one of the three kinds above.
-        config: its model and trim (other sections are defaults for foreign checkpoints).
-        tensors: every weight under Hugging Face names, heads included when it has them.
-    """
-
-    path: str
-    kind: str
-    config: Config
-    tensors: dict[str, np.ndarray]
-
-    @property
-    def has_masked_lm_head(self) -> bool:
-        return pretrained_heads.has_masked_lm_head(self.tensors)
-
-    @property
-    def has_next_sentence_head(self) -> bool:
-        return pretrained_heads.has_next_sentence_head(self.tensors)
-
-
-def kind_of(path: str | pathlib.Path) -> str:
-    """Which kind of checkpoint a path is; raises naming what each kind needs."""
-    path = str(path)
-    if storage.isfile(storage.join(path, model_dir_lib.CONFIG_FILE)):
-        return TRIMBERT_MODEL_DIRECTORY
-    if storage.isfile(storage.join(path, pretrained.CONFIG_FILE)):
-        return KERAS_HUB_PRESET if pretrained.is_keras_hub_preset(path) else HUGGING_FACE_FOLDER
-    raise TrimbertError(
-        f"{path}: not a checkpoint: a trimbert model directory needs config.yaml, a Hugging Face BERT folder "
-        f"config.json + model.safetensors, a keras-hub preset config.json + model.weights.h5")
-
-
-def read_config(path: str | pathlib.Path) -> Config:
-    """The checkpoint's config, without reading weights where that is possible (search costs)."""
-    kind = kind_of(path)
-    if kind == TRIMBERT_MODEL_DIRECTORY:
-        return config_lib.load(storage.join(str(path), model_dir_lib.CONFIG_FILE))
-    if kind == HUGGING_FACE_FOLDER:
-        config_file = storage.join(str(path), pretrained.CONFIG_FILE)
-        return pretrained.config_from_hugging_face(storage.read_json(config_file), config_file)
-    return pretrained.read_checkpoint(path)[0]
-
-
-def read(path: str | pathlib.Path) -> StartingPoint:
-    """Reads any of the three kinds into config + Hugging Face-named tensors."""
-    kind = kind_of(path)
-    if kind == TRIMBERT_MODEL_DIRECTORY:
-        config, model = model_dir_lib.restore_pretraining_model(path)
-        return StartingPoint(str(path), kind, config, pretrained_heads.pretraining_tensors(model))
-    config, tensors = pretrained.read_checkpoint(path)
-    if kind == KERAS_HUB_PRESET:
-        tensors.update(pretrained_heads.keras_hub_masked_lm_tensors(path))
-    tensors = pretrained_heads.normalize_head_tensors(tensors, str(path))
-    return StartingPoint(str(path), kind, config, tensors)
+from pipeline.model_source import ModelSource
 
 
 def no_head_message(path: str, kind: str) -> str:
@@ -100,6 +33,14 @@ def no_head_message(path: str, kind: str) -> str:
             f"embedding encoder such as MiniLM-L6 is encoder only), so it cannot give teacher logits. Fit a head "
             f"on its frozen encoder first: trimbert teacher --from {path} --data DIR --out TEACHER_DIR, then use "
             f"TEACHER_DIR as the teacher")
+
+
+def teacher_tensors(source: ModelSource) -> dict[str, np.ndarray]:
+    """A folder's tensors for a teacher, refused without a masked-LM head (with the ``trimbert teacher`` way out)."""
+    tensors = source.tensors()
+    if not pretrained_heads.has_masked_lm_head(tensors):
+        raise TrimbertError(no_head_message(source.path, source.description))
+    return tensors
 
 
 def build_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder") -> tuple[Config, keras.Model]:
@@ -111,18 +52,16 @@ def build_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_encoder
     Raises:
         TrimbertError: no masked-LM head (with the ``trimbert teacher`` way out), or a missing tensor.
     """
-    path = str(path)
-    if kind_of(path) == TRIMBERT_MODEL_DIRECTORY:
-        return model_dir_lib.restore_pretraining_model(path, next_sentence=False, encoder_name=encoder_name)
-    point = read(path)
-    if not point.has_masked_lm_head:
-        raise TrimbertError(no_head_message(path, point.kind))
-    encoder = models.build_encoder(point.config, name=encoder_name)
+    source = ModelSource.open(path)
+    if source.from_pretraining:
+        return source.restore(next_sentence=False, encoder_name=encoder_name)
+    tensors = teacher_tensors(source)
+    encoder = models.build_encoder(source.config, name=encoder_name)
     model = models.build_pretraining_model(encoder, next_sentence=False)
-    report = pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors, path)
+    report = pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), tensors, source.path)
     if report["new"]:
-        raise TrimbertError(f"{path}: tensors missing for the teacher: {', '.join(report['new'][:5])}")
-    return point.config, model
+        raise TrimbertError(f"{source.path}: tensors missing for the teacher: {', '.join(report['new'][:5])}")
+    return source.config, model
 
 
 def initialize(model: keras.Model, path: str | pathlib.Path, select: bool = False) -> dict[str, list[str]]:
@@ -137,8 +76,8 @@ def initialize(model: keras.Model, path: str | pathlib.Path, select: bool = Fals
     Returns:
         ``{"loaded", "dropped", "new"}`` lists of Hugging Face tensor names.
     """
-    point = read(path)
-    return pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), point.tensors,
+    tensors = ModelSource.open(path).tensors()
+    return pretrained.assign_matching(pretrained_heads.pretraining_weight_table(model), tensors,
                                       f"--init {path}", select=select)
 
 
@@ -167,15 +106,14 @@ def build_hidden_teacher(path: str | pathlib.Path, encoder_name: str = "teacher_
     Raises:
         TrimbertError: an encoder weight missing from the checkpoint.
     """
-    path = str(path)
-    if kind_of(path) == TRIMBERT_MODEL_DIRECTORY:
-        config, model = model_dir_lib.restore_pretraining_model(path, next_sentence=False,
-                                                                encoder_name=encoder_name)
+    source = ModelSource.open(path)
+    if source.from_pretraining:
+        config, model = source.restore(next_sentence=False, encoder_name=encoder_name)
         return config, pretrained_heads.find_encoder(model)
-    point = read(path)
-    encoder = models.build_encoder(point.config, name=encoder_name)
-    pretrained.assign_tensors(encoder, point.tensors, path)
-    return point.config, encoder
+    tensors = source.tensors()
+    encoder = models.build_encoder(source.config, name=encoder_name)
+    pretrained.assign_tensors(encoder, tensors, source.path)
+    return source.config, encoder
 
 
 # The teacher of a distillation run
@@ -197,7 +135,7 @@ def teacher_hidden_width(config: Config) -> int | None:
     if not distill.teacher or distill.objective != "hidden":
         return None
     try:
-        return read_config(distill.teacher).model.hidden_dim
+        return ModelSource.open(distill.teacher).config.model.hidden_dim
     except TrimbertError as error:
         raise TrimbertError(f"pretrain.distill.teacher: {error}") from error
 

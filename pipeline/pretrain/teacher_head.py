@@ -22,7 +22,8 @@ from beam_jobs.manifest import FILE_NAME as MANIFEST_FILE
 from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 from configs.schema import Config, DataConfig, PhaseConfig, PretrainConfig
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
+from pipeline.model_source import ModelSource
 from pipeline.pretrain import starting_points
 
 SPLIT_DIR = "heldout_split"
@@ -31,7 +32,7 @@ SPLIT_DIR = "heldout_split"
 @dataclasses.dataclass(frozen=True)
 class TeacherOptions:
     """Args:
-        source: the checkpoint whose encoder is kept (any ``starting_points`` kind).
+        source: the checkpoint whose encoder is kept (any ``pipeline.model_source`` kind).
         data_dir: a ``trimbert preprocess`` folder tokenized with the checkpoint's vocabulary.
         out_dir: the model directory to write (rerun to resume).
         steps: optimizer steps for the head.
@@ -124,7 +125,7 @@ def fit(options: TeacherOptions, log: Callable[[str], None] = print) -> dict:
     if options.steps < 1:
         raise TrimbertError("--steps must be >= 1")
     out_dir = pathlib.Path(options.out_dir)
-    source_config = starting_points.read_config(options.source)
+    source_config = ModelSource.open(options.source).config
     train_dir, heldout_dir = options.data_dir, options.heldout_dir
     if heldout_dir is None:
         train_dir, heldout_dir = split_last_shard(options.data_dir, out_dir / SPLIT_DIR)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from typing import TYPE_CHECKING
 
 import storage
 from configs.errors import TrimbertError
@@ -28,6 +29,9 @@ from models.drop_rules import STRATEGIES
 from pipeline.report import output
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.writer_lock import WriterLock
+
+if TYPE_CHECKING:
+    from pipeline.model_source import ModelSource
 
 # Every strategy that needs only K (``indices`` needs the blocks themselves: use ``trimbert prune``).
 STUDY_STRATEGIES = tuple(strategy for strategy in STRATEGIES if strategy != "indices")
@@ -71,7 +75,7 @@ def _row_from_record(strategy: str, drop: int, dropped: tuple[int, ...], record,
                     record.inference_latency_ms, note)
 
 
-def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
+def run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list[int], strategies: list[str],
                    out: str | pathlib.Path, options_for, log=print) -> list[StudyRow]:
     """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
 
@@ -79,7 +83,7 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
 
     Args:
         config: the config whose finetune section every run uses.
-        init: the pre-trained model (any ``trimbert finetune --init`` source).
+        init: the pre-trained model (any ``trimbert finetune --init`` source), as a path or opened.
         task_name: the task.
         drops: the numbers of blocks to drop.
         strategies: prune strategies (``STUDY_STRATEGIES``).
@@ -91,21 +95,21 @@ def run_layer_drop(config, init: str, task_name: str, drops: list[int], strategi
         return _run_layer_drop(config, init, task_name, drops, strategies, out, options_for, log)
 
 
-def _run_layer_drop(config, init: str, task_name: str, drops: list[int], strategies: list[str],
+def _run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list[int], strategies: list[str],
                     out: str | pathlib.Path, options_for, log) -> list[StudyRow]:
     import models
     from models.prune import prune  # not models.prune: once imported, that name is the submodule
     from models.sample_text import encode_texts
-    from pipeline.finetune import run as finetune
     from pipeline.finetune import sources
+    from pipeline.model_source import ModelSource
 
     out = str(out)
-    check_study_folder(out, {"init": storage.absolute(init), "task": task_name,
+    source = ModelSource.open(init, "--init")
+    check_study_folder(out, {"init": storage.absolute(source.path), "task": task_name,
                              "finetune": dataclasses.asdict(config.finetune)})
-    source = finetune.resolve_source(init)
-    encoder = finetune.load_encoder(source)
-    baseline_options = options_for(init, storage.join(out, "runs", "unpruned"))
-    vocabulary, lowercase = finetune.find_vocabulary(source, baseline_options.vocabulary)
+    encoder = source.encoder()
+    baseline_options = options_for(source, storage.join(out, "runs", "unpruned"))
+    vocabulary, lowercase = source.vocabulary(baseline_options.vocabulary)
     sample_inputs = None
     if "contribution" in strategies:
         train = sources.load_examples(task_name, "train", glue_dir=baseline_options.glue_dir,

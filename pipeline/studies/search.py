@@ -24,7 +24,7 @@ from configs import schema as config_lib
 from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
-from pipeline.pretrain import model_dir as model_dir_lib
+from pipeline import model_dir as model_dir_lib
 from pipeline.report import output
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config
@@ -196,15 +196,14 @@ def _run(space: SearchSpace, options: SearchOptions, log: Callable[[str], None])
 
 def _teacher_config(teacher: str) -> Config:
     """The teacher's config, refusing one that cannot give logits before anything is measured."""
+    from pipeline.model_source import ModelSource
     from pipeline.pretrain import starting_points
 
     try:
-        if starting_points.kind_of(teacher) == starting_points.TRIMBERT_MODEL_DIRECTORY:
-            return starting_points.read_config(teacher)
-        point = starting_points.read(teacher)
-        if not point.has_masked_lm_head:
-            raise TrimbertError(starting_points.no_head_message(teacher, point.kind))
-        return point.config
+        source = ModelSource.open(teacher)
+        if not source.from_pretraining:
+            starting_points.teacher_tensors(source)  # refuses a folder without a masked-LM head
+        return source.config
     except TrimbertError as error:
         raise TrimbertError(f"--teacher: {error}") from error
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import storage
 from beam_jobs.manifest import Manifest
@@ -42,6 +43,9 @@ from pipeline.studies import trim_specs
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.studies.trim_specs import TrimSpec
 from pipeline.writer_lock import WriterLock
+
+if TYPE_CHECKING:
+    from pipeline.model_source import ModelSource
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +117,13 @@ def with_recipe(recipe: Config, shape: Config, name: str, **pretrain_changes) ->
         .validate(f"study row {name}")
 
 
-def distillation_from(recipe: Config, teacher: str) -> dict:
+def distillation_from(recipe: Config, teacher: ModelSource) -> dict:
     """``pretrain`` changes that distil from ``teacher``: matching its masked-LM logits when it has a
     masked-LM head, else its last hidden states (a sentence encoder such as MiniLM has no head)."""
-    from pipeline.pretrain import starting_points
+    from models import pretrained_heads
 
-    objective = "logits" if starting_points.read(teacher).has_masked_lm_head else "hidden"
-    return {"distill": dataclasses.replace(recipe.pretrain.distill, teacher=teacher, objective=objective)}
+    objective = "logits" if pretrained_heads.has_masked_lm_head(teacher.tensors()) else "hidden"
+    return {"distill": dataclasses.replace(recipe.pretrain.distill, teacher=teacher.path, objective=objective)}
 
 
 def heal_config(recipe: Config, trimmed_shape: Config, name: str, distillation: dict, steps: int) -> Config:
@@ -165,16 +169,19 @@ class _RowBuilder:
 
     def __init__(self, study: TrimStudy, out: str, log):
         self.study, self.out, self.log = study, out, log
+        self._opened = None
         self._source = None
         self._distillation = None
 
     def _distillation_changes(self) -> dict:
         """The ``pretrain`` changes that distil from the study's one teacher (the source, else --teacher),
         read from its checkpoint once; no changes without a teacher."""
-        teacher = self.study.source or self.study.teacher
-        if teacher is None:
+        from pipeline.model_source import ModelSource
+
+        if self.study.source is None and self.study.teacher is None:
             return {}
         if self._distillation is None:
+            teacher = self._opened_source() if self.study.source is not None else ModelSource.open(self.study.teacher)
             self._distillation = distillation_from(self.study.config, teacher)
         return self._distillation
 
@@ -219,9 +226,8 @@ class _RowBuilder:
 
     def _pretrain(self, name: str, config: Config, init: str | None = None,
                   select_weights: bool = False) -> RowModel:
+        from pipeline import model_dir as model_dir_lib
         from pipeline.pretrain import loop as pretrain
-        from pipeline.pretrain import model_dir as model_dir_lib
-
         model_dir = storage.join(self.out, "pretrain", name)
         summary_path = storage.join(model_dir, model_dir_lib.SUMMARY_FILE)
         total = sum(phase.steps for phase in config.pretrain.phases)
@@ -248,11 +254,17 @@ class _RowBuilder:
 
     # --- from a pre-trained encoder
 
-    def _source_encoder(self):
-        from pipeline.finetune import run as finetune
+    def _opened_source(self) -> ModelSource:
+        """``--from``, opened once."""
+        from pipeline.model_source import ModelSource
 
+        if self._opened is None:
+            self._opened = ModelSource.open(self.study.source, "--from")
+        return self._opened
+
+    def _source_encoder(self):
         if self._source is None:
-            self._source = finetune.load_encoder(finetune.resolve_source(self.study.source))
+            self._source = self._opened_source().encoder()
         return self._source
 
     def _source_config(self) -> Config:
@@ -287,10 +299,8 @@ class _RowBuilder:
 
     def _vocabulary(self) -> tuple[str | None, bool]:
         """The source's vocabulary and case, else the data's vocabulary (lower-cased, as pre-training exports)."""
-        from pipeline.finetune import run as finetune
-
         if self.study.source is not None:
-            return finetune.find_vocabulary(finetune.resolve_source(self.study.source))
+            return self._opened_source().vocabulary()
         return Manifest.read(self.study.data_dirs[0]).readable_vocabulary, True
 
     def _written(self, folder: str) -> bool:
@@ -303,6 +313,6 @@ class _RowBuilder:
 
 
 def _read_shape(folder: str) -> Config:
-    from pipeline.pretrain import starting_points
+    from pipeline.model_source import ModelSource
 
-    return starting_points.read_config(folder)
+    return ModelSource.open(folder).config

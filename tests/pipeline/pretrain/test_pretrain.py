@@ -60,7 +60,7 @@ def read_metrics(model_dir):
 def test_one_step_and_checkpoint_round_trip(packed_data, tmp_path):
     import tensorflow as tf
 
-    from pipeline.pretrain import model_dir
+    from pipeline import model_dir
 
     summary = run_in_process(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 1})
     assert summary["steps"] == 2
@@ -404,7 +404,7 @@ def _loss_scale_steps(model_dir):
     import keras
     import tensorflow as tf
 
-    from pipeline.pretrain import model_dir as model_dir_lib
+    from pipeline import model_dir as model_dir_lib
     from pipeline.pretrain.optimizer import pretraining_optimizer
 
     config, model = model_dir_lib.restore_pretraining_model(model_dir)

@@ -135,21 +135,15 @@ def test_search_refuses_an_encoder_only_teacher_before_measuring(minilm_dir, pac
     assert not (tmp_path / "journal.jsonl").exists()
 
 
-def test_a_path_that_is_no_checkpoint_says_what_each_kind_needs(tmp_path):
-    from pipeline.pretrain import starting_points
-
-    with pytest.raises(TrimbertError, match="config.yaml.*config.json"):
-        starting_points.build_teacher(tmp_path)
-
-
 def test_init_with_trims_loads_kept_weights_drops_trimmed_ones_and_reports_new_ones(tmp_path):
     import models
     from models.pretrained_heads import find_encoder
+    from pipeline.model_source import ModelSource
     from pipeline.pretrain import starting_points
 
     tensors = hf_bert_tensors(np.random.default_rng(0), heads=False)
     folder = write_hf_folder(tmp_path / "bert", tensors)
-    source = starting_points.read_config(folder)
+    source = ModelSource.open(folder).config
     # Block 1 loses its FFN: its weights have no place and are dropped; the heads are new.
     config = config_lib.from_dict({**source.to_dict(), "trim": {"ffn_blocks": [0]}})
     model = models.build_pretraining_model(models.build_encoder(config), next_sentence=True)
@@ -173,11 +167,12 @@ def test_init_with_trims_loads_kept_weights_drops_trimmed_ones_and_reports_new_o
 
 def test_init_with_heads_loads_them_and_a_shape_mismatch_names_the_tensor(tmp_path):
     import models
+    from pipeline.model_source import ModelSource
     from pipeline.pretrain import starting_points
 
     tensors = hf_bert_tensors(np.random.default_rng(0))
     folder = write_hf_folder(tmp_path / "bert", tensors)
-    source = starting_points.read_config(folder)
+    source = ModelSource.open(folder).config
     model = models.build_pretraining_model(models.build_encoder(source), next_sentence=True)
     report = starting_points.initialize(model, folder)
     assert report["new"] == [] and "cls.seq_relationship.weight" in report["loaded"]
