@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all lint demo clean-demo
+.PHONY: setup test test-slow test-all lint demo clean-demo
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ lint: setup
 # Default suite: everything not marked slow; the 15 slowest tests are listed at the end.
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow" --durations=15
+
+# Only the tests marked slow (`.ci/run` runs them after `make test`).
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow --durations=15
 
 # Everything, slow tests included.
 test-all: lint

@@ -1,8 +1,13 @@
-"""Shared fixtures: the embedded data assets (fetched once into the cache) and tiny configs."""
+"""Shared fixtures: the embedded data assets (fetched once into the cache), one tiny config, one tiny
+encoder folder, one tiny pre-training model directory, one tiny preprocessed corpus, and tiny
+pre-training runs (in this process, or as the ``trimbert pretrain`` command)."""
 
 from __future__ import annotations
 
+import json
 import os
+import pathlib
+import sys
 
 import pytest
 
@@ -79,3 +84,130 @@ def bert_data(tmp_path_factory, corpus_dir, vocab_path):
 
     return _preprocessed_sample(tmp_path_factory.mktemp("bert_data"), corpus_dir, vocab_path, 60_000,
                                 DataConfig(format="bert", seq_len=PACKED_SEQ_LEN, max_predictions=10, dupe_factor=1))
+
+
+# ---------------------------------------------------------------------------
+# One tiny encoder: 2 blocks of width 32 on the bert-base-uncased vocabulary (fast to build and train)
+# ---------------------------------------------------------------------------
+
+TINY_MODEL = ["model.num_layers=2", "model.hidden_dim=32", "model.intermediate_dim=64", "model.num_heads=2",
+              f"model.max_sequence_length={PACKED_SEQ_LEN}", f"data.seq_len={PACKED_SEQ_LEN}"]
+# Fine-tuning in seconds: short sequences, small batches, one epoch.
+FAST_FINETUNE = ["finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1", "finetune.learning_rate=1e-3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """The shipped ``tiny`` config shrunk to :data:`TINY_MODEL`, with :data:`FAST_FINETUNE`."""
+    from configs import schema as config_lib
+
+    return config_lib.load("tiny", TINY_MODEL + FAST_FINETUNE)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, tiny_config, vocab_path):
+    """A freshly initialised tiny encoder saved as a Hugging Face folder with the uncased vocabulary."""
+    import models
+
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
+    models.save_pretrained(models.build_encoder(tiny_config), folder, vocabulary_path=vocab_path)
+    return folder
+
+
+def write_model_dir(directory, config, vocab_path, seed: int = 0, steps=(100, 200)):
+    """A pre-training model directory as ``trimbert pretrain`` lays it out, with a checkpoint of a freshly
+    initialised masked-LM model (no next-sentence head, weights from ``seed``) at each of ``steps`` and no
+    ``encoder/`` export yet (a run still going): its vocabulary is found through the sha256 ``run.json``
+    records."""
+    import hashlib
+
+    import keras
+    import tensorflow as tf
+
+    import models
+    from configs import schema as config_lib
+
+    directory = pathlib.Path(directory)
+    tokens = pathlib.Path(vocab_path).read_text(encoding="utf-8").splitlines()
+    (directory / "checkpoints").mkdir(parents=True)
+    (directory / "config.yaml").write_text(config_lib.dump(config))
+    (directory / "run.json").write_text(json.dumps({
+        "config": config.to_dict(), "next_sentence": False,
+        "vocabulary_sha256": hashlib.sha256(("\n".join(tokens) + "\n").encode()).hexdigest()}))
+    keras.utils.set_random_seed(seed)
+    model = models.build_pretraining_model(models.build_encoder(config), next_sentence=False)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory / "checkpoints"),
+                                         max_to_keep=len(steps))
+    for step in steps:
+        manager.save(checkpoint_number=step)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_config, vocab_path):
+    """:func:`write_model_dir` of the tiny config, checkpoints at steps 100 and 200. Treat it as read-only."""
+    return write_model_dir(tmp_path_factory.mktemp("pretrain") / "tiny-run", tiny_config, vocab_path)
+
+
+@pytest.fixture(scope="session")
+def model_dir_writer(vocab_path):
+    """``(directory, config, seed=0, steps=(100, 200)) -> directory``: :func:`write_model_dir`."""
+    return lambda directory, config, seed=0, steps=(100, 200): write_model_dir(directory, config, vocab_path,
+                                                                                seed, steps)
+
+
+# ---------------------------------------------------------------------------
+# Tiny pre-training runs on packed_data
+# ---------------------------------------------------------------------------
+
+
+def _pretrain_overrides(steps: int, batch_size: int = 16, **extra) -> list[str]:
+    """The tiny encoder pre-trained for ``steps`` on batches of ``packed_data``, logging every step."""
+    overrides = TINY_MODEL + [
+        f"pretrain.phases=[{{steps: {steps}, seq_len: {PACKED_SEQ_LEN}, batch_size: {batch_size}}}]",
+        "pretrain.log_every=1",
+        "pretrain.jit_compile=false"]  # XLA's compile would add seconds per run; tests that need it set it
+    return overrides + [f"{key}={value}" for key, value in extra.items()]
+
+
+@pytest.fixture(scope="session")
+def pretrain_overrides():
+    """``(steps, batch_size=16, **{"section.field": value}) -> --set overrides`` of a tiny run."""
+    return _pretrain_overrides
+
+
+@pytest.fixture(scope="session")
+def run_pretraining():
+    """``(data, model_dir, steps, batch_size=16, **overrides) -> summary``: a tiny run in this process."""
+
+    def run(data, model_dir, steps, batch_size=16, **extra):
+        from configs import schema as config_lib
+        from pipeline.pretrain import loop as pretrain
+
+        config = config_lib.load("tiny", _pretrain_overrides(steps, batch_size, **extra))
+        options = pretrain.RunOptions(data_dirs=(str(data),), model_dir=str(model_dir))
+        return pretrain.run(config, options, log=lambda line: None)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def pretrain_command():
+    """``(data, model_dir, steps, *flags, env=None, batch_size=16, **overrides) -> (argv, environment)`` of
+    the same tiny run as the ``trimbert pretrain`` command."""
+
+    def command(data, model_dir, steps, *flags, env=None, batch_size=16, **extra):
+        argv = [sys.executable, "-m", "pipeline.cli", "pretrain", "--config", "tiny", "--data", str(data),
+                "--model-dir", str(model_dir), *flags]
+        for override in _pretrain_overrides(steps, batch_size, **extra):
+            argv += ["--set", override]
+        return argv, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+
+    return command
+
+
+@pytest.fixture(scope="session")
+def read_metrics():
+    """``model_dir -> [record per logged step]`` from its metrics.jsonl."""
+    return lambda model_dir: [json.loads(line) for line in
+                              (pathlib.Path(model_dir) / "metrics.jsonl").read_text().splitlines()]

@@ -44,6 +44,8 @@ from pipeline.pretrain.watchdog import Watchdog
 from pipeline.writer_lock import WriterLock
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+# pretrain.mixed_precision -> the Keras dtype policy the model is built under.
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 class NonFiniteLoss(TrimbertError):
@@ -103,8 +105,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     starting_points.check_teacher_given(config)
     started_at = time.time()
     model_dir = str(options.model_dir)
-    precision = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-    keras.mixed_precision.set_global_policy(precision[config.pretrain.mixed_precision])
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[config.pretrain.mixed_precision])
     keras.utils.set_random_seed(config.pretrain.seed)  # same initial weights and dropout on every run
     if config.pretrain.deterministic:
         tf.config.experimental.enable_op_determinism()  # GPU kernels otherwise reduce in any order

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import pathlib
 import shutil
@@ -14,36 +13,13 @@ from pipeline.evaluation import scheduler as evaluate
 from pipeline.evaluation.store import ResultStore
 
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
-TINY_OVERRIDES = ["model.num_layers=1", "model.hidden_dim=32", "model.intermediate_dim=64", "model.num_heads=2",
-                  "finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1", "pretrain.jit_compile=false"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, vocab_path):
-    """A pre-training model directory as ``trimbert pretrain`` lays it out, with two checkpoints.
-
-    No ``encoder/`` export yet (pre-training still running): the vocabulary is found through the
-    sha256 ``run.json`` records.
-    """
-    import tensorflow as tf
-
-    import models
-    from configs import schema as config_lib
-
-    directory = tmp_path_factory.mktemp("pretrain") / "tiny-run"
-    config = config_lib.load("tiny", TINY_OVERRIDES)
-    tokens = pathlib.Path(vocab_path).read_text(encoding="utf-8").splitlines()
-    (directory / "checkpoints").mkdir(parents=True)
-    (directory / "config.yaml").write_text(config_lib.dump(config))
-    (directory / "run.json").write_text(json.dumps({
-        "config": config.to_dict(), "next_sentence": False,
-        "vocabulary_sha256": hashlib.sha256(("\n".join(tokens) + "\n").encode()).hexdigest()}))
-    model = models.build_pretraining_model(models.build_encoder(config), next_sentence=False)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory / "checkpoints"),
-                                         max_to_keep=3)
-    for step in (100, 200):
-        manager.save(checkpoint_number=step)
-    return directory
+def model_dir(tmp_path_factory, tiny_model_dir):
+    """A copy of the shared tiny model directory (checkpoints at steps 100 and 200, no export yet), which the
+    evaluations below write into."""
+    return pathlib.Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("pretrain") / "tiny-run"))
 
 
 def _evaluate(command: str, model_dir: pathlib.Path, tasks: str, glue_dir: pathlib.Path, store: pathlib.Path,

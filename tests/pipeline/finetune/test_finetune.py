@@ -12,22 +12,9 @@ from pipeline.finetune import data as finetune_data
 from pipeline.finetune.tasks import Example
 
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
-# A tiny encoder (1 block, width 32) so each fine-tuning run takes seconds.
-TINY_OVERRIDES = ["model.num_layers=1", "model.hidden_dim=32", "model.intermediate_dim=64", "model.num_heads=2"]
+# The shared tiny encoder (conftest.tiny_encoder_dir) fine-tunes in seconds with these.
 FAST_FINETUNE = ["finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1",
                  "finetune.learning_rate=1e-3"]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, vocab_path):
-    """A freshly initialised tiny encoder saved as a Hugging Face folder with the uncased vocabulary."""
-    import models
-    from configs import schema as config_lib
-
-    folder = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
-    encoder = models.build_encoder(config_lib.load("tiny", TINY_OVERRIDES))
-    models.save_pretrained(encoder, folder, vocabulary_path=vocab_path)
-    return folder
 
 
 @pytest.fixture
@@ -120,9 +107,9 @@ def test_batches_pad_to_a_multiple_and_cover_every_example():
 # --- end to end on the GLUE fixture folder ------------------------------------------
 
 
-def test_pair_task_writes_result_and_submission(tiny_model, tmp_path, seed_predictions):
+def test_pair_task_writes_result_and_submission(tiny_encoder_dir, tmp_path, seed_predictions):
     out = tmp_path / "mrpc"
-    assert _finetune(["--init", str(tiny_model), "--task", "MRPC", "--glue-dir", str(FIXTURE_GLUE),
+    assert _finetune(["--init", str(tiny_encoder_dir), "--task", "MRPC", "--glue-dir", str(FIXTURE_GLUE),
                       "--seeds", "1,2", "--out", str(out), *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
     record = json.loads((out / "result.json").read_text())
     assert record["task"] == "mrpc"
@@ -156,10 +143,10 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(values)).astype(float)  # the fixtures' scores have no ties
 
 
-def test_regression_task_scores_pearson_and_writes_scores(tiny_model, tmp_path, seed_predictions):
+def test_regression_task_scores_pearson_and_writes_scores(tiny_encoder_dir, tmp_path, seed_predictions):
     out = tmp_path / "stsb"
     overrides = [*FAST_FINETUNE, "finetune.pooling=mean"]  # the mean-pooled head, on a regression task
-    assert _finetune(["--init", str(tiny_model), "--task", "sts-b", "--glue-dir", str(FIXTURE_GLUE),
+    assert _finetune(["--init", str(tiny_encoder_dir), "--task", "sts-b", "--glue-dir", str(FIXTURE_GLUE),
                       "--out", str(out), *sum((["--set", o] for o in overrides), [])]) == 0
     record = json.loads((out / "result.json").read_text())
     assert set(record["metric_mean"]) == {"pearson", "spearman", "score"}
@@ -181,9 +168,9 @@ def _sentiment_examples(split: str):
     return sources.load_examples("sentiment-movies", split)
 
 
-def test_sentiment_task_reports_test_metrics(tiny_model, tmp_path, seed_predictions):
+def test_sentiment_task_reports_test_metrics(tiny_encoder_dir, tmp_path, seed_predictions):
     out = tmp_path / "movies"
-    assert _finetune(["--init", str(tiny_model), "--task", "sentiment-movies", "--max-train-examples", "16",
+    assert _finetune(["--init", str(tiny_encoder_dir), "--task", "sentiment-movies", "--max-train-examples", "16",
                       "--out", str(out), *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
     record = json.loads((out / "result.json").read_text())
     assert set(record["test_metric_mean"]) == {"accuracy", "score"}
@@ -198,7 +185,7 @@ def test_sentiment_task_reports_test_metrics(tiny_model, tmp_path, seed_predicti
     assert not (out / "submission").exists()  # labelled test split: metrics, no submission
 
 
-def test_mnli_through_tensorflow_datasets_end_to_end(tiny_model, tmp_path):
+def test_mnli_through_tensorflow_datasets_end_to_end(tiny_encoder_dir, tmp_path):
     """No --glue-dir: train and both dev splits come from tfds glue/mnli (mocked offline),
     and the unlabelled test splits (label -1, as TFDS ships them) become MNLI-m/-mm submissions."""
     import tensorflow as tf
@@ -217,7 +204,7 @@ def test_mnli_through_tensorflow_datasets_end_to_end(tiny_model, tmp_path):
 
     out = tmp_path / "mnli"
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-        assert _finetune(["--init", str(tiny_model), "--task", "mnli", "--out", str(out),
+        assert _finetune(["--init", str(tiny_encoder_dir), "--task", "mnli", "--out", str(out),
                           *sum((["--set", o] for o in FAST_FINETUNE), [])]) == 0
     record = json.loads((out / "result.json").read_text())
     assert record["task"] == "mnli"
@@ -235,7 +222,7 @@ def test_unknown_init_is_a_clean_error(tmp_path, capsys):
     assert "not a trimbert model directory" in capsys.readouterr().err
 
 
-def test_an_empty_split_exits_non_zero_naming_the_file(tiny_model, tmp_path):
+def test_an_empty_split_exits_non_zero_naming_the_file(tiny_encoder_dir, tmp_path):
     import shutil
     import subprocess
     import sys
@@ -243,7 +230,7 @@ def test_an_empty_split_exits_non_zero_naming_the_file(tiny_model, tmp_path):
     glue = pathlib.Path(shutil.copytree(FIXTURE_GLUE, tmp_path / "glue"))
     train = glue / "MRPC" / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # header only
-    command = [sys.executable, "-m", "pipeline.cli", "finetune", "--init", str(tiny_model), "--task", "mrpc",
+    command = [sys.executable, "-m", "pipeline.cli", "finetune", "--init", str(tiny_encoder_dir), "--task", "mrpc",
                "--glue-dir", str(glue), "--out", str(tmp_path / "out"),
                *sum((["--set", o] for o in FAST_FINETUNE), [])]
     result = subprocess.run(command, cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True,

@@ -15,7 +15,6 @@ import uuid
 
 import numpy as np
 import pytest
-from test_pretrain import run_in_process  # the pre-training tests' tiny-run helper
 
 import storage
 from beam_jobs.manifest import FILE_NAME, Manifest
@@ -55,16 +54,16 @@ def test_batches_have_fixed_shapes(record_format, packed_data, bert_data):
 
 # packed-distilled is slow (about 30 s): the teacher's forward pass compiled as well.
 @pytest.mark.parametrize("case", ["packed", "bert", pytest.param("packed-distilled", marks=pytest.mark.slow)])
-def test_xla_compiled_step_on_remote_data(case, packed_data, bert_data, tmp_path, monkeypatch):
+def test_xla_compiled_step_on_remote_data(case, packed_data, bert_data, tmp_path, monkeypatch, run_pretraining):
     monkeypatch.chdir(tmp_path)  # anything written to a relative local path would land here
     root, data = _on_ram(bert_data if case == "bert" else packed_data)
     extra = {"pretrain.jit_compile": "true", "pretrain.checkpoint_every": 1}
     if case == "packed-distilled":
         teacher = storage.join(root, "teacher")
-        run_in_process(data, teacher, steps=1, batch_size=8)
+        run_pretraining(data, teacher, steps=1, batch_size=8)
         extra.update({"pretrain.distill.teacher": teacher, "pretrain.distill.loss": "kl"})
     model_dir = storage.join(root, "run")
-    summary = run_in_process(data, model_dir, steps=2, batch_size=8, **extra)
+    summary = run_pretraining(data, model_dir, steps=2, batch_size=8, **extra)
     assert summary["steps"] == 2
     assert storage.isfile(storage.join(model_dir, "checkpoints", "ckpt-2.index"))
     metrics = read_metrics_from(model_dir)

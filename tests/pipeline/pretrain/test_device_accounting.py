@@ -8,13 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from test_pretrain import cli, run_in_process  # the pre-training tests' tiny-run helpers
 
 from pipeline import clock
 
 
-def test_a_one_step_run_counts_its_step_and_its_devices(packed_data, tmp_path):
-    summary = run_in_process(packed_data, tmp_path, steps=1)
+def test_a_one_step_run_counts_its_step_and_its_devices(packed_data, tmp_path, run_pretraining):
+    summary = run_pretraining(packed_data, tmp_path, steps=1)
     # The only step is also the first: before, the clock started after it and a one-step run cost 0 s.
     assert summary["train_seconds"] > 0
     assert 0 < summary["first_step_seconds"] <= summary["train_seconds"]
@@ -27,10 +26,10 @@ def test_a_one_step_run_counts_its_step_and_its_devices(packed_data, tmp_path):
 
 
 @pytest.mark.slow  # about 30 s; the mirrored-replica tests cover the replicas themselves
-def test_logical_cpu_replicas_are_not_extra_devices(packed_data, tmp_path):
+def test_logical_cpu_replicas_are_not_extra_devices(packed_data, tmp_path, pretrain_command):
     replicas = clock.cpu_cores() + 1  # more replicas than cores: counting replicas would over-bill
-    command, env = cli(packed_data, tmp_path, 2, "--strategy", "mirrored", "--num-cpu-replicas", str(replicas),
-                       batch_size=4 * replicas)
+    command, env = pretrain_command(packed_data, tmp_path, 2, "--strategy", "mirrored", "--num-cpu-replicas",
+                                    str(replicas), batch_size=4 * replicas)
     subprocess.run(command, env=env, check=True, timeout=600, stdout=subprocess.DEVNULL)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == replicas

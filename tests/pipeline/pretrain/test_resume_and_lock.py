@@ -8,34 +8,32 @@ import subprocess
 import time
 
 import pytest
-from test_pretrain import cli, run_in_process  # the pre-training tests' tiny-run helpers
 
 from configs.errors import TrimbertError
 from pipeline.writer_lock import LOCK_FILENAME
 
 
-def test_a_resume_with_other_settings_is_refused_naming_them(packed_data, tmp_path):
-    run_in_process(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 1})
+def test_a_resume_with_other_settings_is_refused_naming_them(packed_data, tmp_path, run_pretraining):
+    run_pretraining(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 1})
     (tmp_path / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')  # as if stopped at 1
     with pytest.raises(TrimbertError, match=r"pretrain\.learning_rate: 0\.001 -> 0\.002.*--allow-changes"):
-        run_in_process(packed_data, tmp_path, steps=2, **{"pretrain.learning_rate": 2e-3})
+        run_pretraining(packed_data, tmp_path, steps=2, **{"pretrain.learning_rate": 2e-3})
     other_data = tmp_path.parent / f"{tmp_path.name}-data"
     subprocess.run(["cp", "-r", str(packed_data), str(other_data)], check=True)
     with pytest.raises(TrimbertError, match=r"data: \["):
-        run_in_process(other_data, tmp_path, steps=2)
+        run_pretraining(other_data, tmp_path, steps=2)
     # How the run is watched may change: logging and checkpoint intervals are not what it trains.
-    run_in_process(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 7, "pretrain.log_every": 3})
+    run_pretraining(packed_data, tmp_path, steps=2, **{"pretrain.checkpoint_every": 7, "pretrain.log_every": 3})
     assert "changes" not in json.loads((tmp_path / "run.json").read_text())
 
 
-def test_allowed_changes_are_recorded(packed_data, tmp_path):
-    from test_pretrain import tiny_overrides
+def test_allowed_changes_are_recorded(packed_data, tmp_path, run_pretraining, pretrain_overrides):
 
     from configs import schema as config_lib
     from pipeline.pretrain import loop as pretrain
 
-    run_in_process(packed_data, tmp_path, steps=1)
-    config = config_lib.load("tiny", tiny_overrides(2, **{"pretrain.learning_rate": 2e-3}))
+    run_pretraining(packed_data, tmp_path, steps=1)
+    config = config_lib.load("tiny", pretrain_overrides(2, **{"pretrain.learning_rate": 2e-3}))
     options = pretrain.RunOptions(data_dirs=(str(packed_data),), model_dir=str(tmp_path), allow_changes=True)
     assert pretrain.run(config, options, log=lambda line: None)["steps"] == 2
     recorded = json.loads((tmp_path / "run.json").read_text())
@@ -45,9 +43,9 @@ def test_allowed_changes_are_recorded(packed_data, tmp_path):
     assert recorded["config"]["pretrain"]["learning_rate"] == 2e-3  # the next resume compares with this
 
 
-def test_a_second_pretrain_into_the_same_model_dir_is_refused(packed_data, tmp_path):
-    first, env = cli(packed_data, tmp_path / "run", 400)
-    second, _ = cli(packed_data, tmp_path / "run", 400)
+def test_a_second_pretrain_into_the_same_model_dir_is_refused(packed_data, tmp_path, pretrain_command):
+    first, env = pretrain_command(packed_data, tmp_path / "run", 400)
+    second, _ = pretrain_command(packed_data, tmp_path / "run", 400)
     running = subprocess.Popen(first, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120

@@ -6,29 +6,15 @@ import csv
 import json
 import pathlib
 
-import pytest
-
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
 
 
-@pytest.fixture(scope="module")
-def two_block_model(tmp_path_factory, vocab_path):
-    import models
-    from configs import schema as config_lib
-
-    folder = tmp_path_factory.mktemp("study") / "two-blocks"
-    config = config_lib.load("tiny", ["model.num_layers=2", "model.hidden_dim=32", "model.intermediate_dim=64",
-                                      "model.num_heads=2"])
-    models.save_pretrained(models.build_encoder(config), folder, vocabulary_path=vocab_path)
-    return folder
-
-
-def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model, tmp_path, capsys):
+def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(tiny_encoder_dir, tmp_path, capsys):
     from pipeline.cli import main as cli
     from pipeline.studies import layer_drop as study
 
     out = tmp_path / "study"
-    arguments = ["study", "layer-drop", "--init", str(two_block_model), "--task", "rte", "--drop", "1",
+    arguments = ["study", "layer-drop", "--init", str(tiny_encoder_dir), "--task", "rte", "--drop", "1",
                  "--glue-dir", str(FIXTURE_GLUE), "--out", str(out),
                  "--set", "finetune.seq_len=32", "--set", "finetune.batch_size=4", "--set", "finetune.epochs=1"]
     assert cli.main(arguments) == 0
@@ -76,7 +62,7 @@ def test_findings_compare_top_and_bottom_with_the_paper():
     assert findings(rows) == ["K=2: best top (88.0), worst bottom (80.0); top best: yes, bottom worst: yes"]
 
 
-def test_an_empty_training_split_stops_the_study_before_any_table(two_block_model, tmp_path):
+def test_an_empty_training_split_stops_the_study_before_any_table(tiny_encoder_dir, tmp_path):
     import shutil
     import subprocess
     import sys
@@ -85,7 +71,7 @@ def test_an_empty_training_split_stops_the_study_before_any_table(two_block_mode
     train = glue / "MRPC" / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # header only
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "study", "layer-drop", "--init", str(two_block_model), "--task", "mrpc",
+        [sys.executable, "-m", "pipeline.cli", "study", "layer-drop", "--init", str(tiny_encoder_dir), "--task", "mrpc",
          "--drop", "1", "--glue-dir", str(glue), "--out", str(tmp_path / "out")],
         cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr

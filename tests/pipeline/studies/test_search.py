@@ -37,17 +37,9 @@ def _write_space(folder):
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher(tmp_path_factory, packed_data):
-    from pipeline.pretrain import loop as pretrain
-
-    teacher_dir = tmp_path_factory.mktemp("teacher")
-    config = config_lib.load("tiny", [
-        f"pretrain.phases=[{{steps: 2, seq_len: {SEQ_LEN}, batch_size: 4}}]", f"data.seq_len={SEQ_LEN}",
-        f"model.max_sequence_length={SEQ_LEN}", "model.hidden_dim=32", "model.intermediate_dim=64",
-        "pretrain.jit_compile=false"])
-    pretrain.run(config, pretrain.RunOptions(data_dirs=(str(packed_data),), model_dir=str(teacher_dir)),
-                 log=lambda line: None)
-    return teacher_dir
+def tiny_teacher(tmp_path_factory, tiny_config, model_dir_writer):
+    """A pre-training model directory of the tiny shape (encoder + masked-LM head) as the teacher."""
+    return model_dir_writer(tmp_path_factory.mktemp("teacher") / "run", tiny_config)
 
 
 def test_tiny_search_end_to_end_and_resume(tmp_path, packed_data, tiny_teacher, monkeypatch, capsys):
