@@ -20,6 +20,18 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 keep_freed_memory()
 
 
+def _split_the_cpu_in_two() -> None:
+    """Two logical CPU devices, for the tests of mirrored replicas in this process. Only possible before
+    TensorFlow's runtime starts, so it is done here, before any test module is collected; ops still run on
+    /CPU:0 unless a test asks for a strategy over both."""
+    from pipeline.pretrain import distribution
+
+    distribution.split_cpu(2)
+
+
+_split_the_cpu_in_two()
+
+
 @pytest.fixture(scope="session")
 def vocab_path():
     """The bert-base-uncased WordPiece vocabulary (30,522 lines) from the asset cache."""

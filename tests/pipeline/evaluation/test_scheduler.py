@@ -284,17 +284,15 @@ def test_finetune_resolves_a_model_dir_to_its_latest_checkpoint(model_dir, tmp_p
 @pytest.mark.parametrize("command, exit_code", [(["evaluate", "--pending"], 2),
                                                 (["watch", "--max-passes", "1", "--every", "0"], 0)])
 def test_no_checkpoints_yet_is_said_a_one_off_fails_a_scheduled_pass_does_not(model_dir, tmp_path, command,
-                                                                               exit_code):
-    import subprocess
-    import sys
+                                                                               exit_code, capsys):
+    from pipeline.cli import main as cli
 
     empty = tmp_path / "not-started"
     (empty / "checkpoints").mkdir(parents=True)
     for name in ("config.yaml", "run.json"):
         shutil.copy(model_dir / name, empty / name)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *command, "--model-dir", str(empty), "--tasks", "mrpc",
-         "--glue-dir", str(FIXTURE_GLUE), "--store", str(tmp_path / "store.sqlite")],
-        cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
-    assert result.returncode == exit_code, result.stdout + result.stderr
-    assert f"{empty / 'checkpoints'}: no checkpoints yet; nothing to evaluate" in result.stdout + result.stderr
+    code = cli.main([*command, "--model-dir", str(empty), "--tasks", "mrpc", "--glue-dir", str(FIXTURE_GLUE),
+                     "--store", str(tmp_path / "store.sqlite")])
+    captured = capsys.readouterr()
+    assert code == exit_code, captured.out + captured.err
+    assert f"{empty / 'checkpoints'}: no checkpoints yet; nothing to evaluate" in captured.out + captured.err

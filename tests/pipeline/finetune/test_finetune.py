@@ -222,19 +222,15 @@ def test_unknown_init_is_a_clean_error(tmp_path, capsys):
     assert "not a trimbert model directory" in capsys.readouterr().err
 
 
-def test_an_empty_split_exits_non_zero_naming_the_file(tiny_encoder_dir, tmp_path):
+def test_an_empty_split_exits_non_zero_naming_the_file(tiny_encoder_dir, tmp_path, capsys):
     import shutil
-    import subprocess
-    import sys
 
     glue = pathlib.Path(shutil.copytree(FIXTURE_GLUE, tmp_path / "glue"))
     train = glue / "MRPC" / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # header only
-    command = [sys.executable, "-m", "pipeline.cli", "finetune", "--init", str(tiny_encoder_dir), "--task", "mrpc",
-               "--glue-dir", str(glue), "--out", str(tmp_path / "out"),
-               *sum((["--set", o] for o in FAST_FINETUNE), [])]
-    result = subprocess.run(command, cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"MRPC train: {train} holds no examples" in result.stderr
+    code = _finetune(["--init", str(tiny_encoder_dir), "--task", "mrpc", "--glue-dir", str(glue),
+                      "--out", str(tmp_path / "out"), *sum((["--set", o] for o in FAST_FINETUNE), [])])
+    errors = capsys.readouterr().err
+    assert code == 2, errors
+    assert f"MRPC train: {train} holds no examples" in errors
     assert not (tmp_path / "out" / "result.json").exists()

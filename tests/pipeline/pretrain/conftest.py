@@ -1,4 +1,4 @@
-"""Pre-training fixtures: two logical CPU devices for mirrored replicas, and the train step driven directly.
+"""Pre-training fixtures: the train step driven directly (the root conftest splits the CPU in two for replicas).
 
 The step's arithmetic (replicas, gradient accumulation, loss scaling, clipping, XLA) is tested by
 calling ``pipeline.pretrain.step.make_train_step`` on fixed batches, set up as section 2 of
@@ -26,23 +26,6 @@ LENGTH, PREDICTIONS, VOCABULARY = 16, 3, 200
 STEP_MODEL = [f"model.vocabulary_size={VOCABULARY}", f"model.max_sequence_length={LENGTH}", f"data.seq_len={LENGTH}",
               "model.hidden_dim=32", "model.num_heads=2", "model.intermediate_dim=64", "pretrain.next_sentence=false",
               "pretrain.jit_compile=false", "pretrain.warmup_fraction=0.0"]
-
-
-def _split_the_cpu_in_two() -> None:
-    """Two logical CPU devices for the mirrored-replica tests; only possible before TensorFlow runs anything,
-    which collection (when conftest files are imported) comes before."""
-    import tensorflow as tf
-
-    from pipeline.pretrain import distribution
-
-    try:
-        distribution.split_cpu(2)
-    except RuntimeError:  # the runtime already started: the mirrored tests say so when they run
-        pass
-    del tf
-
-
-_split_the_cpu_in_two()
 
 
 def _fixed_batches(count: int, batch_size: int, seed: int = 0) -> list[tuple[dict, dict]]:
@@ -81,7 +64,7 @@ class Trained:
 
 
 def _train_steps(config, dataset, steps: int, global_batch: int, strategy=None, accumulation: int = 1,
-                jit_update: bool = True) -> Trained:
+                jit_update: bool = False) -> Trained:
     """Runs ``steps`` of the pre-training step on ``dataset`` (global batches), built as the loop builds it.
 
     Args:
@@ -91,7 +74,8 @@ def _train_steps(config, dataset, steps: int, global_batch: int, strategy=None, 
         global_batch: examples per step over all replicas.
         strategy: one CPU device unless given.
         accumulation: micro-batches per replica and step.
-        jit_update: as ``make_train_step``'s.
+        jit_update: as ``make_train_step``'s; off unless asked (the loop's default on one replica), since
+            compiling it costs seconds and test_step_arithmetic shows it trains as the plain update.
     """
     import keras
     import tensorflow as tf
@@ -154,5 +138,5 @@ def fixed_dataset():
 @pytest.fixture(scope="session")
 def train_steps():
     """:func:`_train_steps`: ``(config, dataset, steps, global_batch, strategy=None, accumulation=1,
-    jit_update=True) -> Trained``."""
+    jit_update=False) -> Trained``."""
     return _train_steps

@@ -25,7 +25,7 @@ def test_a_one_step_run_counts_its_step_and_its_devices(packed_data, tmp_path, r
     assert phase["train_seconds"] == summary["train_seconds"] and phase["device_kind"] == summary["device_kind"]
 
 
-@pytest.mark.slow  # about 30 s; the mirrored-replica tests cover the replicas themselves
+@pytest.mark.slow  # about 30 s; test_step_arithmetic covers the replicas' arithmetic in this process
 def test_logical_cpu_replicas_are_not_extra_devices(packed_data, tmp_path, pretrain_command):
     replicas = clock.cpu_cores() + 1  # more replicas than cores: counting replicas would over-bill
     command, env = pretrain_command(packed_data, tmp_path, 2, "--strategy", "mirrored", "--num-cpu-replicas",
@@ -35,6 +35,12 @@ def test_logical_cpu_replicas_are_not_extra_devices(packed_data, tmp_path, pretr
     assert summary["replicas"] == replicas
     assert summary["device_count"] == clock.cpu_cores()
     assert summary["device_hours"] == pytest.approx(clock.cpu_cores() * summary["train_seconds"] / 3600)
+    # Round trip on the replicas: the finished command run again restores the same weights and hours.
+    again = subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=600)
+    assert "already trained to step 2" in again.stdout
+    rerun = json.loads((tmp_path / "summary.json").read_text())
+    assert rerun["weights_sha256"] == summary["weights_sha256"]
+    assert rerun["accelerator_hours"] == pytest.approx(summary["accelerator_hours"])
 
 
 def test_gpu_hours_are_filled_only_for_gpus():

@@ -223,11 +223,11 @@ def _wait_for(path, process, timeout=240):
         time.sleep(0.2)
 
 
-def test_killed_run_resumes_to_the_same_weights(packed_data, tmp_path, pretrain_command, read_metrics):
+def test_killed_run_resumes_to_the_same_weights(packed_data, tmp_path, pretrain_command, read_metrics,
+                                                run_pretraining):
     # 40 steps: the kill lands long before the end, a checkpoint every 4 steps.
     settings = {"pretrain.checkpoint_every": 4}
-    reference, env = pretrain_command(packed_data, tmp_path / "reference", 40, **settings)
-    subprocess.run(reference, env=env, check=True, capture_output=True, timeout=300)
+    run_pretraining(packed_data, tmp_path / "reference", 40, **settings)  # uninterrupted, in this process
 
     command, env = pretrain_command(packed_data, tmp_path / "killed", 40, **settings)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -369,6 +369,7 @@ def _copy_of(packed_data, tmp_path):
     return pathlib.Path(shutil.copytree(packed_data, tmp_path / "data"))
 
 
+@pytest.mark.slow  # about 20 s; test_watchdog covers the stall rule in this process
 def test_a_stalled_input_ends_the_run_naming_the_last_step_and_keeping_the_checkpoint(packed_data, tmp_path,
                                                                                      pretrain_command):
     data = _copy_of(packed_data, tmp_path)
@@ -386,6 +387,7 @@ def test_a_stalled_input_ends_the_run_naming_the_last_step_and_keeping_the_check
     assert saved[-1] == "ckpt-3.index"
 
 
+@pytest.mark.slow  # about 15 s; test_watchdog covers SIGTERM's grace rule in this process
 def test_sigterm_while_the_input_is_blocked_exits_143_within_seconds(packed_data, tmp_path, pretrain_command):
     data = _copy_of(packed_data, tmp_path)
     process = _start_then_block_the_input(pretrain_command, data, tmp_path / "model", 10)

@@ -63,7 +63,10 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+# xla-lamb is slow (XLA compiles LAMB's step, about 15-25 s): the XLA-compiled step is in the default suite through
+# test_accelerator_readiness, LAMB through the jit_update test below.
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name == "xla-lamb" else name
+                                  for name in VARIANTS])
 def test_mixed_precision_and_xla_follow_the_float32_step(step_config, plain_sgd, fixed_dataset, train_steps, tmp_path,
                                                          name):
     """Each variant follows the float32, non-XLA step of the same optimizer, step by step.

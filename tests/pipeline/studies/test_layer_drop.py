@@ -62,18 +62,17 @@ def test_findings_compare_top_and_bottom_with_the_paper():
     assert findings(rows) == ["K=2: best top (88.0), worst bottom (80.0); top best: yes, bottom worst: yes"]
 
 
-def test_an_empty_training_split_stops_the_study_before_any_table(tiny_encoder_dir, tmp_path):
+def test_an_empty_training_split_stops_the_study_before_any_table(tiny_encoder_dir, tmp_path, capsys):
     import shutil
-    import subprocess
-    import sys
+
+    from pipeline.cli import main as cli
 
     glue = pathlib.Path(shutil.copytree(FIXTURE_GLUE, tmp_path / "glue"))
     train = glue / "MRPC" / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # header only
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "study", "layer-drop", "--init", str(tiny_encoder_dir), "--task", "mrpc",
-         "--drop", "1", "--glue-dir", str(glue), "--out", str(tmp_path / "out")],
-        cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"MRPC train: {train} holds no examples" in result.stderr
+    code = cli.main(["study", "layer-drop", "--init", str(tiny_encoder_dir), "--task", "mrpc", "--drop", "1",
+                     "--glue-dir", str(glue), "--out", str(tmp_path / "out")])
+    errors = capsys.readouterr().err
+    assert code == 2, errors
+    assert f"MRPC train: {train} holds no examples" in errors
     assert not (tmp_path / "out" / "layer_drop.md").exists()

@@ -103,10 +103,7 @@ def test_cli_help_lists_search():
     assert args.budget_steps == 40 and sys.modules["pipeline.cli.search"].run is args.run
 
 
-def test_too_little_data_is_refused_before_any_candidate_is_measured(tmp_path, vocab_path):
-    import pathlib
-    import subprocess
-
+def test_too_little_data_is_refused_before_any_candidate_is_measured(tmp_path, vocab_path, capsys):
     from beam_jobs import pipeline as beam_pipeline
     from configs.schema import DataConfig
 
@@ -116,11 +113,11 @@ def test_too_little_data_is_refused_before_any_candidate_is_measured(tmp_path, v
                                       data=DataConfig(format="packed", seq_len=SEQ_LEN))
     beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     space = _write_space(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "search", "--space", str(space), "--teacher", str(tmp_path / "teacher"),
-         "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
-        cwd=pathlib.Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert (f"{tmp_path / 'data'}: 0 example(s) in 1 shard(s), fewer than the space's proxy batch_size 4"
-            in result.stderr)
+    from pipeline.cli import main as cli
+
+    code = cli.main(["search", "--space", str(space), "--teacher", str(tmp_path / "teacher"),
+                     "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    errors = capsys.readouterr().err
+    assert code == 2, errors
+    assert f"{tmp_path / 'data'}: 0 example(s) in 1 shard(s), fewer than the space's proxy batch_size 4" in errors
     assert not (tmp_path / "out").exists()
