@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from configs.errors import TrimbertError
 from pipeline.evaluation.record import ResultRecord
 
+CONNECT_TIMEOUT_SECONDS = 60.0  # how long a connection waits on another writer
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
     checkpoint    TEXT NOT NULL,
@@ -104,9 +105,19 @@ class ResultStore:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves; timeout waits on other writers.
-        connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        connection.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        return connection
+        connection = sqlite3.connect(self.path, timeout=CONNECT_TIMEOUT_SECONDS, isolation_level=None)
+        # WAL: readers never block the writer. Switching to it needs the database to itself for a moment,
+        # and SQLite may answer "database is locked" at once instead of waiting (two watchers that start
+        # together, one still creating the file): retry for as long as the busy timeout would wait.
+        deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return connection
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextlib.contextmanager
     def _transaction(self, connection: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:

@@ -24,8 +24,8 @@ PLAIN_SGD = {"pretrain.optimizer": "sgd", "pretrain.clip_norm": "null", "pretrai
 # A small vocabulary and short sequences: the step's maths at a fraction of the tiny model's cost.
 LENGTH, PREDICTIONS, VOCABULARY = 16, 3, 200
 STEP_MODEL = [f"model.vocabulary_size={VOCABULARY}", f"model.max_sequence_length={LENGTH}", f"data.seq_len={LENGTH}",
-              "model.hidden_dim=32", "model.num_heads=2", "model.intermediate_dim=64", "pretrain.next_sentence=false",
-              "pretrain.jit_compile=false", "pretrain.warmup_fraction=0.0"]
+              "model.num_layers=1", "model.hidden_dim=32", "model.num_heads=2", "model.intermediate_dim=64",
+              "pretrain.next_sentence=false", "pretrain.jit_compile=false", "pretrain.warmup_fraction=0.0"]
 
 
 def _fixed_batches(count: int, batch_size: int, seed: int = 0) -> list[tuple[dict, dict]]:

@@ -6,15 +6,30 @@ import csv
 import json
 import pathlib
 
+import pytest
+
 FIXTURE_GLUE = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "glue"
 
 
-def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(tiny_encoder_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def two_block_model(tmp_path_factory, tiny_config, vocab_path):
+    """The shared tiny encoder's shape with two blocks (a block to drop and one to keep), as a Hugging Face folder."""
+    import dataclasses
+
+    import models
+
+    folder = tmp_path_factory.mktemp("study") / "two-blocks"
+    config = dataclasses.replace(tiny_config, model=dataclasses.replace(tiny_config.model, num_layers=2))
+    models.save_pretrained(models.build_encoder(config), folder, vocabulary_path=vocab_path)
+    return folder
+
+
+def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model, tmp_path, capsys):
     from pipeline.cli import main as cli
     from pipeline.studies import layer_drop as study
 
     out = tmp_path / "study"
-    arguments = ["study", "layer-drop", "--init", str(tiny_encoder_dir), "--task", "rte", "--drop", "1",
+    arguments = ["study", "layer-drop", "--init", str(two_block_model), "--task", "rte", "--drop", "1",
                  "--glue-dir", str(FIXTURE_GLUE), "--out", str(out),
                  "--set", "finetune.seq_len=32", "--set", "finetune.batch_size=4", "--set", "finetune.epochs=1"]
     assert cli.main(arguments) == 0
@@ -62,7 +77,7 @@ def test_findings_compare_top_and_bottom_with_the_paper():
     assert findings(rows) == ["K=2: best top (88.0), worst bottom (80.0); top best: yes, bottom worst: yes"]
 
 
-def test_an_empty_training_split_stops_the_study_before_any_table(tiny_encoder_dir, tmp_path, capsys):
+def test_an_empty_training_split_stops_the_study_before_any_table(two_block_model, tmp_path, capsys):
     import shutil
 
     from pipeline.cli import main as cli
@@ -70,7 +85,7 @@ def test_an_empty_training_split_stops_the_study_before_any_table(tiny_encoder_d
     glue = pathlib.Path(shutil.copytree(FIXTURE_GLUE, tmp_path / "glue"))
     train = glue / "MRPC" / "train.tsv"
     train.write_text(train.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")  # header only
-    code = cli.main(["study", "layer-drop", "--init", str(tiny_encoder_dir), "--task", "mrpc", "--drop", "1",
+    code = cli.main(["study", "layer-drop", "--init", str(two_block_model), "--task", "mrpc", "--drop", "1",
                      "--glue-dir", str(glue), "--out", str(tmp_path / "out")])
     errors = capsys.readouterr().err
     assert code == 2, errors
