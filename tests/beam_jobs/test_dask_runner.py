@@ -72,6 +72,7 @@ def _small_corpus(corpus_dir: pathlib.Path, folder: pathlib.Path) -> str:
     return str(folder / "*.txt")
 
 
+@pytest.mark.slow  # about 25 s with the cluster's start and stop; Beam's own runner is in the default suite
 def test_dask_cluster_output_is_byte_identical_to_the_fn_api_runner(tmp_path, dask_cluster, corpus_dir,
                                                                   vocab_path):
     from pipeline.cli import main as cli
@@ -103,7 +104,7 @@ def test_dask_cluster_output_is_byte_identical_to_the_fn_api_runner(tmp_path, da
     assert all((tmp_path / "fn_api" / name).stat().st_size > 0 for name in expected)
 
 
-@pytest.mark.slow  # the packed-format Dask test above covers the runner in the default suite
+@pytest.mark.slow  # a second Dask run, learning the vocabulary
 def test_dask_cluster_learns_the_same_vocabulary_and_writes_the_same_records(tmp_path, dask_cluster,
                                                                               corpus_dir):
     import json

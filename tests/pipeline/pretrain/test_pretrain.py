@@ -156,6 +156,8 @@ def _free_port():
         return handle.getsockname()[1]
 
 
+@pytest.mark.slow  # about 15 s (two worker processes); test_two_mirrored_replicas_match_one_device covers the
+# replicas' arithmetic in this process
 def test_multi_worker_two_processes_match_one_device_on_their_data(packed_data, tmp_path, monkeypatch, run_pretraining,
                                                                    pretrain_command, read_metrics, plain_sgd):
     """Two workers (two processes, TF_CONFIG) end with the weights of one device fed the same batches.
@@ -223,6 +225,25 @@ def _wait_for(path, process, timeout=240):
         time.sleep(0.2)
 
 
+def test_an_interrupted_run_resumes_to_the_same_weights(packed_data, tmp_path, run_pretraining, read_metrics):
+    """In this process: a finished 8-step run set back to its step-4 checkpoint (as if it had died after
+    writing it) resumes from there and ends with the uninterrupted run's weights, each step logged once.
+    The same through a real SIGKILL of the command is test_killed_run_resumes_to_the_same_weights (slow)."""
+    import shutil
+
+    uninterrupted = run_pretraining(packed_data, tmp_path, 8, **{"pretrain.checkpoint_every": 4})
+    checkpoints = tmp_path / "checkpoints"
+    for path in checkpoints.glob("ckpt-8.*"):
+        path.unlink()
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-4"\nall_model_checkpoint_paths: "ckpt-4"\n')
+    (tmp_path / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "encoder")
+    resumed = run_pretraining(packed_data, tmp_path, 8, **{"pretrain.checkpoint_every": 4})
+    assert [m["step"] for m in read_metrics(tmp_path)] == list(range(1, 9))  # nothing lost, nothing logged twice
+    assert resumed["weights_sha256"] == uninterrupted["weights_sha256"]  # same data position, same masks
+
+
+@pytest.mark.slow  # about 30 s (three pretrain processes); test_an_interrupted_run_resumes_... covers it in-process
 def test_killed_run_resumes_to_the_same_weights(packed_data, tmp_path, pretrain_command, read_metrics,
                                                 run_pretraining):
     # 40 steps: the kill lands long before the end, a checkpoint every 4 steps.
@@ -246,6 +267,27 @@ def test_killed_run_resumes_to_the_same_weights(packed_data, tmp_path, pretrain_
     assert final["weights_sha256"] == expected["weights_sha256"]  # same data position, same masks
 
 
+def test_sigterm_at_a_step_boundary_checkpoints_and_stops_for_resume(packed_data, tmp_path, pretrain_overrides):
+    """In this process: a SIGTERM that arrives while step 2 is logged is seen at that step's boundary: the loop
+    saves ckpt-2 and stops with Preempted (the command's exit 143), long before its 40 steps. The command
+    itself: test_sigterm_checkpoints_and_exits_for_resume (slow)."""
+    import os
+    import signal as signals
+
+    from pipeline.pretrain import loop as pretrain
+
+    def log(line: str) -> None:
+        if line.startswith("step") and line.split()[1] == "2":
+            os.kill(os.getpid(), signals.SIGTERM)
+
+    config = config_lib.load("tiny", pretrain_overrides(40, **{"pretrain.checkpoint_every": 1000}))
+    with pytest.raises(pretrain.Preempted):
+        pretrain.run(config, pretrain.RunOptions(data_dirs=(str(packed_data),), model_dir=str(tmp_path)), log=log)
+    assert sorted(path.name for path in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-2.index"]
+    assert not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.slow  # about 10 s (a pretrain process); the in-process test above covers the loop's part
 def test_sigterm_checkpoints_and_exits_for_resume(packed_data, tmp_path, pretrain_command, read_metrics):
     command, env = pretrain_command(packed_data, tmp_path, 400, **{"pretrain.checkpoint_every": 1000})
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -43,6 +44,20 @@ def test_allowed_changes_are_recorded(packed_data, tmp_path, run_pretraining, pr
     assert recorded["config"]["pretrain"]["learning_rate"] == 2e-3  # the next resume compares with this
 
 
+def test_a_pretrain_into_a_model_dir_another_writer_holds_is_refused_naming_it(packed_data, tmp_path,
+                                                                              run_pretraining):
+    """In this process: while a writer holds the model directory's lock, a run into it is refused before
+    it writes anything, naming the holder. Two real processes: the next test (slow)."""
+    from pipeline.writer_lock import WriterLock
+
+    with WriterLock(str(tmp_path), "pretrain", log=lambda line: None):
+        with pytest.raises(TrimbertError, match=rf"is being written by pretrain \(host {socket.gethostname()}, "
+                                                rf"pid {os.getpid()}"):
+            run_pretraining(packed_data, tmp_path, 2)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "run.json").exists()
+
+
+@pytest.mark.slow  # about 8 s (two pretrain processes); the in-process test above covers the refusal
 def test_a_second_pretrain_into_the_same_model_dir_is_refused(packed_data, tmp_path, pretrain_command):
     first, env = pretrain_command(packed_data, tmp_path / "run", 400)
     second, _ = pretrain_command(packed_data, tmp_path / "run", 400)
