@@ -25,8 +25,9 @@ RUNTIME_REQUIREMENTS = [
 DASK_REQUIREMENTS = ["dask[bag]>=2026.8.0", "distributed>=2026.8.0"]
 
 # apache-beam[gcp] and gcp-storage-emulator: the Beam job is tested on gs:// against a local emulator.
-TEST_REQUIREMENTS = ["pytest", "ruff", "psutil", "apache-beam[gcp]==2.77.0", "gcp-storage-emulator",
-                     *DASK_REQUIREMENTS]
+# pytest-xdist: `make test` runs the suite in two worker processes; coverage: `make coverage`.
+TEST_REQUIREMENTS = ["pytest", "pytest-xdist", "coverage", "ruff", "psutil", "apache-beam[gcp]==2.77.0",
+                     "gcp-storage-emulator", *DASK_REQUIREMENTS]
 
 # Dataflow workers need the GCP extras; kept optional so a local install stays small.
 DATAFLOW_REQUIREMENTS = ["apache-beam[gcp]==2.77.0"]

@@ -68,3 +68,48 @@ def test_the_checks_see_a_wrong_way_import(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from pipeline.pretrain import loop\n    import pipeline.cli.main\n")
     assert _imported(bad) >= {"pipeline.pretrain", "pipeline.pretrain.loop", "pipeline.cli.main"}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (a package stands for its ``__init__``)."""
+    modules = {_module_name(path).removesuffix(".__init__"): path for path in _modules()}
+    return {name: {imported for imported in _imported(path) if imported in modules and imported != name}
+            for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or through others (Tarjan's strongly connected
+    components of more than one module)."""
+    index: dict[str, int] = {}
+    lowest: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = lowest[module] = len(index)
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            if imported not in index:
+                visit(imported)
+                lowest[module] = min(lowest[module], lowest[imported])
+            elif imported in stack:
+                lowest[module] = min(lowest[module], index[imported])
+        if lowest[module] == index[module]:
+            group = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_check_sees_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
