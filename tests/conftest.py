@@ -100,7 +100,7 @@ def bert_data(tmp_path_factory, corpus_dir, vocab_path):
 
 # ---------------------------------------------------------------------------
 # One tiny encoder: 1 block of width 32 on the bert-base-uncased vocabulary (fast to build and train: a second
-# block made each fine-tuning test about 1.6x slower, measured)
+# block made the fine-tuning tests 1.4x to 1.6x slower, measured; docs/testing.md)
 # ---------------------------------------------------------------------------
 
 TINY_MODEL = ["model.num_layers=1", "model.hidden_dim=32", "model.intermediate_dim=64", "model.num_heads=2",
@@ -127,11 +127,11 @@ def tiny_encoder_dir(tmp_path_factory, tiny_config, vocab_path):
     return folder
 
 
-def write_model_dir(directory, config, vocab_path, seed: int = 0, steps=(100, 200)):
+def write_model_dir(directory, config, vocab_path, seed: int = 0, steps=(100, 200), next_sentence: bool = False):
     """A pre-training model directory as ``trimbert pretrain`` lays it out, with a checkpoint of a freshly
-    initialised masked-LM model (no next-sentence head, weights from ``seed``) at each of ``steps`` and no
-    ``encoder/`` export yet (a run still going): its vocabulary is found through the sha256 ``run.json``
-    records."""
+    initialised masked-LM model (the next-sentence head as asked, weights from ``seed``) at each of ``steps``
+    (none for ``()``) and no ``encoder/`` export yet (a run still going): its vocabulary is found through
+    the sha256 ``run.json`` records."""
     import hashlib
 
     import keras
@@ -145,14 +145,15 @@ def write_model_dir(directory, config, vocab_path, seed: int = 0, steps=(100, 20
     (directory / "checkpoints").mkdir(parents=True)
     (directory / "config.yaml").write_text(config_lib.dump(config))
     (directory / "run.json").write_text(json.dumps({
-        "config": config.to_dict(), "next_sentence": False,
+        "config": config.to_dict(), "next_sentence": next_sentence,
         "vocabulary_sha256": hashlib.sha256(("\n".join(tokens) + "\n").encode()).hexdigest()}))
-    keras.utils.set_random_seed(seed)
-    model = models.build_pretraining_model(models.build_encoder(config), next_sentence=False)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory / "checkpoints"),
-                                         max_to_keep=len(steps))
-    for step in steps:
-        manager.save(checkpoint_number=step)
+    if steps:
+        keras.utils.set_random_seed(seed)
+        model = models.build_pretraining_model(models.build_encoder(config), next_sentence=next_sentence)
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory / "checkpoints"),
+                                             max_to_keep=len(steps))
+        for step in steps:
+            manager.save(checkpoint_number=step)
     return directory
 
 
@@ -164,9 +165,12 @@ def tiny_model_dir(tmp_path_factory, tiny_config, vocab_path):
 
 @pytest.fixture(scope="session")
 def model_dir_writer(vocab_path):
-    """``(directory, config, seed=0, steps=(100, 200)) -> directory``: :func:`write_model_dir`."""
-    return lambda directory, config, seed=0, steps=(100, 200): write_model_dir(directory, config, vocab_path,
-                                                                                seed, steps)
+    """``(directory, config, seed=0, steps=(100, 200), next_sentence=False) -> directory``: :func:`write_model_dir`."""
+
+    def write(directory, config, seed=0, steps=(100, 200), next_sentence=False):
+        return write_model_dir(directory, config, vocab_path, seed, steps, next_sentence)
+
+    return write
 
 
 # ---------------------------------------------------------------------------

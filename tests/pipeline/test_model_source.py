@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import pathlib
 import shutil
@@ -41,7 +40,7 @@ def write_vocabulary(path: pathlib.Path, cased: bool) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, vocab_path):
+def model_dir(tmp_path_factory, model_dir_writer):
     """A model directory as ``trimbert pretrain`` lays it out before its export: checkpoints 100 and 200 with
     different weights, and a ``run.json`` recording the embedded vocabulary's sha256."""
     import keras
@@ -50,14 +49,9 @@ def model_dir(tmp_path_factory, vocab_path):
     import models
     from configs import schema as config_lib
 
-    directory = tmp_path_factory.mktemp("model_source") / "tiny-run"
     config = dataclasses.replace(config_lib.load("tiny", SMALL), name="tiny-run")
-    tokens = pathlib.Path(vocab_path).read_text(encoding="utf-8").splitlines()
-    (directory / "checkpoints").mkdir(parents=True)
-    (directory / "config.yaml").write_text(config_lib.dump(config))
-    (directory / "run.json").write_text(json.dumps({
-        "config": config.to_dict(), "next_sentence": True,
-        "vocabulary_sha256": hashlib.sha256(("\n".join(tokens) + "\n").encode()).hexdigest()}))
+    directory = model_dir_writer(tmp_path_factory.mktemp("model_source") / "tiny-run", config, steps=(),
+                                 next_sentence=True)  # the layout; the checkpoints are written below
     keras.utils.set_random_seed(0)
     model = models.build_pretraining_model(models.build_encoder(config), next_sentence=True)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(directory / "checkpoints"),
