@@ -11,11 +11,14 @@ import sys
 
 import pytest
 
+from beam_jobs.quiet_tensorflow import quiet_tensorflow_start_up
 from pipeline.host_memory import keep_freed_memory
 
-# Keep TensorFlow quiet and on the CPU in every test process.
+# Keep TensorFlow quiet and on the CPU in every test process, its start-up notices included (as the
+# trimbert command does).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+quiet_tensorflow_start_up()
 # As the trimbert command does (pipeline.host_memory): TensorFlow's freed tensors are not faulted in again.
 keep_freed_memory()
 
