@@ -1,4 +1,4 @@
-"""Pre-training instances from tokenized documents: Google's ``bert`` format and ``packed``.
+"""Pre-training instances from tokenized documents in Google's ``bert`` format (``packed``: ``beam_jobs.packing``).
 
 ``bert`` follows Google's create_pretraining_data algorithm (docs/record_format.md): for each of
 ``dupe_factor`` passes, a document is cut into chunks up to a target length (shorter with
@@ -29,7 +29,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.combiners import TopCombineFn
 
-from beam_jobs.features import encode_example, feature_specs, frame_record, special_token_ids
+from beam_jobs.features import special_token_ids
 from beam_jobs.masking import assemble, mask_batch, splitmix64
 from beam_jobs.pairs import plan_pairs
 from beam_jobs.records import Document, TokenizedDocument, stable_hash
@@ -169,28 +169,6 @@ def _starts(document: TokenizedDocument) -> list[int]:
 
 def _flat(document: TokenizedDocument, total: int) -> np.ndarray:
     return np.fromiter(itertools.chain.from_iterable(document.sentences), dtype=np.int64, count=total)
-
-
-def packed_records(document: TokenizedDocument, config: DataConfig, special: SpecialIds,
-                   shards: int) -> Iterator[Records]:
-    """The ``packed`` records of a document: its tokens cut into full-length ``[CLS] ... [SEP]``
-    sequences (only its last one shorter), unmasked, segment ids 0; one :class:`Records` each."""
-    specs = feature_specs("packed", config.seq_len, config.max_predictions)
-    stream = [token for sentence in document.sentences for token in sentence]
-    body = config.seq_len - 2
-    for number, start in enumerate(range(0, len(stream), body)):
-        tokens = [special.cls, *stream[start:start + body], special.sep]
-        values = {
-            "input_ids": _pad(tokens, config.seq_len),
-            "input_mask": _pad([1] * len(tokens), config.seq_len),
-            "segment_ids": [0] * config.seq_len,
-        }
-        shard = stable_hash(config.seed, document.digest, 0, number) % shards
-        yield Records(shard, frame_record(encode_example(specs, values)), np.array([len(tokens)]))
-
-
-def _pad(values: list, length: int, fill=0) -> list:
-    return values + [fill] * (length - len(values))
 
 
 def sort_pool(pool, seed: int) -> list[TokenizedDocument]:

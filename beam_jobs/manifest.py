@@ -118,6 +118,11 @@ class Manifest:
         return features.schema_fingerprint(*self.schema_key)
 
     @property
+    def fill(self) -> float:
+        """Real tokens / token slots over every record: 1.0 means no padding."""
+        return self.tokens / (self.examples * self.seq_len) if self.examples else 0.0
+
+    @property
     def shard_paths(self) -> tuple[str, ...]:
         """Every shard's path, in order."""
         return tuple(storage.join(self.directory, shard.name) for shard in self.shards)
@@ -154,6 +159,8 @@ class Manifest:
             "inputs": {"patterns": list(self.inputs.patterns), "sources": list(self.inputs.sources)},
             "examples": self.examples,
             "tokens": self.tokens,
+            # Derived from tokens, examples and seq_len (so not read back): how little is padding.
+            "fill": round(self.fill, 6),
             "shards": [{"name": shard.name, "examples": shard.examples, "tokens": shard.tokens}
                        for shard in self.shards],
             "stats": copy.deepcopy(self.stats),

@@ -115,7 +115,7 @@ def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit]
                                                                 job.text_field, pool)
     results = (read_units
                | "ReshuffleUnits" >> beam.Reshuffle()
-               | "ProcessUnits" >> ProcessUnits(config, tokens, job.shards, job.text_field,
+               | "ProcessUnits" >> ProcessUnits(config, tokens, list(units), job.shards, job.text_field,
                                                 posixpath.join(scratch, "fragments"), pool,
                                                 posixpath.join(scratch, "progress"), job.progress_seconds))
     merged = (results

@@ -145,6 +145,9 @@ class DataConfig:
     Args:
         format: ``bert`` (static masking + next-sentence pairs, Google's schema)
             or ``packed`` (full-length unmasked sequences, dynamic masking).
+        packing: for ``packed``: ``stream`` fills every sequence from a stream of documents separated
+            by [SEP] (RoBERTa's FULL-SENTENCES); ``document`` packs each document on its own, padding
+            its last sequence (``beam_jobs.packing``).
         seq_len: tokens per instance, [CLS] and [SEP] included.
         max_predictions: masked positions per instance.
         masked_lm_prob: fraction of tokens chosen for prediction.
@@ -157,6 +160,7 @@ class DataConfig:
     """
 
     format: Literal["bert", "packed"] = "packed"
+    packing: Literal["stream", "document"] = "stream"
     seq_len: int = 128
     max_predictions: int = 20
     masked_lm_prob: float = 0.15

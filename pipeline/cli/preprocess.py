@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     vocab.add_argument("--learn-vocab", type=int, metavar="SIZE",
                        help="learn a WordPiece vocabulary of SIZE tokens; written as OUTPUT/vocab.txt")
     parser.add_argument("--format", choices=["bert", "packed"], default=_DEFAULTS.format)
+    parser.add_argument("--packing", choices=["stream", "document"], default=_DEFAULTS.packing,
+                        help="packed format: fill every sequence from a stream of documents separated by [SEP] "
+                             "(stream), or cut each document on its own, padding its last sequence (document)")
     parser.add_argument("--seq-len", type=int, default=_DEFAULTS.seq_len)
     parser.add_argument("--max-predictions", type=int, default=_DEFAULTS.max_predictions)
     parser.add_argument("--masked-lm-prob", type=float, default=_DEFAULTS.masked_lm_prob)
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     _show_progress(args.verbose)
     data = dataclasses.replace(
-        _DEFAULTS, format=args.format, seq_len=args.seq_len, max_predictions=args.max_predictions,
+        _DEFAULTS, format=args.format, packing=args.packing, seq_len=args.seq_len, max_predictions=args.max_predictions,
         masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor,
         short_seq_prob=args.short_seq_prob, lower_case=_lower_case(args), seed=args.seed)
     job = pipeline.PreprocessJob(
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         text_field=args.text_field, allow_empty=args.allow_empty, split_bytes=args.split_bytes,
         progress_seconds=args.progress_seconds)
     manifest = pipeline.run(job, getattr(args, "extra_args", []))
-    summary = {key: manifest[key] for key in ("format", "examples", "tokens", "schema_fingerprint")}
+    summary = {key: manifest[key] for key in ("format", "examples", "tokens", "fill", "schema_fingerprint")}
     summary["unknown_token_rate"] = manifest["stats"]["unknown_token_rate"]
     print(json.dumps(summary, indent=2))
     return 0

@@ -14,7 +14,7 @@ from configs.schema import DataConfig
 
 # What the Beam job has written since its first version, in the order it builds them (the file sorts them).
 WRITTEN_KEYS = ["format", "schema", "schema_fingerprint", "seq_len", "max_predictions", "data_config", "seed",
-                "compression", "gzip", "vocab", "inputs", "examples", "tokens", "shards", "stats"]
+                "compression", "gzip", "vocab", "inputs", "examples", "tokens", "fill", "shards", "stats"]
 VOCAB_KEYS = ["path", "size", "sha256", "learned"]
 INPUTS_KEYS = ["patterns", "sources"]
 SHARD_KEYS = ["name", "examples", "tokens"]

@@ -50,7 +50,8 @@ def bert_vocab(vocab_path) -> str:
 
 
 def _job(tmp_path: pathlib.Path, vocab: str, **overrides) -> preprocess.PreprocessJob:
-    data = DataConfig(format=overrides.pop("format", "bert"), dupe_factor=overrides.pop("dupe_factor", 2),
+    data = DataConfig(format=overrides.pop("format", "bert"), packing=overrides.pop("packing", "stream"),
+                      dupe_factor=overrides.pop("dupe_factor", 2),
                       seq_len=overrides.pop("seq_len", 64), max_predictions=10, seed=7)
     corpus = _write_corpus(tmp_path / "corpus")
     values = dict(inputs=(str(corpus / "*.txt"),), output=str(tmp_path / "out"), data=data, vocab=vocab,
@@ -131,8 +132,8 @@ def test_bert_records_read_back_with_google_feature_spec(tmp_path, bert_vocab):
     assert not (tmp_path / "out" / preprocess.SCRATCH_DIR).exists()
 
 
-def test_packed_records_are_full_length_and_unmasked(tmp_path, bert_vocab):
-    job = _job(tmp_path, bert_vocab, format="packed", compress=True)
+def test_document_packed_records_are_full_length_and_unmasked(tmp_path, bert_vocab):
+    job = _job(tmp_path, bert_vocab, format="packed", packing="document", compress=True)
     manifest = preprocess.run(job, IN_PROCESS)
     assert manifest["compression"] == "GZIP" and all(s["name"].endswith(".gz") for s in manifest["shards"])
     records = _records(job.output, manifest)
@@ -176,10 +177,12 @@ def _example_set(output: str, manifest: dict) -> list[tuple[bytes, ...]]:
     return sorted(tuple(record[name].tobytes() for name in sorted(record)) for record in _records(output, manifest))
 
 
-def test_multi_process_direct_runner_matches_in_process(tmp_path, bert_vocab):
-    in_process = _job(tmp_path / "a", bert_vocab)
+@pytest.mark.parametrize("record_format", ["bert", "packed"])
+def test_multi_process_direct_runner_matches_in_process(tmp_path, bert_vocab, record_format):
+    # packed: stream packing, whose chains run on from one read unit into the next.
+    in_process = _job(tmp_path / "a", bert_vocab, format=record_format, seq_len=16, split_bytes=300)
     manifest = preprocess.run(in_process, IN_PROCESS)
-    multi = _job(tmp_path / "b", bert_vocab)
+    multi = _job(tmp_path / "b", bert_vocab, format=record_format, seq_len=16, split_bytes=300)
     # No runner flags: the default is the direct runner in multi_processing mode, one worker per core.
     options = runners.pipeline_options([])
     assert options.get_all_options()["direct_running_mode"] == "multi_processing"
@@ -238,7 +241,8 @@ def test_jsonl_gzip_bad_utf8_and_empty_files_are_counted(tmp_path, bert_vocab):
     (corpus / "latin1.txt").write_bytes("Caf\xe9 au lait is served.\nSecond line.\n".encode("latin-1"))
     (corpus / "empty.txt").write_bytes(b"")
     job = preprocess.PreprocessJob(inputs=(str(corpus / "*"),), output=str(tmp_path / "out"),
-                                   data=DataConfig(format="packed", seq_len=32), vocab=bert_vocab, shards=2)
+                                   data=DataConfig(format="packed", packing="document", seq_len=32),
+                                   vocab=bert_vocab, shards=2)
     manifest = preprocess.run(job, IN_PROCESS)
     stats = manifest["stats"]
     assert stats["files"] == 4 and stats["empty_files"] == 1 and stats["documents"] == 4
