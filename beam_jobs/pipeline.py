@@ -8,6 +8,7 @@
 Output directory after a successful run::
 
     data-00000-of-000KK.tfrecord[.gz] ...   the shards
+    heldout-00000-of-000HH.tfrecord[.gz]    only with --heldout-fraction: the held-out documents' records
     vocab.txt                               only with --learn-vocab
     manifest.json                           written last: its presence means the output is complete
 
@@ -19,7 +20,9 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
+import math
 import posixpath
 import time
 from collections.abc import Sequence
@@ -30,14 +33,14 @@ from apache_beam.io.filesystems import FileSystems
 import storage
 from beam_jobs import features
 from beam_jobs.manifest import FILE_NAME as MANIFEST_FILE
-from beam_jobs.manifest import GZIP, Inputs, Manifest, Shard, Vocabulary
+from beam_jobs.manifest import GZIP, Heldout, Inputs, Manifest, Shard, Vocabulary
 from beam_jobs.pool import UnitsAfterPool, pool_file
 from beam_jobs.progress import ProgressReporter
 from beam_jobs.read import expand_inputs
 from beam_jobs.records import ReadUnit, merge_stats
 from beam_jobs.runners import pipeline_options, running
 from beam_jobs.tokenize import read_vocabulary
-from beam_jobs.units import ProcessUnits
+from beam_jobs.units import Destination, ProcessUnits
 from beam_jobs.vocab import learn_vocabulary
 from beam_jobs.write import MergeShards, create_raw, read_json, shard_name, write_json, write_text_atomic
 from configs.errors import TrimbertError
@@ -45,7 +48,9 @@ from configs.schema import DataConfig
 
 VOCAB_FILE = "vocab.txt"
 SCRATCH_DIR = ".preprocess-tmp"
+SCRATCH_FOLDERS = ("fragments", "heldout-fragments", "shards", "vocab", "progress")
 SHARD_PREFIX = "data"
+HELDOUT_PREFIX = "heldout"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,9 @@ class PreprocessJob:
         split_bytes: read uncompressed files larger than this in byte ranges of about this size, one
             read unit each; None picks it from the input size (``beam_jobs.ranges``).
         progress_seconds: seconds between the driver's progress lines.
+        heldout_fraction: hold this share of the documents out of training, chosen by a seeded hash of
+            their content (``records.held_out``), and write their records to held-out shards for
+            evaluation; 0 holds none out.
     """
 
     inputs: tuple[str, ...]
@@ -78,6 +86,12 @@ class PreprocessJob:
     allow_empty: bool = False
     split_bytes: int | None = None
     progress_seconds: float = 30.0
+    heldout_fraction: float = 0.0
+
+    @property
+    def heldout_shards(self) -> int:
+        """Held-out shards: the training shards' share, at least one."""
+        return max(1, math.ceil(self.shards * self.heldout_fraction))
 
     def validate(self) -> None:
         self.data.validate("preprocess")
@@ -90,6 +104,8 @@ class PreprocessJob:
             raise TrimbertError(f"--shards must be >= 1, got {self.shards}")
         if self.progress_seconds <= 0:
             raise TrimbertError(f"--progress-seconds must be > 0, got {self.progress_seconds}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise TrimbertError(f"--heldout-fraction must be in [0, 1), got {self.heldout_fraction}")
 
 
 def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str],
@@ -112,18 +128,26 @@ def build(pipeline: beam.Pipeline, job: PreprocessJob, units: Sequence[ReadUnit]
     read_units = pipeline | "Units" >> beam.Create(list(units))
     if pool is not None:
         read_units = read_units | "AfterPool" >> UnitsAfterPool(units, tokens, config.lower_case, config.seed,
-                                                                job.text_field, pool)
+                                                                job.text_field, pool, job.heldout_fraction)
+    training = Destination(posixpath.join(scratch, "fragments"), job.shards)
+    heldout = Destination(posixpath.join(scratch, "heldout-fragments"), job.heldout_shards)
     results = (read_units
                | "ReshuffleUnits" >> beam.Reshuffle()
-               | "ProcessUnits" >> ProcessUnits(config, tokens, list(units), job.shards, job.text_field,
-                                                posixpath.join(scratch, "fragments"), pool,
-                                                posixpath.join(scratch, "progress"), job.progress_seconds))
+               | "ProcessUnits" >> ProcessUnits(config, tokens, list(units), job.text_field, training, heldout,
+                                                job.heldout_fraction, pool, posixpath.join(scratch, "progress"),
+                                                job.progress_seconds))
     merged = (results
               | "Fragments" >> beam.FlatMap(lambda result: result.fragments)
               | "MergeShards" >> MergeShards(scratch, SHARD_PREFIX, job.shards, job.compress))
+    reports = [merged]
+    if job.heldout_fraction:
+        reports.append(results
+                       | "HeldoutFragments" >> beam.FlatMap(lambda result: result.heldout_fragments)
+                       | "MergeHeldout" >> MergeShards(scratch, HELDOUT_PREFIX, job.heldout_shards, job.compress,
+                                                       report_stats=False))
     unit_stats = results | "UnitStats" >> beam.Map(lambda result: {"stats": result.stats})
     stats_path = posixpath.join(scratch, "job_stats.json")
-    return ((merged, unit_stats)
+    return ((*reports, unit_stats)
             | "FlattenReports" >> beam.Flatten()
             | "OneKey" >> beam.Map(lambda report: (None, report))
             | "GatherReports" >> beam.GroupByKey()
@@ -193,13 +217,14 @@ def _clear_previous_output(output: str, scratch: str) -> None:
     manifest = posixpath.join(output, MANIFEST_FILE)
     stale = [manifest, storage.staging_path(manifest)]
     if FileSystems.exists(output):
-        old_shards = posixpath.join(output, f"{SHARD_PREFIX}-*-of-*.tfrecord*")
-        stale += [match.path for match in FileSystems.match([old_shards])[0].metadata_list]
+        for prefix in (SHARD_PREFIX, HELDOUT_PREFIX):
+            old_shards = posixpath.join(output, f"{prefix}-*-of-*.tfrecord*")
+            stale += [match.path for match in FileSystems.match([old_shards])[0].metadata_list]
     stale += [scratch] if FileSystems.exists(scratch) else []
     FileSystems.delete([path for path in stale if FileSystems.exists(path)])
     if not FileSystems.exists(output):
         FileSystems.mkdirs(output)
-    for directory in ("fragments", "shards", "vocab", "progress"):
+    for directory in SCRATCH_FOLDERS:
         FileSystems.mkdirs(posixpath.join(scratch, directory))
 
 
@@ -208,21 +233,17 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
     report = read_json(posixpath.join(scratch, "job_stats.json"))
     totals: dict[str, int] = report["stats"]
     written = {shard["name"]: shard for shard in report["shards"]}
-    _check_example_count(job, summarize_stats(totals), sum(shard["examples"] for shard in written.values()),
-                         scratch)
-    shards = []
-    for index in range(job.shards):
-        name = shard_name(SHARD_PREFIX, index, job.shards, job.compress)
-        source = posixpath.join(scratch, "shards", name)
-        if name not in written:  # no record hashed to this shard: write a valid empty file
-            with create_raw(source) as handle:
-                if job.compress:
-                    import gzip
-
-                    handle.write(gzip.compress(b"", mtime=0))
-        FileSystems.rename([source], [posixpath.join(job.output, name)])
-        shard = written.get(name, {"examples": 0, "tokens": 0})
-        shards.append(Shard(name=name, examples=shard["examples"], tokens=shard["tokens"]))
+    training = [shard for name, shard in written.items() if name.startswith(SHARD_PREFIX + "-")]
+    _check_example_count(job, summarize_stats(totals), sum(shard["examples"] for shard in training), scratch)
+    shards = _place_shards(job, SHARD_PREFIX, job.shards, written, scratch)
+    heldout = None
+    if job.heldout_fraction:
+        heldout_shards = _place_shards(job, HELDOUT_PREFIX, job.heldout_shards, written, scratch)
+        heldout = Heldout(fraction=job.heldout_fraction, examples=sum(shard.examples for shard in heldout_shards),
+                          tokens=sum(shard.tokens for shard in heldout_shards), shards=heldout_shards)
+        if heldout.examples == 0:
+            logging.warning("preprocess: --heldout-fraction %s held out no document; no held-out evaluation "
+                            "is possible on this data", job.heldout_fraction)
     config = job.data
     manifest = Manifest(
         directory=job.output, format=config.format, seq_len=config.seq_len,
@@ -235,13 +256,30 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
                       sources=tuple(dict.fromkeys(unit.source + (f"[{unit.split}]" if unit.split else "")
                                                   for unit in units))),
         examples=sum(shard.examples for shard in shards), tokens=sum(shard.tokens for shard in shards),
-        shards=tuple(shards), stats=summarize_stats(totals))
-    FileSystems.delete([posixpath.join(scratch, d) for d in ("fragments", "shards", "vocab", "progress",
-                                                              "job_stats.json", "pool.json")
+        shards=shards, stats=summarize_stats(totals), heldout=heldout)
+    FileSystems.delete([posixpath.join(scratch, d) for d in (*SCRATCH_FOLDERS, "job_stats.json", "pool.json")
                         if FileSystems.exists(posixpath.join(scratch, d))])
     write_text_atomic(posixpath.join(job.output, MANIFEST_FILE), manifest.to_text())  # last: the output is complete
     FileSystems.delete([scratch])
     return manifest
+
+
+def _place_shards(job: PreprocessJob, prefix: str, count: int, written: dict[str, dict],
+                  scratch: str) -> tuple[Shard, ...]:
+    """Moves the merged shards named ``prefix-*`` into the output (writing a valid empty file for a
+    shard no record hashed to); returns them in order."""
+    shards = []
+    for index in range(count):
+        name = shard_name(prefix, index, count, job.compress)
+        source = posixpath.join(scratch, "shards", name)
+        if name not in written:
+            with create_raw(source) as handle:
+                if job.compress:
+                    handle.write(gzip.compress(b"", mtime=0))
+        FileSystems.rename([source], [posixpath.join(job.output, name)])
+        shard = written.get(name, {"examples": 0, "tokens": 0})
+        shards.append(Shard(name=name, examples=shard["examples"], tokens=shard["tokens"]))
+    return tuple(shards)
 
 
 def _check_example_count(job: PreprocessJob, stats: dict, examples: int, scratch: str) -> None:
@@ -277,7 +315,7 @@ def summarize_stats(totals: dict[str, int]) -> dict:
         elif key not in ("examples", "example_tokens"):
             nested[key] = value
     for name in ("files", "empty_files", "documents", "bytes_read", "invalid_utf8_lines",
-                 "invalid_utf8_characters", "tokens", "unknown_tokens"):
+                 "invalid_utf8_characters", "tokens", "unknown_tokens", "heldout_documents"):
         nested.setdefault(name, 0)
     nested["unknown_token_rate"] = nested["unknown_tokens"] / nested["tokens"] if nested["tokens"] else 0.0
     nested["length_histogram"] = dict(sorted(nested["length_histogram"].items(),

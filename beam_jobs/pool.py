@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs.instances import SampleRandomDocuments
 from beam_jobs.normalize import normalize_document, split_document
 from beam_jobs.read import DocumentReader
-from beam_jobs.records import Document, ReadUnit, Stats, TokenizedDocument
+from beam_jobs.records import Document, ReadUnit, Stats, TokenizedDocument, held_out
 from beam_jobs.tokenize import BatchTokenizer
 from beam_jobs.write import write_json
 
@@ -42,20 +42,25 @@ class UnitsAfterPool(beam.PTransform):
         seed: the job seed.
         text_field: JSON Lines / TFDS key holding the text.
         path: where the pool file goes (:func:`pool_file`).
+        heldout_fraction: documents held out of training (``records.held_out``) are not sampled, so
+            no training instance takes a segment from one.
     """
 
     def __init__(self, units: Sequence[ReadUnit], tokens: list[str], lower_case: bool, seed: int,
-                 text_field: str, path: str, label: str | None = None) -> None:
+                 text_field: str, path: str, heldout_fraction: float = 0.0, label: str | None = None) -> None:
         super().__init__(label)
         self._count, self._tokens, self._lower_case = len(units), tokens, lower_case
         self._seed, self._text_field, self._path = seed, text_field, path
+        self._heldout_fraction = heldout_fraction
 
     def expand(self, units):
         reader = DocumentReader(self._text_field, log_empty_files=False)
         count, tokens, lower_case, path = self._count, self._tokens, self._lower_case, self._path
+        seed, fraction = self._seed, self._heldout_fraction
         samples = (units
                    | "ReshuffleForPool" >> beam.Reshuffle()
                    | "ReadForPool" >> beam.FlatMap(lambda unit: reader.documents(unit, Stats()))
+                   | "TrainingOnly" >> beam.Filter(lambda document: not held_out(document.digest, seed, fraction))
                    | "SamplePool" >> SampleRandomDocuments(self._seed))
         marker = units.pipeline | "EmptyPool" >> beam.Create([[]])
 

@@ -71,6 +71,14 @@ def stable_hash(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+def held_out(digest: str, seed: int, fraction: float) -> bool:
+    """Whether the document with this digest is held out of training (``--heldout-fraction``).
+
+    A seeded hash of its content, so every copy of a document falls on the same side, whatever file
+    or read unit it is in."""
+    return fraction > 0 and stable_hash(seed, digest, "heldout") < fraction * 2.0 ** 64
+
+
 class Stats(collections.Counter):
     """Integer counts keyed by dotted names (``skipped_documents.empty``); sums across workers."""
 

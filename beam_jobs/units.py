@@ -29,7 +29,7 @@ from beam_jobs.packing import DocumentPacker, StreamPacker, starts_chain
 from beam_jobs.pool import read_pool
 from beam_jobs.progress import UnitProgress
 from beam_jobs.read import DocumentReader
-from beam_jobs.records import ReadUnit, Stats, TokenizedDocument
+from beam_jobs.records import ReadUnit, Stats, TokenizedDocument, held_out
 from beam_jobs.tokenize import BatchTokenizer
 from beam_jobs.write import FragmentWriter
 from configs.schema import DataConfig
@@ -42,15 +42,29 @@ class UnitResult(NamedTuple):
         unit: the read unit's index.
         stats: read and tokenizer counts of the unit.
         fragments: ``(shard, (unit, fragment path, record stats))`` per shard the unit wrote to.
+        heldout_fragments: the same for the held-out shards.
     """
 
     unit: int
     stats: dict
     fragments: list
+    heldout_fragments: list
+
+
+class Destination(NamedTuple):
+    """Where one of the job's two document streams goes: training, or held out for evaluation.
+
+    Args:
+        fragment_dir: scratch folder for its fragment files.
+        shards: its number of shards.
+    """
+
+    fragment_dir: str
+    shards: int
 
 
 class _BertBuilder:
-    """The worker's :class:`BertBatcher` behind the builders' interface (mark, add, finish)."""
+    """A :class:`BertBatcher` behind the builders' interface (mark, add, finish)."""
 
     def __init__(self, batcher: BertBatcher) -> None:
         self._batcher = batcher
@@ -66,10 +80,12 @@ class _BertBuilder:
 
 
 class _ProcessUnitFn(beam.DoFn):
-    def __init__(self, config: DataConfig, tokens: list[str], units: list[ReadUnit], shards: int, text_field: str,
-                 fragment_dir: str, pool_path: str | None, progress_dir: str, progress_seconds: float) -> None:
-        self._config, self._tokens, self._units, self._shards = config, tokens, units, shards
-        self._text_field, self._fragment_dir, self._pool_path = text_field, fragment_dir, pool_path
+    def __init__(self, config: DataConfig, tokens: list[str], units: list[ReadUnit], text_field: str,
+                 training: Destination, heldout: Destination, heldout_fraction: float, pool_path: str | None,
+                 progress_dir: str, progress_seconds: float) -> None:
+        self._config, self._tokens, self._units, self._text_field = config, tokens, units, text_field
+        self._destinations = {False: training, True: heldout}
+        self._heldout_fraction, self._pool_path = heldout_fraction, pool_path
         self._progress_dir, self._progress_seconds = progress_dir, progress_seconds
 
     def setup(self) -> None:
@@ -77,50 +93,66 @@ class _ProcessUnitFn(beam.DoFn):
         self._reader_on = DocumentReader(self._text_field, log_empty_files=False)
         self._tokenizer = BatchTokenizer(self._tokens)
         self._special = SpecialIds.from_tokens(self._tokens)
-        self._bert_batcher: BertBatcher | None = None
+        self._bert_batchers: dict[bool, BertBatcher] = {}
 
-    def _builder(self, unit: ReadUnit):
-        """What turns the unit's tokenized documents into records: for ``bert`` the worker's batcher,
-        built at its first unit (the pool file is written by an earlier step of the same pipeline, so
-        it is read here, not in ``setup``); for ``packed`` a packer of the configured kind."""
+    def _held_out(self, digest: str) -> bool:
+        return held_out(digest, self._config.seed, self._heldout_fraction)
+
+    def _builder(self, unit: ReadUnit, heldout: bool):
+        """What turns one stream's tokenized documents into records: for ``bert`` the worker's batcher
+        of that stream, built at its first unit (the pool file is written by an earlier step of the
+        same pipeline, so it is read here, not in ``setup``); for ``packed`` a packer of the
+        configured kind."""
+        shards = self._destinations[heldout].shards
         if self._config.format == "packed":
             if self._config.packing == "document":
-                return DocumentPacker(self._config, self._special, self._shards)
-            return StreamPacker(self._config, self._special, self._shards, first_unit=unit.index == 0)
-        if self._bert_batcher is None:
+                return DocumentPacker(self._config, self._special, shards)
+            return StreamPacker(self._config, self._special, shards, first_unit=unit.index == 0)
+        if heldout not in self._bert_batchers:
             pool = sort_pool(read_pool(self._pool_path), self._config.seed)
-            self._bert_batcher = BertBatcher(self._config, self._special, self._shards, pool)
-        self._bert_batcher.discard()
-        return _BertBuilder(self._bert_batcher)
+            self._bert_batchers[heldout] = BertBatcher(self._config, self._special, shards, pool)
+        self._bert_batchers[heldout].discard()
+        return _BertBuilder(self._bert_batchers[heldout])
 
     def process(self, unit: ReadUnit):
         stats = Stats()
-        writer = FragmentWriter(self._fragment_dir, unit.index, self._config.seq_len)
+        seq_len = self._config.seq_len
+        writers = {held: FragmentWriter(destination.fragment_dir, unit.index, seq_len)
+                   for held, destination in self._destinations.items()}
+        builders = {held: self._builder(unit, held) for held in writers}
         progress = UnitProgress(self._progress_dir, unit.index, self._progress_seconds)
-        builder = self._builder(unit)
+
+        def build(tokenized_documents) -> None:
+            for tokenized in tokenized_documents:
+                held = self._held_out(tokenized.digest)
+                self._write(builders[held].add(tokenized), writers[held], progress)
+                progress.update(tokens=sum(map(len, tokenized.sentences)))
+
         try:
             for document in self._reader.documents(unit, stats):
-                builder.mark(document)
-                document = split_document(normalize_document(document, self._config.lower_case))
-                for tokenized in self._tokenizer.add(document, stats):
-                    self._write(builder.add(tokenized), writer, progress)
-                    progress.update(tokens=sum(map(len, tokenized.sentences)))
+                held = self._held_out(document.digest)
+                stats["heldout_documents"] += held
+                builders[held].mark(document)
+                build(self._tokenizer.add(split_document(normalize_document(document, self._config.lower_case)),
+                                          stats))
                 progress.update(documents=1, bytes=stats["bytes_read"] - progress.counts["bytes"])
-            for tokenized in self._tokenizer.flush(stats):
-                self._write(builder.add(tokenized), writer, progress)
-                progress.update(tokens=sum(map(len, tokenized.sentences)))
-            self._write(builder.finish(self._read_on(unit)), writer, progress)
+            build(self._tokenizer.flush(stats))
+            for held, builder in builders.items():
+                self._write(builder.finish(self._read_on(unit, held)), writers[held], progress)
         finally:
-            fragments = writer.close()
+            fragments = {held: writer.close() for held, writer in writers.items()}
         progress.save()
-        yield UnitResult(unit.index, dict(stats), fragments)
+        yield UnitResult(unit.index, dict(stats), fragments[False], fragments[True])
 
-    def _read_on(self, unit: ReadUnit):
-        """The tokenized documents after ``unit``, up to the next chain start (``beam_jobs.packing``),
-        for the chain the unit ends in; read lazily and counted nowhere (their units count them)."""
+    def _read_on(self, unit: ReadUnit, heldout: bool):
+        """One stream's tokenized documents after ``unit``, up to that stream's next chain start
+        (``beam_jobs.packing``), for the chain the unit ends in; the other stream's documents are
+        passed over untokenized. Read lazily and counted nowhere (their units count them)."""
         uncounted = Stats()
         for later in self._units[unit.index + 1:]:
             for document in self._reader_on.documents(later, uncounted):
+                if self._held_out(document.digest) != heldout:
+                    continue
                 if starts_chain(document, self._config):
                     yield from self._tokenizer.flush(uncounted)
                     return
@@ -136,26 +168,27 @@ class _ProcessUnitFn(beam.DoFn):
 
 
 class ProcessUnits(beam.PTransform):
-    """PCollection[ReadUnit] -> PCollection[UnitResult]; fragments land in ``fragment_dir``.
+    """PCollection[ReadUnit] -> PCollection[UnitResult]; fragments land in the destinations' folders.
 
     Args:
         config: the data config (format, packing, seq_len, masking, dupe_factor, lower_case, seed).
         tokens: the vocabulary.
         units: every read unit of the job, in order (a ``packed`` stream chain may run on into later units).
-        shards: number of output shards.
         text_field: JSON Lines / TFDS key holding the text.
-        fragment_dir: scratch folder for the fragment files.
+        training: where the training records go.
+        heldout: where the held-out records go.
+        heldout_fraction: the share of documents held out (``records.held_out``); 0 holds none out.
         pool_path: for ``bert``, the pool file :func:`write_pool` wrote; None for ``packed``.
         progress_dir: folder of the per-unit progress files (``beam_jobs.progress``).
         progress_seconds: the driver's progress interval.
     """
 
-    def __init__(self, config: DataConfig, tokens: list[str], units: list[ReadUnit], shards: int, text_field: str,
-                 fragment_dir: str, pool_path: str | None, progress_dir: str, progress_seconds: float,
-                 label: str | None = None) -> None:
+    def __init__(self, config: DataConfig, tokens: list[str], units: list[ReadUnit], text_field: str,
+                 training: Destination, heldout: Destination, heldout_fraction: float, pool_path: str | None,
+                 progress_dir: str, progress_seconds: float, label: str | None = None) -> None:
         super().__init__(label)
-        self._fn = _ProcessUnitFn(config, tokens, units, shards, text_field, fragment_dir, pool_path, progress_dir,
-                                  progress_seconds)
+        self._fn = _ProcessUnitFn(config, tokens, units, text_field, training, heldout, heldout_fraction, pool_path,
+                                  progress_dir, progress_seconds)
 
     def expand(self, units):
         return units | beam.ParDo(self._fn)

@@ -87,9 +87,9 @@ class FragmentWriter:
 
 
 class _MergeShardFn(beam.DoFn):
-    def __init__(self, shard_dir: str, prefix: str, shards: int, compressed: bool) -> None:
+    def __init__(self, shard_dir: str, prefix: str, shards: int, compressed: bool, report_stats: bool) -> None:
         self._shard_dir, self._prefix = shard_dir, prefix
-        self._shards, self._compressed = shards, compressed
+        self._shards, self._compressed, self._report_stats = shards, compressed, report_stats
 
     def process(self, element):
         shard, fragments = element
@@ -109,7 +109,7 @@ class _MergeShardFn(beam.DoFn):
             if self._compressed:
                 out.close()
         yield {"shard": {"name": name, "examples": stats["examples"], "tokens": stats["example_tokens"]},
-               "stats": dict(stats)}
+               "stats": dict(stats) if self._report_stats else {}}
 
 
 class MergeShards(beam.PTransform):
@@ -122,20 +122,22 @@ class MergeShards(beam.PTransform):
         prefix: shard file name prefix.
         shards: number of shards.
         compressed: gzip the shards.
+        report_stats: add the records' counts (examples, length histogram) to the job's stats; the
+            held-out shards' are reported in the manifest's ``heldout`` section only.
     """
 
-    def __init__(self, temporary_dir: str, prefix: str, shards: int, compressed: bool,
+    def __init__(self, temporary_dir: str, prefix: str, shards: int, compressed: bool, report_stats: bool = True,
                  label: str | None = None) -> None:
         super().__init__(label)
         self._temporary_dir, self._prefix = temporary_dir, prefix
-        self._shards, self._compressed = shards, compressed
+        self._shards, self._compressed, self._report_stats = shards, compressed, report_stats
 
     def expand(self, fragments):
         shard_dir = posixpath.join(self._temporary_dir, "shards")
         return (fragments
                 | "GroupByShard" >> beam.GroupByKey()
                 | "MergeFragments" >> beam.ParDo(_MergeShardFn(
-                    shard_dir, self._prefix, self._shards, self._compressed)))
+                    shard_dir, self._prefix, self._shards, self._compressed, self._report_stats)))
 
 
 def create_raw(path: str):

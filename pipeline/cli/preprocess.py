@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-bytes", type=int, metavar="BYTES",
                         help="read uncompressed files larger than BYTES in byte ranges of about BYTES, on "
                              "several workers (default: 1/64 of the input, within 1-64 MiB)")
+    parser.add_argument("--heldout-fraction", type=float, default=0.0, metavar="F",
+                        help="hold this share of the documents (chosen by a seeded hash of their content) out of "
+                             "training and write their records to heldout-*.tfrecord shards, which pretrain "
+                             "evaluates on (default 0: none)")
     parser.add_argument("--progress-seconds", type=float, default=30.0,
                         help="seconds between progress lines (documents, tokens, instances, rate)")
     parser.add_argument("--verbose", action="store_true",
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         inputs=tuple(p for p in args.input.split(",") if p), output=args.output, data=data,
         vocab=args.vocab, learn_vocab=args.learn_vocab, shards=args.shards, compress=args.gzip,
         text_field=args.text_field, allow_empty=args.allow_empty, split_bytes=args.split_bytes,
-        progress_seconds=args.progress_seconds)
+        progress_seconds=args.progress_seconds, heldout_fraction=args.heldout_fraction)
     manifest = pipeline.run(job, getattr(args, "extra_args", []))
     summary = {key: manifest[key] for key in ("format", "examples", "tokens", "fill", "schema_fingerprint")}
     summary["unknown_token_rate"] = manifest["stats"]["unknown_token_rate"]
