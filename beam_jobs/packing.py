@@ -18,6 +18,10 @@ units until the next chain start (as a byte range reads past its end to finish i
 and a unit skips the documents before its first chain start (an earlier unit packs them). Memory
 stays one sequence per worker, and the documents read twice are about one chain per unit.
 
+Held-out documents (``--heldout-fraction``) form a stream of their own, cut into chains by the same
+rule: a unit reading on for its held-out chain passes over about ``1 / fraction`` times a chain of
+text, but reads and hashes it only, and tokenizes just the held-out documents in it.
+
 Every chain loses on average half a sequence to padding, so the fill (real tokens / token slots) is
 about ``1 - 1 / (2 * CHAIN_SEQUENCES)``. Chains longer than a few sequences need documents shorter than
 ``CHAIN_SEQUENCES`` sequences; a corpus of long documents wastes little with either packing. A sequence's shard is
