@@ -4,11 +4,13 @@ Builds the benchmark corpus from the embedded corpus asset (Brown + State of the
 data fetch corpus``): one sentence per line, a blank line between documents, 16.9 MB. Writes it as
 one file and as 16 files cut at document boundaries (same bytes, document for document), runs
 ``trimbert preprocess`` on each (FnApiRunner, multi_processing, one worker per core) for every
-format asked, and reports wall time, CPU seconds of the whole process tree, peak tree memory and
-whether the shards are byte-identical.
+format asked, and reports wall time, CPU seconds of the whole process tree, peak tree memory, the
+fill (real tokens / token slots), the documents' WordPiece tokens per CPU-second and whether the
+shards are byte-identical. A format may name its packing: ``packed:stream`` (the default packing) and
+``packed:document`` (one document per sequence) compare the two on the same text in one run.
 
     .venv/bin/python benchmarks/preprocess_split.py --vocab ~/.cache/trimbert/vocab/bert-base-uncased.txt \
-        --formats packed,bert --work-dir /tmp/preprocess_split
+        --formats packed:stream,packed:document,bert --work-dir /tmp/preprocess_split
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def measure(command: list[str]) -> dict:
 
 
 def preprocess_command(pattern: str, output: pathlib.Path, vocab: str, record_format: str) -> list[str]:
-    extra = BERT_ARGUMENTS if record_format == "bert" else []
+    """``record_format`` is ``bert``, ``packed`` or ``packed:PACKING``."""
+    record_format, _, packing = record_format.partition(":")
+    extra = BERT_ARGUMENTS if record_format == "bert" else ["--packing", packing] if packing else []
     return [sys.executable, "-m", "pipeline.cli", "preprocess", "--input", pattern, "--output", str(output),
             "--vocab", vocab, "--format", record_format, *extra]
 
@@ -92,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     for record_format in args.formats.split(","):
         digests = {}
         for layout, pattern in layouts.items():
-            output = work / f"out-{record_format}-{layout.replace(' ', '')}"
+            output = work / f"out-{record_format.replace(':', '-')}-{layout.replace(' ', '')}"
             result = measure(preprocess_command(pattern, output, args.vocab, record_format))
-            examples = Manifest.read(output).examples
+            manifest = Manifest.read(output)
             digests[layout] = shard_digests(output)
-            rows.append({"format": record_format, "input": layout, "examples": examples,
+            rows.append({"format": record_format, "input": layout, "examples": manifest.examples,
+                         "fill": round(manifest.fill, 4),
+                         "tokens_per_cpu_second": round(manifest.stats["tokens"] / result["cpu_seconds"]),
                          **{key: value for key, value in result.items() if key not in ("stdout", "stderr")}})
             print(json.dumps(rows[-1]), flush=True)
         print(json.dumps({"format": record_format, "shards_identical": digests["1 file"] == digests["16 files"]}))
