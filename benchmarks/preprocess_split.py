@@ -46,6 +46,15 @@ def corpus_documents() -> list[str]:
     return documents
 
 
+def sentiment_documents() -> list[str]:
+    """A corpus of short documents: every training text of the embedded sentiment tasks, one per document."""
+    from pipeline.assets import cache as assets
+
+    folder = pathlib.Path(assets.ensure("sentiment"))
+    return [line.split("\t")[0] + "\n" for path in sorted(folder.glob("*/train.tsv"))
+            for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+
+
 def write_corpus(directory: pathlib.Path, documents: list[str], files: int, copies: int = 1) -> str:
     """``copies`` x the documents in ``files`` files cut at document boundaries; returns the glob."""
     shutil.rmtree(directory, ignore_errors=True)
@@ -86,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", required=True)
     parser.add_argument("--formats", default="packed,bert")
+    parser.add_argument("--corpus", choices=["embedded", "sentiment"], default="embedded",
+                        help="the embedded corpus (Brown + State of the Union), or the sentiment texts as a "
+                             "corpus of short documents")
     parser.add_argument("--work-dir", default="/tmp/preprocess_split")
     args = parser.parse_args(argv)
     work = pathlib.Path(args.work_dir)
-    documents = corpus_documents()
+    documents = corpus_documents() if args.corpus == "embedded" else sentiment_documents()
     layouts = {"1 file": write_corpus(work / "one", documents, 1),
                "16 files": write_corpus(work / "sixteen", documents, 16)}
     rows = []
