@@ -113,19 +113,21 @@ def test_dask_cluster_learns_the_same_vocabulary_and_writes_the_same_records(tmp
 
     address, _ = dask_cluster
     corpus = _small_corpus(pathlib.Path(corpus_dir), tmp_path / "corpus")
-    common = ["preprocess", "--input", corpus, "--learn-vocab", "400", "--format", "packed", "--seq-len", "32",
-              "--shards", "2"]
+    # packed: stream packing, whose chains run on across files at this length (most of these long
+    # documents do not start a chain); and held-out shards.
+    common = ["preprocess", "--input", corpus, "--learn-vocab", "400", "--format", "packed", "--seq-len", "128",
+              "--shards", "2", "--heldout-fraction", "0.2"]
     assert cli.main([*common, "--output", str(tmp_path / "fn_api"), "--direct_running_mode=in_memory",
                      "--direct_num_workers=1"]) == 0
     assert cli.main([*common, "--output", str(tmp_path / "dask"), "--runner", "DaskRunner",
                      "--dask_client_address", address]) == 0
 
     expected = sorted(path.name for path in (tmp_path / "fn_api").iterdir())
-    assert expected == ["data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord", "manifest.json",
-                        "vocab.txt"]
+    assert expected == ["data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord",
+                        "heldout-00000-of-00001.tfrecord", "manifest.json", "vocab.txt"]
     assert sorted(path.name for path in (tmp_path / "dask").iterdir()) == expected
     assert len((tmp_path / "fn_api" / "vocab.txt").read_text().splitlines()) > 100
-    for name in expected[:2] + ["vocab.txt"]:
+    for name in expected[:3] + ["vocab.txt"]:
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "fn_api" / name).read_bytes(), name
     # The manifest names the learned vocab.txt by its path inside each output folder; all else is equal.
     manifests = [json.loads((tmp_path / folder / "manifest.json").read_text()) for folder in ("fn_api", "dask")]
