@@ -15,6 +15,8 @@ RUNTIME_REQUIREMENTS = [
     "keras-hub==0.32.0",
     "tensorflow-datasets==4.9.10",
     "apache-beam==2.77.0",
+    "pyarrow>=14",
+    "zstandard>=0.25",
     "google-crc32c",
     "safetensors",
     "pyyaml",

@@ -170,12 +170,13 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
         beam_args: Beam pipeline options (``--runner``, ``--direct_num_workers``, ``--project`` ...).
 
     Raises:
-        TrimbertError: a bad input, vocabulary or option, before anything is written; or no example
-            was produced (unless ``job.allow_empty``), after which no manifest and no shards remain.
+        TrimbertError: a bad input, vocabulary or option, before anything is written; an input file
+            found corrupt while read (a truncated compressed file), or no example produced (unless
+            ``job.allow_empty``), after which no manifest and no shards remain.
     """
     job.validate()
     started = time.monotonic()
-    units = expand_inputs(list(job.inputs), split_bytes=job.split_bytes)
+    units = expand_inputs(list(job.inputs), split_bytes=job.split_bytes, text_field=job.text_field)
     tokens = read_vocabulary(job.vocab) if job.vocab else None
     options = pipeline_options(beam_args)
     scratch = posixpath.join(job.output, SCRATCH_DIR)
@@ -200,8 +201,12 @@ def run(job: PreprocessJob, beam_args: Sequence[str] = ()) -> dict:
     with ProgressReporter(posixpath.join(scratch, "progress"), job.progress_seconds) as progress:
         bert = job.data.format == "bert"
         progress.phase = "sampling the pool, then building instances" if bert else "building instances"
-        with running(options) as pipeline:
-            build(pipeline, job, units, tokens, scratch)
+        try:
+            with running(options) as pipeline:
+                build(pipeline, job, units, tokens, scratch)
+        except TrimbertError:
+            FileSystems.delete([scratch])  # a corrupt input: no scratch that looks like a run in progress
+            raise
     manifest = _commit(job, units, tokens, vocab_path, scratch)
     elapsed = time.monotonic() - started
     # Two token counts, both in the manifest: "tokens" counts the records' real tokens ([CLS] and

@@ -14,7 +14,8 @@ Because documents are seeded by their content and shard contents are concatenate
 order, a file read in ranges gives the same records, in the same order, as the file read whole, or
 as the same text cut into many files at document boundaries.
 
-gzip files cannot be entered in the middle: they stay one read unit each (the job says so).
+Compressed files (gzip, Zstandard, bzip2) cannot be entered in the middle: they stay one read unit each
+(the job says so). Parquet files are split by row groups instead (``beam_jobs.parquet``).
 """
 
 from __future__ import annotations

@@ -3,25 +3,38 @@
 Accepted inputs, comma-separated globs or names:
 
 * plain text: documents separated by blank lines, one sentence or paragraph per line (Google's
-  format); gzip-compressed files are recognised by their magic bytes, whatever their name;
-* JSON Lines (``.jsonl`` / ``.json``, optionally ``.gz``): one document per line, its text in
-  ``text_field`` (newlines inside the text separate sentences);
+  format);
+* JSON Lines (``.jsonl`` / ``.json``): one document per line, its text in ``text_field``;
+* Parquet (``.parquet``, or any file starting with ``PAR1``): one document per row, its text in the
+  string column ``text_field`` (``beam_jobs.parquet``);
+* gzip, Zstandard and bzip2 compressed text and JSON Lines (``.gz``, ``.zst``, ``.bz2``), recognised
+  by their magic bytes whatever their name; the kind comes from the name without that suffix
+  (``beam_jobs.compression``);
 * ``tfds:NAME/CONFIG[:split]``: a prepared TensorFlow Datasets dataset (e.g.
   ``tfds:wikipedia/20230601.en:train``), read in ``tfds_slices`` even slices.
 
-An uncompressed file larger than the split size is read in byte ranges by several workers
-(``beam_jobs.ranges``: no document is cut or read twice); a gzip file is one read unit.
+Inside a JSON Lines, Parquet or TFDS text, line breaks (``str.splitlines``) separate sentences, and
+the document is the text's non-blank stripped lines, as the lines of a plain-text document are: the
+same documents give the same ``Document`` (and digest) in every format. (A plain-text line is
+ended by ``\n`` only; the rarer breaks ``str.splitlines`` also knows, such as ``\x0c`` or
+``\u2028``, split a JSON text but not a plain-text line.) A null, empty or blank text is skipped as
+``empty_text``.
 
-Nothing is held beyond one document: a file is read line by line. Lines that are not UTF-8 are
-decoded with replacement and counted; a document that is mostly undecodable bytes or control
-characters is skipped as `binary`; empty files and skipped documents are counted with reasons.
+An uncompressed file larger than the split size is read in byte ranges by several workers
+(``beam_jobs.ranges``: no document is cut or read twice), a Parquet file in ranges of row groups;
+a compressed file is one read unit.
+
+Nothing is held beyond one document (one record batch for Parquet): a file is read line by line.
+Lines that are not UTF-8 are decoded with replacement and counted; a document that is mostly
+undecodable bytes or control characters is skipped as `binary`; empty files and skipped documents
+are counted with reasons. A missing or non-string Parquet text column fails in
+:func:`expand_inputs`, before the job writes anything; a truncated or corrupt compressed file fails
+where it is read, naming the file.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import json
 import logging
 import os
@@ -31,29 +44,32 @@ import time
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs import parquet
+from beam_jobs.compression import HEAD_BYTES, compression_of, open_lines, strip_suffix
 from beam_jobs.ranges import byte_ranges, lines_from, split_size
 from beam_jobs.records import Document, ReadUnit, Stats, content_digest
 from configs.errors import TrimbertError
 
 TFDS_PREFIX = "tfds:"
-JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
-GZIP_MAGIC = b"\x1f\x8b"
+JSON_SUFFIXES = (".jsonl", ".json")
 PROGRESS_SECONDS = 30.0
 
 
-def expand_inputs(patterns: str | list[str], tfds_slices: int = 8,
-                  split_bytes: int | None = None) -> list[ReadUnit]:
+def expand_inputs(patterns: str | list[str], tfds_slices: int = 8, split_bytes: int | None = None,
+                  text_field: str = "text") -> list[ReadUnit]:
     """Expands globs and dataset names into read units, failing at once on a bad one.
 
     Args:
         patterns: comma-separated string or list of globs / ``tfds:`` names.
         tfds_slices: how many even slices a TFDS split is read in (parallelism).
         split_bytes: uncompressed files larger than this are read in byte ranges of about this
-            size, one read unit each; None picks it from the input size (:func:`ranges.split_size`).
+            size (Parquet files in row-group ranges), one read unit each; None picks it from the
+            input size (:func:`ranges.split_size`).
+        text_field: the column a Parquet file must have, of a string type (checked here, from its footer).
 
     Raises:
-        TrimbertError: naming a glob that matches nothing, a file that cannot be read, or a
-            TFDS dataset that is not prepared.
+        TrimbertError: naming a glob that matches nothing, a file that cannot be read, a Parquet
+            file without a string ``text_field`` column, or a TFDS dataset that is not prepared.
     """
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p.strip()]
@@ -61,11 +77,12 @@ def expand_inputs(patterns: str | list[str], tfds_slices: int = 8,
         raise TrimbertError("no --input given")
     if split_bytes is not None and split_bytes < 1:
         raise TrimbertError(f"--split-bytes must be >= 1, got {split_bytes}")
-    entries: list[tuple[str, str, str, int, bool]] = []  # (source, kind, split, size, compressed)
+    # (source, kind, split, size, compression, Parquet row-group sizes)
+    entries: list[tuple[str, str, str, int, str | None, list[int]]] = []
     seen: set[str] = set()
     for pattern in (p.strip() for p in patterns):
         if pattern.startswith(TFDS_PREFIX):
-            entries += [(pattern, "tfds", split, 0, False) for split in _tfds_slices(pattern, tfds_slices)]
+            entries += [(pattern, "tfds", split, 0, None, []) for split in _tfds_slices(pattern, tfds_slices)]
             continue
         if "://" not in pattern:
             _check_local_matches(pattern)
@@ -77,21 +94,28 @@ def expand_inputs(patterns: str | list[str], tfds_slices: int = 8,
             if path in seen:
                 continue
             seen.add(path)
-            compressed = _check_readable(path) == GZIP_MAGIC
-            kind = "jsonl" if path.endswith(JSON_SUFFIXES) else "text"
-            entries.append((path, kind, "", size, compressed))
+            head = _check_readable(path)
+            if parquet.is_parquet(path, head):
+                entries.append((path, "parquet", "", size, None, parquet.row_group_sizes(path, text_field)))
+                continue
+            kind = "jsonl" if strip_suffix(path).endswith(JSON_SUFFIXES) else "text"
+            entries.append((path, kind, "", size, compression_of(head), []))
     if split_bytes is None:
-        split_bytes = split_size(sum(size for _, _, _, size, compressed in entries if not compressed))
+        split_bytes = split_size(sum(entry[3] for entry in entries if entry[4] is None))
     units: list[ReadUnit] = []
-    for source, kind, split, size, compressed in entries:
+    for source, kind, split, size, compression, groups in entries:
         if kind == "tfds":
             units.append(ReadUnit(len(units), source, kind, split))
             continue
-        if compressed and size > split_bytes:
-            logging.info("preprocess: %s is gzip-compressed (%.1f MB): one worker reads it whole, since a "
+        if compression and size > split_bytes:
+            logging.info("preprocess: %s is %s-compressed (%.1f MB): one worker reads it whole, since a "
                          "compressed file cannot be entered in the middle; decompress it or cut it into "
-                         "several files to spread it over workers", source, size / 1e6)
-        for start, end in [(0, -1)] if compressed else byte_ranges(size, split_bytes):
+                         "several files to spread it over workers", source, compression, size / 1e6)
+        if kind == "parquet":
+            ranges = parquet.group_ranges(groups, split_bytes)
+        else:
+            ranges = [(0, -1)] if compression else byte_ranges(size, split_bytes)
+        for start, end in ranges:
             units.append(ReadUnit(len(units), source, kind, "", start, end))
     return units
 
@@ -106,10 +130,10 @@ def _check_local_matches(pattern: str) -> None:
 
 
 def _check_readable(path: str) -> bytes:
-    """The file's first two bytes (gzip's magic number or not); fails naming a file it cannot read."""
+    """The file's first bytes (a magic number or not); fails naming a file it cannot read."""
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            return handle.read(2)
+            return handle.read(HEAD_BYTES)
     except Exception as error:  # any filesystem's error type: report the file, not a traceback
         raise TrimbertError(f"input file cannot be read: {path} ({error})") from error
 
@@ -133,17 +157,6 @@ def _tfds_slices(spec: str, slices: int) -> list[str]:
     return list(tfds.even_splits(split, n=slices))
 
 
-def open_lines(path: str):
-    """Yields raw lines (bytes, newline stripped) of a file, gunzipping when the bytes say gzip."""
-    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    with raw:
-        head = raw.read(2)
-        body = io.BufferedReader(_Prefixed(head, raw), buffer_size=1 << 20)
-        stream = gzip.GzipFile(fileobj=body) if head == GZIP_MAGIC else body
-        for line in stream:
-            yield line.rstrip(b"\r\n")
-
-
 def enumerate_lines(lines):
     """``(offset, line)`` for raw lines whose newline was stripped (offsets assume one ``\\n`` each;
     only compared with range ends, which a whole-file read does not have)."""
@@ -151,25 +164,6 @@ def enumerate_lines(lines):
     for line in lines:
         yield offset, line
         offset += len(line) + 1
-
-
-class _Prefixed(io.RawIOBase):
-    """A raw stream that first returns ``head`` (already read to sniff the format)."""
-
-    def __init__(self, head: bytes, rest) -> None:
-        self._head, self._rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size], self._head = self._head[:size], self._head[size:]
-            return size
-        data = self._rest.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
 
 BINARY_CHARACTER_SHARE = 0.1
@@ -203,7 +197,8 @@ class DocumentReader:
     def documents(self, unit: ReadUnit, stats: Stats):
         """Yields the unit's documents in file order, numbered from 0; adds its counts to ``stats``."""
         self._stats = stats
-        readers = {"text": self._read_text, "jsonl": self._read_jsonl, "tfds": self._read_tfds}
+        readers = {"text": self._read_text, "jsonl": self._read_jsonl, "parquet": self._read_parquet,
+                   "tfds": self._read_tfds}
         stats["files"] += unit.kind != "tfds" and unit.start == 0
         ordinal = binary = 0
         last_log = time.monotonic()
@@ -220,9 +215,9 @@ class DocumentReader:
                 logging.debug("preprocess: reading %s, %d documents so far", unit.source, ordinal)
         stats["documents"] += ordinal
         # One range of a split file may hold no document start: the file is "empty" when it is read
-        # whole, or when its first range holds none and nothing but whitespace follows.
+        # whole, or when its first range holds none and nothing but whitespace (no row) follows.
         if ordinal == binary == 0 and unit.kind != "tfds" and unit.start == 0 and (
-                unit.whole_file or _blank_from(unit.source, unit.end)):
+                unit.whole_file or _nothing_after(unit)):
             stats["empty_files"] += 1
             if self._log_empty_files:
                 logging.warning("preprocess: input file has no documents: %s", unit.source)
@@ -243,7 +238,7 @@ class DocumentReader:
 
     def _lines(self, unit: ReadUnit):
         """``(previous line or None, (offset, raw line) ...)`` of the unit: its byte range of an
-        uncompressed file, or the whole (possibly gzip) file with offsets in the decompressed text."""
+        uncompressed file, or the whole (possibly compressed) file with offsets in the decompressed text."""
         if unit.whole_file:
             return None, enumerate_lines(open_lines(unit.source))
         return lines_from(unit.source, unit.start)
@@ -286,11 +281,19 @@ class DocumentReader:
             if not isinstance(text, str):
                 self._skip("missing_text_field", len(raw))
                 continue
-            lines = [part.strip() for part in text.splitlines() if part.strip()]
+            lines = text_lines(text)
             if lines:
                 yield lines
             else:
                 self._skip("empty_text", len(raw))
+
+    def _read_parquet(self, unit: ReadUnit):
+        for raw in parquet.parquet_texts(unit.source, unit.start, unit.end, self._text_field):
+            lines = text_lines(self._decode(raw)) if raw is not None else []
+            if lines:
+                yield lines
+            else:
+                self._skip("empty_text", len(raw or b""))
 
     def _read_tfds(self, unit: ReadUnit):
         import tensorflow_datasets as tfds
@@ -299,7 +302,7 @@ class DocumentReader:
         for record in tfds.load(name, split=unit.split, download=False).as_numpy_iterator():
             raw = record[self._text_field]
             text = self._decode(raw if isinstance(raw, bytes) else str(raw).encode("utf-8"))
-            lines = [part.strip() for part in text.splitlines() if part.strip()]
+            lines = text_lines(text)
             if lines:
                 yield lines
             else:
@@ -308,6 +311,18 @@ class DocumentReader:
     def _skip(self, reason: str, size: int) -> None:
         self._stats[f"skipped_documents.{reason}"] += 1
         self._stats[f"skipped_bytes.{reason}"] += size + 1
+
+
+def text_lines(text: str) -> list[str]:
+    """A JSON Lines, Parquet or TFDS text as a document's lines: its non-blank lines, stripped."""
+    return [part.strip() for part in text.splitlines() if part.strip()]
+
+
+def _nothing_after(unit: ReadUnit) -> bool:
+    """Whether the unit's file holds no more documents past the unit's end (whitespace or no row)."""
+    if unit.kind == "parquet":
+        return parquet.rows_from(unit.source, unit.end) == 0
+    return _blank_from(unit.source, unit.end)
 
 
 def _blank_from(path: str, offset: int) -> bool:

@@ -17,10 +17,12 @@ class ReadUnit(NamedTuple):
     Args:
         index: position in the sorted input list; orders shard contents.
         source: a file path, or ``tfds:NAME/CONFIG`` for TensorFlow Datasets.
-        kind: ``text`` (blank-line separated documents), ``jsonl`` or ``tfds``.
+        kind: ``text`` (blank-line separated documents), ``jsonl``, ``parquet`` or ``tfds``.
         split: the TensorFlow Datasets split slice (``tfds`` only, else "").
         start: first byte of the range this unit reads (``beam_jobs.ranges``); 0 for a whole file.
+            For ``parquet``, the first row group it reads (``beam_jobs.parquet``).
         end: byte where the range ends (its last document may run past it); -1: the end of the file.
+            For ``parquet``, the row group it stops before; -1: after the last one.
     """
 
     index: int

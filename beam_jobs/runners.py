@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Sequence
 
 import apache_beam as beam
@@ -25,6 +26,8 @@ from configs.errors import TrimbertError
 
 LOCAL_RUNNER_NAMES = (None, "DirectRunner", "direct", "FnApiRunner")
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+_REPORTED_ERROR = re.compile(r"^configs\.errors\.TrimbertError: (.*)$", re.MULTILINE)
+_STEP_SUFFIX = re.compile(r" \[while running '[^\n]*'\]$")
 
 
 def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
@@ -60,6 +63,11 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
 def running(options: PipelineOptions):
     """``with running(options) as pipeline:`` builds the graph, then runs it to the end on leaving.
 
+    A :class:`TrimbertError` raised in a step (a corrupt input file found while reading it) leaves
+    as a TrimbertError with its own message, whichever runner ran the step: the FnApiRunner raises
+    it again with the step's name appended, in one process, and in ``multi_processing`` mode raises
+    a RuntimeError holding the worker's traceback, whose last TrimbertError line is the message.
+
     Beam's Dask runner opens a client connection to the scheduler for each run and never closes it;
     it is closed here, or it would keep retrying once the cluster is gone.
     """
@@ -67,10 +75,27 @@ def running(options: PipelineOptions):
     try:
         with pipeline:
             yield pipeline
+    except Exception as error:
+        message = step_error_message(error)
+        if message is None:
+            raise
+        raise TrimbertError(message) from error
     finally:
         client = getattr(getattr(pipeline, "result", None), "client", None)
         if client is not None:
             client.close()
+
+
+def step_error_message(error: Exception) -> str | None:
+    """The message of the TrimbertError a step raised, if ``error`` is one or reports one, else None."""
+    if isinstance(error, TrimbertError):
+        message = str(error)
+    else:
+        found = _REPORTED_ERROR.findall(str(error))
+        if not found:
+            return None
+        message = found[-1]
+    return _STEP_SUFFIX.sub("", message)
 
 
 def new_pipeline(options: PipelineOptions) -> beam.Pipeline:

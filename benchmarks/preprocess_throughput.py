@@ -8,10 +8,15 @@ Measures, in one run, on the same text and the same vocab.txt:
    plus how often each agrees with ours token for token;
 2. the whole ``trimbert preprocess`` job (direct runner, multi-processing, one worker per core) at
    1x and 8x the corpus: wall time, tokens/s per core, tokens per CPU-second, and the peak resident
-   memory of the whole process tree (driver + workers), sampled every 0.2 s.
+   memory of the whole process tree (driver + workers), sampled every 0.2 s;
+3. with ``--input-formats text,jsonl,jsonl.zst,jsonl.bz2,parquet``: the same job on the same
+   documents given in each input format (converted once, before any clock runs), side by side, in
+   instances per CPU-second of the whole tree, with each format's ratio against plain text.
 
     .venv/bin/python benchmarks/preprocess_throughput.py --vocab VOCAB.txt \
         --corpus '/path/to/*.txt' --scales 1,8 --work-dir /tmp/preprocess_bench
+    .venv/bin/python benchmarks/preprocess_throughput.py --vocab VOCAB.txt --corpus '/path/to/*.txt' \
+        --scales 1 --skip-tokenizers --input-formats text,jsonl,jsonl.zst,jsonl.bz2,parquet
 """
 
 from __future__ import annotations
@@ -136,6 +141,54 @@ def replicate_corpus(pattern: str, scale: int, directory: pathlib.Path) -> str:
     return str(directory / "*")
 
 
+INPUT_FORMATS = ("text", "jsonl", "jsonl.gz", "jsonl.zst", "jsonl.bz2", "parquet")
+
+
+def convert_corpus(pattern: str, input_format: str, directory: pathlib.Path) -> str:
+    """The corpus in ``input_format``, one file per corpus file, holding the documents the job reads
+    from the text (so every format gives the same examples); returns their glob."""
+    import bz2
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    from beam_jobs.read import DocumentReader, expand_inputs
+    from beam_jobs.records import Stats
+
+    if input_format == "text":
+        return pattern
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    reader = DocumentReader("text", log_empty_files=False)
+    for path in sorted(glob.glob(pattern)):
+        texts = ["\n".join(document.lines) for unit in expand_inputs(path, split_bytes=1 << 40)
+                 for document in reader.documents(unit, Stats())]
+        target = directory / f"{pathlib.Path(path).stem}.{input_format}"
+        if input_format == "parquet":
+            pq.write_table(pa.table({"text": texts}), target)
+            continue
+        records = "".join(json.dumps({"text": text}) + "\n" for text in texts).encode("utf-8")
+        compress = {"jsonl": bytes, "jsonl.gz": lambda data: gzip.compress(data, mtime=0),
+                    "jsonl.zst": zstandard.ZstdCompressor().compress, "jsonl.bz2": bz2.compress}[input_format]
+        target.write_bytes(compress(records))
+    return str(directory / "*")
+
+
+def print_format_table(jobs: list[dict]) -> None:
+    """One line per input format of each (record format, scale): instances per CPU-second and the
+    ratio against plain text."""
+    print(f"{'format':<8} {'scale':>5} {'input':<10} {'examples':>9} {'wall s':>7} {'CPU s':>7} "
+          f"{'inst/CPU-s':>11} {'vs text':>8}")
+    for job in jobs:
+        text = next(other for other in jobs if (other["format"], other["scale"], other["input_format"]) == (
+            job["format"], job["scale"], "text"))
+        print(f"{job['format']:<8} {job['scale']:>5} {job['input_format']:<10} {job['examples']:>9} "
+              f"{job['seconds']:>7.1f} {job['cpu_seconds']:>7.1f} {job['instances_per_cpu_second']:>11.1f} "
+              f"{job['instances_per_cpu_second'] / text['instances_per_cpu_second']:>7.2f}x")
+
+
 def run_job(arguments: list[str]) -> dict:
     """Runs ``trimbert preprocess`` in a subprocess; samples the tree's memory and CPU time."""
     from beam_jobs.manifest import Manifest
@@ -162,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dupe-factor", type=int, default=10)
     parser.add_argument("--work-dir", default="/tmp/preprocess_bench")
     parser.add_argument("--skip-tokenizers", action="store_true")
+    parser.add_argument("--input-formats", default="text",
+                        help=f"comma-separated, measured side by side: {','.join(INPUT_FORMATS)}")
     args = parser.parse_args(argv)
+    input_formats = args.input_formats.split(",")
+    if "text" not in input_formats or set(input_formats) - set(INPUT_FORMATS):
+        parser.error(f"--input-formats: a comma-separated choice of {', '.join(INPUT_FORMATS)}, text included")
     work = pathlib.Path(args.work_dir)
     report: dict = {"cores": os.cpu_count(), "corpus": args.corpus, "vocab": args.vocab}
     if not args.skip_tokenizers:
@@ -171,19 +229,25 @@ def main(argv: list[str] | None = None) -> int:
         report["tokenizers"] = tokenizer_benchmarks(sentences, args.vocab)
         print(json.dumps(report["tokenizers"], indent=2), flush=True)
     report["jobs"] = []
+    corpora = {input_format: convert_corpus(args.corpus, input_format, work / f"corpus-{input_format}")
+               for input_format in input_formats}
     for record_format in args.formats.split(","):
         for scale in (int(s) for s in args.scales.split(",")):
-            pattern = replicate_corpus(args.corpus, scale, work / f"corpus-{scale}x")
-            output = work / f"out-{record_format}-{scale}x"
-            job = run_job(["--input", pattern, "--output", str(output), "--vocab", args.vocab,
-                           "--format", record_format, "--dupe-factor", str(args.dupe_factor),
-                           "--shards", "8"])
-            job.update(format=record_format, scale=scale, workers=os.cpu_count(),
-                       tokens_per_second_per_core=job["tokens"] / job["seconds"] / os.cpu_count(),
-                       tokens_per_cpu_second=job["tokens"] / job["cpu_seconds"])
-            report["jobs"].append(job)
-            print(json.dumps(job, indent=2), flush=True)
-            shutil.rmtree(output, ignore_errors=True)
+            for input_format in input_formats:
+                pattern = replicate_corpus(corpora[input_format], scale, work / f"corpus-{input_format}-{scale}x")
+                output = work / f"out-{record_format}-{scale}x"
+                job = run_job(["--input", pattern, "--output", str(output), "--vocab", args.vocab,
+                               "--format", record_format, "--dupe-factor", str(args.dupe_factor),
+                               "--shards", "8"])
+                job.update(format=record_format, scale=scale, input_format=input_format, workers=os.cpu_count(),
+                           tokens_per_second_per_core=job["tokens"] / job["seconds"] / os.cpu_count(),
+                           tokens_per_cpu_second=job["tokens"] / job["cpu_seconds"],
+                           instances_per_cpu_second=job["examples"] / job["cpu_seconds"])
+                report["jobs"].append(job)
+                print(json.dumps(job, indent=2), flush=True)
+                shutil.rmtree(output, ignore_errors=True)
+    if len(input_formats) > 1:
+        print_format_table(report["jobs"])
     (work / "report.json").write_text(json.dumps(report, indent=2))
     print(f"report: {work / 'report.json'}")
     return 0

@@ -20,7 +20,10 @@ _DEFAULTS = DataConfig()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True,
-                        help="comma-separated globs (text, .jsonl, .gz) or tfds:NAME/CONFIG[:split]")
+                        help="comma-separated globs or tfds:NAME/CONFIG[:split]: plain text (documents split by "
+                             "blank lines), JSON Lines (.jsonl/.json), Parquet (.parquet; one row per document); "
+                             "text and JSON Lines may be gzip, zstd or bzip2 compressed (.gz/.zst/.bz2, "
+                             "recognised by their first bytes)")
     parser.add_argument("--output", required=True, help="output directory (local or gs://...)")
     vocab = parser.add_mutually_exclusive_group(required=True)
     vocab.add_argument("--vocab", help="WordPiece vocab.txt with [PAD] [UNK] [CLS] [SEP] [MASK]")
@@ -43,12 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--gzip", action="store_true", help="gzip the shards")
-    parser.add_argument("--text-field", default="text", help="JSON Lines / TFDS key holding the text")
+    parser.add_argument("--text-field", default="text",
+                        help="JSON Lines / TFDS key, or Parquet string column, holding the text")
     parser.add_argument("--allow-empty", action="store_true",
                         help="write the manifest even when no example is produced (default: exit 2, write nothing)")
     parser.add_argument("--split-bytes", type=int, metavar="BYTES",
-                        help="read uncompressed files larger than BYTES in byte ranges of about BYTES, on "
-                             "several workers (default: 1/64 of the input, within 1-64 MiB)")
+                        help="read uncompressed files larger than BYTES in byte ranges of about BYTES (Parquet "
+                             "files in row-group ranges), on several workers (default: 1/64 of the input, "
+                             "within 1-64 MiB)")
     parser.add_argument("--heldout-fraction", type=float, default=0.0, metavar="F",
                         help="hold this share of the documents (chosen by a seeded hash of their content) out of "
                              "training and write their records to heldout-*.tfrecord shards, which pretrain "

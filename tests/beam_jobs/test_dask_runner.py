@@ -134,3 +134,54 @@ def test_dask_cluster_learns_the_same_vocabulary_and_writes_the_same_records(tmp
     assert [manifest["vocab"].pop("path") for manifest in manifests] == [
         str(tmp_path / "fn_api" / "vocab.txt"), str(tmp_path / "dask" / "vocab.txt")]
     assert manifests[0] == manifests[1]
+
+
+def _compressed_and_parquet_corpus(corpus_dir: pathlib.Path, folder: pathlib.Path) -> str:
+    """The small corpus's three parts as .jsonl.zst, .jsonl.bz2 and .parquet (one row group per
+    document, so a small --split-bytes makes it several read units); returns the comma-separated inputs."""
+    import bz2
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    from beam_jobs.read import DocumentReader, expand_inputs
+    from beam_jobs.records import Stats
+
+    folder.mkdir()
+    pattern = _small_corpus(corpus_dir, folder / "text")
+    reader = DocumentReader("text", log_empty_files=False)
+    parts = [["\n".join(document.lines) for document in reader.documents(unit, Stats())]
+             for unit in expand_inputs(pattern)]
+    records = ["".join(json.dumps({"text": text}) + "\n" for text in part).encode() for part in parts[:2]]
+    (folder / "part-0.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(records[0]))
+    (folder / "part-1.jsonl.bz2").write_bytes(bz2.compress(records[1]))
+    pq.write_table(pa.table({"text": parts[2]}), folder / "part-2.parquet", row_group_size=1)
+    assert len(expand_inputs(str(folder / "part-2.parquet"), split_bytes=256)) > 1
+    return ",".join(str(folder / name) for name in ("part-0.jsonl.zst", "part-1.jsonl.bz2", "part-2.parquet"))
+
+
+@pytest.mark.slow  # a third Dask run
+def test_dask_cluster_reads_zstd_bzip2_and_parquet_inputs_as_the_fn_api_runner(tmp_path, dask_cluster, corpus_dir,
+                                                                               vocab_path):
+    from pipeline.cli import main as cli
+
+    address, _ = dask_cluster
+    inputs = _compressed_and_parquet_corpus(pathlib.Path(corpus_dir), tmp_path / "corpus")
+    common = ["preprocess", "--input", inputs, "--vocab", str(vocab_path), "--format", "bert", "--seq-len", "64",
+              "--max-predictions", "10", "--dupe-factor", "2", "--shards", "2", "--seed", "5", "--split-bytes", "256"]
+    assert cli.main([*common, "--output", str(tmp_path / "fn_api"), "--direct_running_mode=in_memory",
+                     "--direct_num_workers=1"]) == 0
+    assert cli.main([*common, "--output", str(tmp_path / "dask"), "--runner", "DaskRunner",
+                     "--dask_client_address", address]) == 0
+
+    expected = sorted(path.name for path in (tmp_path / "fn_api").iterdir())
+    assert expected == ["data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord", "manifest.json"]
+    assert sorted(path.name for path in (tmp_path / "dask").iterdir()) == expected
+    for name in expected:
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "fn_api" / name).read_bytes(), name
+    import json
+
+    manifest = json.loads((tmp_path / "fn_api" / "manifest.json").read_text())
+    assert manifest["examples"] > 0 and manifest["stats"]["files"] == 3 and manifest["stats"]["documents"] == 9

@@ -65,9 +65,11 @@ def gcs_emulator(monkeypatch, tmp_path):
 
 
 def _upload(path: str, data: bytes) -> None:
+    """Stores ``data`` as it is (Beam would otherwise compress it again after a .gz/.zst/.bz2 name)."""
+    from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    with FileSystems.create(path) as handle:
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         handle.write(data)
 
 
@@ -97,3 +99,43 @@ def test_preprocess_reads_and_writes_gs_through_the_emulator(gcs_emulator, corpu
     assert written == sorted(expected)  # the scratch folder is gone, nothing else was left behind
     assert sum(m.size_in_bytes for m in FileSystems.match([f"{output}/*.tfrecord"])[0].metadata_list) > 0
     assert not os.path.exists(tmp_path / "gs:")
+
+
+def test_parquet_and_zstd_inputs_are_read_from_gs_as_from_a_local_disk(gcs_emulator, corpus_dir, vocab_path,
+                                                                      tmp_path):
+    """pyarrow reads the Parquet footer and row groups through Beam's gs:// file object (seek + read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import zstandard
+
+    from beam_jobs import pipeline as beam_pipeline
+    from beam_jobs.read import expand_inputs
+    from configs.schema import DataConfig
+
+    text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:30_000]
+    lines = [line.strip() for line in text.splitlines() if line.strip()][:-1]
+    documents = ["\n".join(lines[start:start + 3]) for start in range(0, len(lines), 3)]
+    local = tmp_path / "local"
+    local.mkdir()
+    pq.write_table(pa.table({"text": documents[::2]}), local / "a.parquet", row_group_size=3)
+    records = "".join(json.dumps({"text": document}) + "\n" for document in documents[1::2]).encode("utf-8")
+    (local / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(records))
+    for name in ("a.parquet", "b.jsonl.zst"):
+        _upload(f"{gcs_emulator}/corpus/{name}", (local / name).read_bytes())
+    remote_units = expand_inputs(f"{gcs_emulator}/corpus/*", split_bytes=2000)
+    assert [unit.kind for unit in remote_units].count("parquet") > 1
+    assert len(remote_units) == len(expand_inputs(str(local / "*"), split_bytes=2000))
+
+    results = {}
+    for name, inputs, output in [("gs", f"{gcs_emulator}/corpus/*", f"{gcs_emulator}/data"),
+                                 ("local", str(local / "*"), str(tmp_path / "out"))]:
+        job = beam_pipeline.PreprocessJob(inputs=(inputs,), output=output, vocab=str(vocab_path), shards=2,
+                                          data=DataConfig(format="packed", seq_len=64), split_bytes=2000)
+        results[name] = beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert results["gs"]["stats"]["documents"] == len(documents) and results["gs"]["examples"] > 0
+    assert results["gs"]["shards"] == results["local"]["shards"]
+    from apache_beam.io.filesystems import FileSystems
+
+    for shard in results["local"]["shards"]:
+        with FileSystems.open(f"{gcs_emulator}/data/{shard['name']}") as handle:
+            assert handle.read() == (tmp_path / "out" / shard["name"]).read_bytes()
