@@ -42,6 +42,12 @@ def continuation_table(tokens: Sequence[str]) -> np.ndarray:
     return np.fromiter((token.startswith("##") for token in tokens), dtype=bool, count=len(tokens))
 
 
+def order_draws(keys: np.ndarray, seq_len: int) -> np.ndarray:
+    """``[n, seq_len]`` uint64: the order draw of word ``j`` of each instance at column ``j``; the walk
+    visits the words by increasing draw (a shuffle)."""
+    return draws(keys, _ORDER, seq_len)
+
+
 def candidates(length: np.ndarray, a_length: np.ndarray, seq_len: int) -> np.ndarray:
     """``[n, seq_len]`` bool: the positions that may be masked (not [CLS], a [SEP] or padding)."""
     column = np.arange(seq_len)[None, :]
@@ -109,7 +115,7 @@ def mask_batch(tokens: np.ndarray, a_length: np.ndarray, length: np.ndarray, key
     flat = (words + (seq_len + 1) * np.arange(rows)[:, None]).ravel()
     sizes = np.bincount(flat, minlength=rows * (seq_len + 1)).reshape(rows, seq_len + 1)
     sizes = sizes[:, 1:]  # word j + 1 at column j; column 0 counted the non-candidates
-    order = np.argsort(np.where(sizes > 0, draws(keys, _ORDER, seq_len), np.iinfo(np.uint64).max), axis=1,
+    order = np.argsort(np.where(sizes > 0, order_draws(keys, seq_len), np.iinfo(np.uint64).max), axis=1,
                        kind="stable")
     taken = take_words(sizes, order, budget)
     row_index = np.arange(rows)[:, None]
