@@ -109,10 +109,10 @@ def mask_batch(token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: MaskingSpec,
                            tf.where(decide < spec.mask_token_rate + spec.random_token_rate,
                                     random_tokens, original))
     rows = tf.broadcast_to(tf.range(batch_size)[:, None], tf.shape(positions))
-    indices = tf.stack([rows, positions], axis=-1)  # [batch, k, 2]
-    # Scatter only the chosen slots (padding slots point at position 0 = [CLS]).
-    masked_ids = tf.tensor_scatter_nd_update(
-        token_ids, tf.boolean_mask(indices, chosen), tf.boolean_mask(replacement, chosen))
+    # Scatter every slot, the unchosen ones into an extra column that is then dropped: fixed shapes (a
+    # boolean_mask of the chosen slots made XLA's compile take tens of seconds).
+    indices = tf.stack([rows, tf.where(chosen, positions, length)], axis=-1)  # [batch, k, 2]
+    masked_ids = tf.tensor_scatter_nd_update(tf.pad(token_ids, [[0, 0], [0, 1]]), indices, replacement)[:, :length]
 
     pad = [[0, 0], [0, spec.max_predictions - k]]
     outputs = {
