@@ -30,8 +30,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.combiners import TopCombineFn
 
-from beam_jobs.features import encode_example, feature_specs, frame_record, special_token_ids
 from beam_jobs import whole_words
+from beam_jobs.features import encode_example, feature_specs, frame_record, special_token_ids
 from beam_jobs.masking import assemble, mask_batch, splitmix64
 from beam_jobs.pairs import plan_pairs
 from beam_jobs.records import Document, TokenizedDocument, stable_hash

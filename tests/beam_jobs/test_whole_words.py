@@ -272,3 +272,22 @@ def test_preprocess_whole_word_mask_writes_records_with_whole_words_masked(tmp_p
             assert not inside or inside == set(group)
             multi_piece += len(inside) > 1
     assert multi_piece > 20
+
+
+def test_preprocess_whole_word_mask_on_packed_data_is_recorded_and_leaves_the_records_alone(tmp_path, vocab_path,
+                                                                                             capsys):
+    from pipeline.cli import main as cli
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Unbelievably, the tokenizer splits uncommon words. Preprocessing keeps them whole.\n\n" * 30)
+    outputs = {}
+    for flags in ([], ["--whole-word-mask"]):
+        output = tmp_path / ("whole" if flags else "pieces")
+        assert cli.main(["preprocess", "--input", str(corpus), "--output", str(output), "--vocab", str(vocab_path),
+                         "--format", "packed", "--seq-len", "32", "--shards", "1", *flags,
+                         "--direct_running_mode=in_memory", "--direct_num_workers=1"]) == 0, capsys.readouterr().err
+        manifest = json.loads((output / "manifest.json").read_text())
+        outputs[bool(flags)] = (manifest["data_config"]["whole_word_mask"],
+                                [(output / shard["name"]).read_bytes() for shard in manifest["shards"]])
+    assert outputs[False][0] is False and outputs[True][0] is True
+    assert outputs[False][1] == outputs[True][1] and outputs[True][1][0]
