@@ -77,8 +77,7 @@ def choose(token_ids: tf.Tensor, candidates: tf.Tensor, budget: tf.Tensor, k: tf
     word_index = tf.maximum(words - 1, 0)
     chosen_tokens = candidates & tf.gather(taken_words, word_index, batch_dims=1)
     column = tf.broadcast_to(tf.range(length)[None, :], tf.shape(token_ids))
-    # The k smallest keys: the chosen columns ascending, then others. top_k keeps the width static (k),
-    # which XLA needs to compile the scatter of the masked tokens in reasonable time.
+    # The k smallest keys: the chosen columns ascending, then the others; the width stays k.
     keys, positions = tf.math.top_k(-tf.where(chosen_tokens, column, length + column), k=k)
     chosen = -keys < length
     positions = tf.where(chosen, positions, length)
