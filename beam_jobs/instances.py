@@ -4,7 +4,8 @@
 ``dupe_factor`` passes, a document is cut into chunks up to a target length (shorter with
 ``short_seq_prob``); each chunk becomes segment A + B, where B is the true continuation or, half the
 time, a span from a random other document (``next_sentence_labels`` = 1); 15% of the tokens are
-chosen for prediction, 80% of those replaced by [MASK], 10% by a random id, 10% left unchanged.
+chosen for prediction (whole words with ``whole_word_mask``), 80% of those replaced by [MASK], 10% by
+a random id, 10% left unchanged.
 
 Google draws the random document from the whole corpus held in memory. Here it is drawn from a
 pool of ``pool_size`` text spans (at most ``POOL_CHARACTERS`` each), one from each of the documents
@@ -29,6 +30,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms.combiners import TopCombineFn
 
+from beam_jobs import whole_words
 from beam_jobs.features import special_token_ids
 from beam_jobs.masking import assemble, mask_batch, splitmix64
 from beam_jobs.pairs import plan_pairs
@@ -45,18 +47,21 @@ BATCH_INSTANCES = 2048
 
 
 class SpecialIds(NamedTuple):
-    """Ids of the special tokens and the vocabulary size."""
+    """Ids of the special tokens, the vocabulary size and, for whole-word masking, which ids are
+    continuation pieces (:func:`beam_jobs.whole_words.continuation_table`; None: not known)."""
 
     pad: int
     cls: int
     sep: int
     mask: int
     vocabulary_size: int
+    continuation: np.ndarray | None = None
 
     @classmethod
     def from_tokens(cls, tokens: Sequence[str]) -> SpecialIds:
         ids = special_token_ids(tokens)
-        return cls(ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], len(tokens))
+        return cls(ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], len(tokens),
+                   whole_words.continuation_table(tokens))
 
 
 class Records(NamedTuple):
@@ -78,14 +83,15 @@ class BertBatcher:
 
     :meth:`add` plans a document's pairs (``beam_jobs.pairs``; a generator seeded by (seed, document
     digest, pass) per pass) and queues them; once ``batch_instances`` are queued, the batch is
-    gathered, masked (``beam_jobs.masking``), encoded and framed (``beam_jobs.wire``) in numpy and
-    returned as one :class:`Records` per shard. Every draw belongs to a document or an instance, so
-    the bytes do not depend on where batches start. After :meth:`flush` the batcher is empty and
-    can take the next unit's documents (preparing the pool once per worker, not once per unit).
+    gathered, masked (``beam_jobs.masking``; ``beam_jobs.whole_words`` with ``whole_word_mask``), encoded
+    and framed (``beam_jobs.wire``) in numpy and returned as one :class:`Records` per shard. Every draw
+    belongs to a document or an instance, so the bytes do not depend on where batches start. After
+    :meth:`flush` the batcher is empty and can take the next unit's documents (preparing the pool once
+    per worker, not once per unit).
 
     Args:
         config: the data config (seq_len, masking, dupe_factor, short_seq_prob, seed).
-        special: special token ids and vocabulary size.
+        special: special token ids and vocabulary size (and its continuation pieces for ``whole_word_mask``).
         shards: number of output shards.
         pool: the random-document pool in the order :func:`sort_pool` gives.
         batch_instances: instances per batch.
@@ -93,6 +99,8 @@ class BertBatcher:
 
     def __init__(self, config: DataConfig, special: SpecialIds, shards: int, pool: Sequence[TokenizedDocument],
                  batch_instances: int = BATCH_INSTANCES) -> None:
+        if config.whole_word_mask and special.continuation is None:
+            raise ValueError("whole-word masking needs the vocabulary's continuation pieces (SpecialIds.from_tokens)")
         self._config, self._special, self._shards, self._batch = config, special, shards, batch_instances
         self._pool_digests = [other.digest for other in pool]
         self._pool_starts = [_starts(other) for other in pool]
@@ -147,10 +155,13 @@ class BertBatcher:
             column[order] for column in (a_start, a_length, b_start, b_length, random_next, keys, shard))
         length = a_length + b_length + 3
         tokens = assemble(source, a_start, a_length, b_start, b_length, config.seq_len, special.cls, special.sep)
-        masked = mask_batch(tokens, a_length, length, keys, max_predictions=config.max_predictions,
-                            masked_lm_prob=config.masked_lm_prob, mask_token_rate=config.mask_token_rate,
-                            random_token_rate=config.random_token_rate, mask_id=special.mask,
-                            vocabulary_size=special.vocabulary_size)
+        rates = dict(max_predictions=config.max_predictions, masked_lm_prob=config.masked_lm_prob,
+                     mask_token_rate=config.mask_token_rate, random_token_rate=config.random_token_rate,
+                     mask_id=special.mask, vocabulary_size=special.vocabulary_size)
+        if config.whole_word_mask:
+            masked = whole_words.mask_batch(tokens, a_length, length, keys, continuation=special.continuation, **rates)
+        else:
+            masked = mask_batch(tokens, a_length, length, keys, **rates)
         data, sizes = self._encoder.encode(masked.input_ids, length, a_length + 2, masked.positions, masked.labels,
                                            masked.counts, random_next.astype(np.int64))
         framed = frame_records(data, sizes).tobytes()

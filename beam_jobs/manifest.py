@@ -99,7 +99,8 @@ class Manifest:
         format: ``bert`` or ``packed`` (``beam_jobs.features``).
         seq_len: tokens per record, [CLS] and [SEP] included.
         max_predictions: masked positions per ``bert`` record; None for ``packed`` (masked later).
-        data_config: the job's ``DataConfig`` as JSON data (provenance; no reader interprets it).
+        data_config: the job's ``DataConfig`` as JSON data (provenance; no reader interprets it but
+            pre-training, to warn when its ``whole_word_mask`` differs from the config's).
         seed: the job's seed.
         compression: ``"GZIP"`` for gzipped shards, else ``""`` (TFRecordDataset's compression_type).
         vocabulary: the vocabulary the text was tokenized with.

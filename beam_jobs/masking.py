@@ -9,7 +9,8 @@ token. The labels are the original ids.
 The draws are counter-based: draw ``j`` of stream ``s`` of an instance is splitmix64 of the
 instance's 64-bit key, so an instance is masked the same whatever batch it is in. The subset is
 the ``count`` candidate positions with the smallest draws (a uniform random subset, as a shuffle
-and take).
+and take). Whole-word masking (``data.whole_word_mask``) is ``beam_jobs.whole_words``, on other
+streams of the same keys.
 """
 
 from __future__ import annotations

@@ -157,6 +157,14 @@ class DataConfig:
         short_seq_prob: probability of a shorter target length.
         lower_case: lower-case text to match an uncased vocabulary.
         seed: seed of every random choice.
+        whole_word_mask: choose whole words for prediction, as Google's ``do_whole_word_mask``: a
+            WordPiece continuation piece (``##...`` in the vocabulary) is chosen with its word or not
+            at all, within the same budget of positions; the 80/10/10 decision is one per word
+            (``beam_jobs.whole_words``). For ``bert`` data it is applied by ``trimbert preprocess
+            --whole-word-mask``. For ``packed`` data it is applied at training time and this key of
+            the *pretrain* config decides: the preprocess flag only records the intent in the
+            manifest's ``data_config`` (the records are the same), and pretraining warns when the two
+            differ (``pipeline.pretrain.masking``).
     """
 
     format: Literal["bert", "packed"] = "packed"
@@ -170,6 +178,7 @@ class DataConfig:
     short_seq_prob: float = 0.1
     lower_case: bool = True
     seed: int = 12345
+    whole_word_mask: bool = False
 
     def validate(self, where: str) -> None:
         if self.seq_len < 8:

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--masked-lm-prob", type=float, default=_DEFAULTS.masked_lm_prob)
     parser.add_argument("--dupe-factor", type=int, default=_DEFAULTS.dupe_factor)
     parser.add_argument("--short-seq-prob", type=float, default=_DEFAULTS.short_seq_prob)
+    parser.add_argument("--whole-word-mask", action="store_true",
+                        help="choose whole words for prediction (Google's do_whole_word_mask; one 80/10/10 "
+                             "decision per word). --format bert: applied to the written masks. --format packed: "
+                             "recorded in the manifest only; pre-training masks whole words when its config "
+                             "sets data.whole_word_mask: true")
     case = parser.add_mutually_exclusive_group()
     case.add_argument("--cased", dest="lower_case", action="store_false", default=None,
                       help="keep case and accents (cased vocabulary)")
@@ -72,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     data = dataclasses.replace(
         _DEFAULTS, format=args.format, packing=args.packing, seq_len=args.seq_len, max_predictions=args.max_predictions,
         masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor,
-        short_seq_prob=args.short_seq_prob, lower_case=_lower_case(args), seed=args.seed)
+        short_seq_prob=args.short_seq_prob, lower_case=_lower_case(args), seed=args.seed,
+        whole_word_mask=args.whole_word_mask)
     job = pipeline.PreprocessJob(
         inputs=tuple(p for p in args.input.split(",") if p), output=args.output, data=data,
         vocab=args.vocab, learn_vocab=args.learn_vocab, shards=args.shards, compress=args.gzip,

@@ -78,6 +78,7 @@ def test_configs_are_frozen():
     ("model:\n  num_layers: true\n", "field 'model.num_layers' must be an integer"),
     ("model:\n  dropout: lots\n", "field 'model.dropout' must be a number"),
     ("model:\n  use_pooler: 1\n", "field 'model.use_pooler' must be true or false"),
+    ("data:\n  whole_word_mask: words\n", "field 'data.whole_word_mask' must be true or false"),
     ("trim:\n  attention_normalizer: tanh\n", "field 'trim.attention_normalizer' must be one of"),
     ("trim:\n  ffn_blocks: 3\n", "field 'trim.ffn_blocks' must be a list"),
     ("trim:\n  ffn_blocks: [0, x]\n", "field 'trim.ffn_blocks[1]' must be an integer"),
@@ -129,7 +130,8 @@ def test_dump_round_trips(tmp_path):
 
 def test_cli_config_show_prints_count_and_fails_cleanly(capsys, tmp_path):
     assert main(["config", "show", "bert_base"]) == 0
-    assert "# parameters: 109,482,240" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "# parameters: 109,482,240" in shown and "  whole_word_mask: false\n" in shown
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  width: 3\n")
     assert main(["config", "show", str(bad)]) == 2
