@@ -2,7 +2,8 @@
 
 One type owns the file: the Beam job builds a :class:`Manifest` and writes :meth:`Manifest.to_text`;
 every reader calls :meth:`Manifest.read`, which checks that the preprocessing finished, that every
-listed shard exists and that the records match this code's schema (``beam_jobs.features``).
+listed shard (training and held-out) exists and that the records match this code's schema
+(``beam_jobs.features``).
 Plain Python (no TensorFlow, no Beam), so the Beam driver and the tf.data input both import it.
 """
 
@@ -36,6 +37,27 @@ class Shard:
     name: str
     examples: int
     tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Heldout:
+    """Examples the job set apart from training, for evaluation (``trimbert preprocess --heldout-fraction``).
+
+    Their shards (``heldout-00000-of-00002.tfrecord``, ``.gz`` when compressed) hold records of the
+    training shards' format and compression; the manifest's ``examples``, ``tokens`` and ``shards``
+    do not count them.
+
+    Args:
+        fraction: the share of the input asked to be held out.
+        examples: records in the held-out shards.
+        tokens: real tokens in those records ([CLS] and [SEP] included).
+        shards: the held-out shards in order.
+    """
+
+    fraction: float
+    examples: int
+    tokens: int
+    shards: tuple[Shard, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,10 +104,12 @@ class Manifest:
         compression: ``"GZIP"`` for gzipped shards, else ``""`` (TFRecordDataset's compression_type).
         vocabulary: the vocabulary the text was tokenized with.
         inputs: what the job read.
-        examples: records in all shards.
-        tokens: real tokens in all records ([CLS] and [SEP] included, each ``bert`` pass counted).
-        shards: the shards in order.
+        examples: records in all training shards.
+        tokens: real tokens in all training records ([CLS] and [SEP] included, each ``bert`` pass counted).
+        shards: the training shards in order.
         stats: the job's nested counts (``beam_jobs.pipeline.summarize_stats``).
+        heldout: the held-out examples, or None when the job held none out (key ``heldout``, written
+            only when present, so a manifest without them is byte-identical to one from before the key).
     """
 
     directory: str
@@ -101,6 +125,7 @@ class Manifest:
     tokens: int
     shards: tuple[Shard, ...]
     stats: dict[str, Any]
+    heldout: Heldout | None = None
 
     @property
     def compressed(self) -> bool:
@@ -123,6 +148,12 @@ class Manifest:
         return tuple(storage.join(self.directory, shard.name) for shard in self.shards)
 
     @property
+    def heldout_paths(self) -> tuple[str, ...]:
+        """Every held-out shard's path, in order; empty without held-out data."""
+        shards = self.heldout.shards if self.heldout else ()
+        return tuple(storage.join(self.directory, shard.name) for shard in shards)
+
+    @property
     def vocabulary_path(self) -> str | None:
         """The vocabulary's path as recorded when that file exists, else the file of that name beside the data."""
         recorded = self.vocabulary.path
@@ -137,8 +168,8 @@ class Manifest:
         return path if path and storage.isfile(path) else None
 
     def to_json(self) -> dict[str, Any]:
-        """The manifest as JSON data, in the Beam job's key order."""
-        return {
+        """The manifest as JSON data, in the Beam job's key order (``heldout`` last, when present)."""
+        written = {
             "format": self.format,
             "schema": features.schema(*self.schema_key),
             "schema_fingerprint": self.schema_fingerprint,
@@ -154,10 +185,13 @@ class Manifest:
             "inputs": {"patterns": list(self.inputs.patterns), "sources": list(self.inputs.sources)},
             "examples": self.examples,
             "tokens": self.tokens,
-            "shards": [{"name": shard.name, "examples": shard.examples, "tokens": shard.tokens}
-                       for shard in self.shards],
+            "shards": _shards_json(self.shards),
             "stats": copy.deepcopy(self.stats),
         }
+        if self.heldout is not None:
+            written["heldout"] = {"fraction": self.heldout.fraction, "examples": self.heldout.examples,
+                                  "tokens": self.heldout.tokens, "shards": _shards_json(self.heldout.shards)}
+        return written
 
     def to_text(self) -> str:
         """The bytes of ``manifest.json`` (as text): :meth:`to_json`, indented, keys sorted."""
@@ -169,7 +203,8 @@ class Manifest:
 
         Raises:
             TrimbertError: no manifest.json (the job has not finished), a field missing or of the
-                wrong kind, a listed shard missing, or records of another schema than this code's.
+                wrong kind, a listed shard (training or held-out) missing, or records of another schema
+                than this code's. A manifest without ``heldout`` is read with ``heldout`` None.
         """
         directory = os.fspath(directory)
         path = storage.join(directory, FILE_NAME)
@@ -182,7 +217,8 @@ class Manifest:
             recorded_fingerprint = _field(raw, "schema_fingerprint", str)
         except (KeyError, TypeError, ValueError) as error:
             raise TrimbertError(f"{path}: malformed manifest, field {error} missing or wrong") from error
-        missing = [storage.name(shard) for shard in manifest.shard_paths if not storage.isfile(shard)]
+        missing = [storage.name(shard) for shard in manifest.shard_paths + manifest.heldout_paths
+                   if not storage.isfile(shard)]
         if missing:
             raise TrimbertError(f"{path}: lists shards that are missing: {', '.join(missing[:3])}")
         expected = manifest.schema_fingerprint
@@ -228,10 +264,22 @@ def _from_json(directory: str, raw: dict[str, Any]) -> Manifest:
                               sha256=_field(vocabulary, "sha256"), learned=_field(vocabulary, "learned", bool)),
         inputs=Inputs(patterns=_field(inputs, "patterns", tuple), sources=_field(inputs, "sources", tuple)),
         examples=_field(raw, "examples", int), tokens=_field(raw, "tokens", int),
-        shards=tuple(Shard(name=_field(shard, "name"), examples=_field(shard, "examples", int),
-                           tokens=_field(shard, "tokens", int))
-                     for shard in _field(raw, "shards", list)),
-        stats=_field(raw, "stats", dict))
+        shards=_shards(_field(raw, "shards", list)), stats=_field(raw, "stats", dict),
+        heldout=_heldout(_field(raw, "heldout", dict)) if "heldout" in raw else None)
+
+
+def _heldout(raw: dict[str, Any]) -> Heldout:
+    return Heldout(fraction=_field(raw, "fraction", float), examples=_field(raw, "examples", int),
+                   tokens=_field(raw, "tokens", int), shards=_shards(_field(raw, "shards", list)))
+
+
+def _shards(raw: list[Any]) -> tuple[Shard, ...]:
+    return tuple(Shard(name=_field(shard, "name"), examples=_field(shard, "examples", int),
+                       tokens=_field(shard, "tokens", int)) for shard in raw)
+
+
+def _shards_json(shards: tuple[Shard, ...]) -> list[dict[str, Any]]:
+    return [{"name": shard.name, "examples": shard.examples, "tokens": shard.tokens} for shard in shards]
 
 
 def _field(mapping: dict[str, Any], key: str, convert: Callable[[Any], Any] = lambda value: value) -> Any:
