@@ -96,7 +96,7 @@ class HeldoutEvaluator:
         started = time.perf_counter()
         loss = correct = masked = examples = 0.0
         for _ in range(self.batches):
-            sums = self._batch_sums(self._iterator).numpy().astype(float)
+            sums = [float(value) for value in self._batch_sums(self._iterator).numpy()]
             loss, correct, masked, examples = loss + sums[0], correct + sums[1], masked + sums[2], examples + sums[3]
         count = max(masked, 1.0)
         return HeldoutResult(mlm_loss=loss / count, mlm_accuracy=correct / count, masked_tokens=int(round(masked)),
