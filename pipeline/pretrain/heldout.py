@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -92,10 +93,16 @@ class HeldoutEvaluator:
 
         self._batch_sums = batch_sums
 
-    def __call__(self) -> HeldoutResult:
+    def __call__(self, interrupted: Callable[[], bool] = lambda: False) -> HeldoutResult | None:
+        """One pass; None when ``interrupted()`` turns true between batches (SIGTERM: checkpoint now).
+
+        An interrupted pass leaves the iterator inside the pass, so the run must stop after it.
+        """
         started = time.perf_counter()
         loss = correct = masked = examples = 0.0
         for _ in range(self.batches):
+            if interrupted():
+                return None
             sums = [float(value) for value in self._batch_sums(self._iterator).numpy()]
             loss, correct, masked, examples = loss + sums[0], correct + sums[1], masked + sums[2], examples + sums[3]
         count = max(masked, 1.0)

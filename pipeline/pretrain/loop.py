@@ -234,13 +234,19 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
                 if current % config.pretrain.log_every == 0 or current == phase_end:
                     window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
                                            model_dir, writer, chief, log)
-                if evaluator and (current % config.pretrain.eval_every == 0 or current == phase_end):
+                if evaluator and (current % config.pretrain.eval_every == 0 or current == phase_end) \
+                        and not stop.raised:
                     watchdog.step_done(current, f"the held-out evaluation at step {current}")
+                    evaluation_started = time.perf_counter()
                     with clock.paused():  # evaluation is not training time
-                        result = evaluator()
-                    heldout.record_after(heldout_record, current, result)
-                    _log_heldout(current, phase_index, result, model_dir, writer, chief, log)
-                    window = _Window(window.time + result.seconds, window.step)  # throughput leaves it out
+                        result = evaluator(interrupted=stop.is_raised)  # SIGTERM: checkpoint first
+                    if result is None:
+                        log(f"SIGTERM during the held-out evaluation at step {current}: left unfinished, unrecorded")
+                    else:
+                        heldout.record_after(heldout_record, current, result)
+                        _log_heldout(current, phase_index, result, model_dir, writer, chief, log)
+                    # Throughput leaves the evaluation out.
+                    window = _Window(window.time + time.perf_counter() - evaluation_started, window.step)
                     watchdog.step_done(current, f"step {current + 1} (an input batch or the replicas' collectives)")
                 if current % config.pretrain.checkpoint_every == 0 or current == phase_end or stop.raised:
                     if current == phase_end:
@@ -313,6 +319,9 @@ class _SigtermFlag:
 
     def _handle(self, signum, frame):
         self.raised = True
+
+    def is_raised(self) -> bool:
+        return self.raised
 
 
 def _describe_last_checkpoint(write_dir: str) -> str:

@@ -183,3 +183,37 @@ def test_without_heldout_shards_nothing_is_evaluated(packed_data, tmp_path, run_
     assert not [key for key in summary if key.startswith("heldout")]
     assert [sorted(row) == sorted(read_metrics(tmp_path)[0]) for row in read_metrics(tmp_path)] == [True, True]
     assert not [key for row in read_metrics(tmp_path) for key in row if key.startswith("heldout")]
+
+
+def test_sigterm_during_an_evaluation_checkpoints_that_step_and_stops(packed_heldout_data, tmp_path,
+                                                                      pretrain_overrides, read_metrics, monkeypatch):
+    """A SIGTERM that arrives during the step-2 evaluation ends it at the next batch: the loop saves ckpt-2
+    and stops with Preempted, the unfinished evaluation unrecorded, long before the watchdog's grace."""
+    import os
+    import signal as signals
+
+    from pipeline.pretrain import heldout
+    from pipeline.pretrain import loop as pretrain
+
+    evaluate = heldout.HeldoutEvaluator.__call__
+    batches_scored = []
+
+    def terminated_midway(self, interrupted=lambda: False):
+        def after_one_batch():
+            batches_scored.append(1)
+            if len(batches_scored) == 2:
+                os.kill(os.getpid(), signals.SIGTERM)
+            return interrupted()
+
+        return evaluate(self, after_one_batch)
+
+    monkeypatch.setattr(heldout.HeldoutEvaluator, "__call__", terminated_midway)
+    config = config_lib.load("tiny", pretrain_overrides(40, **{"pretrain.checkpoint_every": 1000,
+                                                               "pretrain.eval_every": 2,
+                                                               "pretrain.eval_examples": EXAMPLES}))
+    with pytest.raises(pretrain.Preempted):
+        pretrain.run(config, pretrain.RunOptions(data_dirs=(str(packed_heldout_data),), model_dir=str(tmp_path)),
+                     log=lambda line: None)
+    assert sorted(path.name for path in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-2.index"]
+    assert len(batches_scored) == 2  # stopped at the batch after the signal, not at the pass's end (3 batches)
+    assert not [row for row in read_metrics(tmp_path) if "heldout_mlm_loss" in row]
