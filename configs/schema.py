@@ -260,9 +260,9 @@ class PretrainConfig:
     --heldout-fraction``) every this many global steps and at the end of each phase; data without
     held-out shards is not evaluated. Rows go to metrics.jsonl and TensorBoard, the last to summary.json.
     Evaluation time is reported apart (``heldout_seconds``) and is not in the training device-hours.
-    At 1000 steps of batch 32 with the default ``eval_examples`` an evaluation costs about 2% of the
-    training time between two of them (docs/pretrain_eval.md); a run much shorter than ``eval_every``
-    still evaluates once at its end, which then dominates a smoke run: lower ``eval_examples`` there."""
+    A whole ``tiny`` run (1000 steps of batch 32, one evaluation at its end) spent 1.2% of its time
+    evaluating, measured on a loaded 2-core CPU (docs/heldout_eval.md); a run much shorter than
+    ``eval_every`` still evaluates once at its end, which then dominates: lower ``eval_examples`` there."""
     eval_examples: int = 2048
     """Held-out examples each evaluation scores at most: the first ones of the held-out shards, read in
     order, masked (``packed`` data) from a seed of each example's place in that stream and a constant,
