@@ -4,9 +4,10 @@
       config.yaml        the resolved config (model, trim, data, pretrain, finetune)
       run.json           config, vocabulary sha256 and heads: a resumed run must match them
       checkpoints/       ckpt-N: model (encoder + heads), optimizer, step, clock, dropout state
-      metrics.jsonl      one progress record per logged step
+      metrics.jsonl      one progress record per logged step, one held-out record per evaluation
       tensorboard/       the same as TensorBoard scalars
-      summary.json       steps, wall-clock and accelerator-hours per phase, weights sha256
+      summary.json       steps, wall-clock and accelerator-hours per phase, the last held-out
+                         evaluation and the evaluations' seconds, weights sha256
       encoder/           the final encoder in Hugging Face format
 
 This module owns those names: every stage that reads or writes a model directory uses the
@@ -82,7 +83,7 @@ def weights_digest(model: keras.Model) -> str:
 
 # pretrain fields that change how a run is watched, not what it trains: a resume may change them.
 OPERATIONAL_FIELDS = ("log_every", "checkpoint_every", "keep_checkpoints", "stall_timeout_seconds",
-                      "sigterm_grace_seconds")
+                      "sigterm_grace_seconds", "eval_every")
 
 
 def check_same_run(model_dir: str, config: Config, vocabulary_sha256: str, use_nsp: bool, chief: bool,
@@ -151,7 +152,7 @@ def checkpoint_step(path: str) -> int:
 
 
 def drop_metrics_after(path: str, step: int, chief: bool) -> None:
-    """After a resume, forgets progress lines logged past the restored step (they are re-run)."""
+    """After a resume, forgets progress and held-out lines logged past the restored step (they are re-run)."""
     if not chief or not storage.isfile(path):
         return
     kept = [line for line in storage.read_text(path).splitlines() if line and json.loads(line)["step"] <= step]

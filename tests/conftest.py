@@ -101,6 +101,46 @@ def bert_data(tmp_path_factory, corpus_dir, vocab_path):
                                 DataConfig(format="bert", seq_len=PACKED_SEQ_LEN, max_predictions=10, dupe_factor=1))
 
 
+def write_heldout_data(source, directory, heldout_shards=(-1,), fraction: float = 0.5):
+    """A copy of the data folder ``source`` whose manifest also lists held-out shards, as
+    ``trimbert preprocess --heldout-fraction`` writes them: ``heldout-0000i-of-0000n.tfrecord`` copies of
+    ``source``'s training shards at the indices ``heldout_shards`` (the training shards are kept too)."""
+    import dataclasses
+    import shutil
+
+    from beam_jobs.manifest import FILE_NAME, Heldout, Manifest, Shard
+
+    manifest = Manifest.read(source)
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True)
+    for shard in manifest.shards:
+        shutil.copyfile(pathlib.Path(source) / shard.name, directory / shard.name)
+    suffix = ".gz" if manifest.compressed else ""
+    held = []
+    for number, index in enumerate(heldout_shards):
+        copied = manifest.shards[index]
+        name = f"heldout-{number:05d}-of-{len(heldout_shards):05d}.tfrecord{suffix}"
+        shutil.copyfile(pathlib.Path(source) / copied.name, directory / name)
+        held.append(Shard(name=name, examples=copied.examples, tokens=copied.tokens))
+    heldout = Heldout(fraction=fraction, examples=sum(shard.examples for shard in held),
+                      tokens=sum(shard.tokens for shard in held), shards=tuple(held))
+    (directory / FILE_NAME).write_text(dataclasses.replace(manifest, directory=str(directory),
+                                                           heldout=heldout).to_text())
+    return directory
+
+
+@pytest.fixture(scope="session")
+def packed_heldout_data(tmp_path_factory, packed_data):
+    """:func:`write_heldout_data` of ``packed_data``: its last shard copied as ``heldout-00000-of-00001``."""
+    return write_heldout_data(packed_data, tmp_path_factory.mktemp("packed_heldout") / "data")
+
+
+@pytest.fixture(scope="session")
+def bert_heldout_data(tmp_path_factory, bert_data):
+    """:func:`write_heldout_data` of ``bert_data``: both shards copied as two held-out shards."""
+    return write_heldout_data(bert_data, tmp_path_factory.mktemp("bert_heldout") / "data", heldout_shards=(0, 1))
+
+
 # ---------------------------------------------------------------------------
 # One tiny encoder: 1 block of width 32 on the bert-base-uncased vocabulary (fast to build and train: a second
 # block made the fine-tuning tests 1.4x to 1.6x slower, measured; docs/testing.md)

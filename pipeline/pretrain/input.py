@@ -6,9 +6,14 @@ input pipeline (one per worker), interleaved, shuffled with a fixed seed,
 repeated, batched to the per-replica size and prefetched. ``packed`` data is
 masked dynamically, each example from a seed of its place in the stream
 (``pipeline.pretrain.masking``); ``bert`` data (ours or Google's) is read as written.
+
+The held-out stream (:func:`heldout_dataset`) is read in order, unshuffled, and masked from a
+constant seed, so every evaluation of every run scores the same masked tokens.
 """
 
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 
@@ -19,6 +24,10 @@ from pipeline.pretrain.masking import MaskingSpec, mask_batch
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
 LABELS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+# The first half of every held-out example's masking seed; the second is its place in the held-out stream.
+# Not the run's seed: held-out figures compare across steps and across runs with different seeds.
+HELDOUT_MASKING_SEED = 0x5EED_4E1D
+REAL = "heldout_real"  # the held-out label that is 1 for an example and 0 for padding
 
 
 def decode(serialized: tf.Tensor, manifest: Manifest) -> dict[str, tf.Tensor]:
@@ -97,7 +106,8 @@ def pretraining_dataset(manifest: Manifest, batch_size: int, seed: int, shuffle_
         # Masks are seeded per example (by its place in the stream), so they do not depend on how
         # the stream is cut into batches: one device and N replicas see the same masked examples.
         records = records.enumerate(start=start_record).map(
-            lambda number, serialized: _mask_example(serialized, manifest, masking, seed, pipeline_id, number),
+            lambda number, serialized: _mask_example(serialized, manifest, masking, number,
+                                                     seed=tf.cast(seed, tf.int64) * 1_000_003 + pipeline_id),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         batches = records.batch(batch_size, drop_remainder=True)
     else:
@@ -107,10 +117,70 @@ def pretraining_dataset(manifest: Manifest, batch_size: int, seed: int, shuffle_
     return batches.map(parse).prefetch(tf.data.AUTOTUNE)
 
 
-def _mask_example(serialized: tf.Tensor, manifest: Manifest, spec: MaskingSpec, seed: int,
-                  pipeline_id: int, number: tf.Tensor) -> dict[str, tf.Tensor]:
+def heldout_batches(examples: int, global_batch: int) -> int:
+    """Global batches an evaluation of ``examples`` held-out examples takes (the last one padded)."""
+    return math.ceil(examples / global_batch)
+
+
+def heldout_dataset(manifest: Manifest, batch_size: int, masking: MaskingSpec | None, examples: int,
+                    input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """The first ``examples`` held-out records as (inputs, labels) batches, the same pass repeated forever.
+
+    The held-out shards are read in order, unshuffled. The stream is padded with zero-weight copies of
+    its first record to :func:`heldout_batches` whole global batches, numbered, then dealt out record
+    by record to the input pipelines; so each example is scored exactly once per pass on any number
+    of replicas and workers, and every batch has the same static shape. ``packed`` records are masked
+    by ``mask_batch`` from the seed ``(HELDOUT_MASKING_SEED, number)``; ``bert`` records as written.
+    The labels gain :data:`REAL`: 1.0 for an example, 0.0 for padding (whose masked-LM weights are 0).
+    One pass is :func:`heldout_batches` batches per replica of this pipeline; it is cached after the first.
+
+    Args:
+        manifest: data with held-out shards.
+        batch_size: examples per batch of this input pipeline (per replica).
+        masking: the dynamic masking recipe; required for ``packed`` data, ignored for ``bert``.
+        examples: held-out examples scored per pass, at most the manifest's.
+        input_context: from ``distribute_datasets_from_function``.
+    """
+    if not manifest.heldout_paths or not 0 < examples <= manifest.heldout.examples:
+        raise ValueError(f"{manifest.directory}: {examples} held-out examples asked, "
+                         f"{manifest.heldout.examples if manifest.heldout else 0} held out")
+    if manifest.format == "packed" and masking is None:
+        raise ValueError("packed data needs a masking spec for dynamic masking")
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    replicas = input_context.num_replicas_in_sync if input_context else 1
+    padded = heldout_batches(examples, batch_size * replicas) * batch_size * replicas
+    records = tf.data.TFRecordDataset(list(manifest.heldout_paths), compression_type=manifest.compression)
+    padding = records.take(1).map(lambda serialized: (serialized, 0.0)).repeat()
+    stream = records.take(examples).map(lambda serialized: (serialized, 1.0)).concatenate(padding).take(padded)
+    stream = stream.enumerate().shard(pipelines, pipeline_id)
+    examples_here = stream.map(
+        lambda number, record: _heldout_example(record[0], record[1], number, manifest, masking),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = examples_here.cache().repeat().batch(batch_size, drop_remainder=True)
+    return batches.map(lambda decoded: _with_real(parse(decoded), decoded[REAL])).prefetch(tf.data.AUTOTUNE)
+
+
+def _heldout_example(serialized: tf.Tensor, real: tf.Tensor, number: tf.Tensor, manifest: Manifest,
+                     masking: MaskingSpec | None) -> dict[str, tf.Tensor]:
+    if manifest.format == "packed":
+        example = _mask_example(serialized, manifest, masking, number, seed=HELDOUT_MASKING_SEED)
+    else:
+        example = {name: value[0] for name, value in decode(serialized[None], manifest).items()}
+    example["masked_lm_weights"] = example["masked_lm_weights"] * real
+    return {**example, REAL: real}
+
+
+def _with_real(parsed, real):
+    inputs, labels = parsed
+    return inputs, {**labels, REAL: real}
+
+
+def _mask_example(serialized: tf.Tensor, manifest: Manifest, spec: MaskingSpec, number: tf.Tensor,
+                  seed) -> dict[str, tf.Tensor]:
+    """One record masked from the stateless seed ``(seed, number)``."""
     decoded = decode(serialized[None], manifest)  # a batch of one
-    stream = tf.cast(seed, tf.int64) * 1_000_003 + pipeline_id
+    stream = tf.cast(seed, tf.int64)
     masked = mask_batch(decoded["input_ids"], decoded["input_mask"], spec, tf.stack([stream, number]))
     example = {
         "input_ids": masked["token_ids"],

@@ -9,8 +9,8 @@ one device, mirrored replicas, several workers and TPU. Sections:
 3. checkpoint restore: the step first, to know the phase and the data position
 4. input: one tf.data pipeline per phase, distributed per replica
 5. step: losses normalised by global counts, gradient accumulation
-6. loop: progress, metrics, checkpoints every N steps and on SIGTERM
-7. summary: wall-clock and accelerator-hours per phase
+6. loop: progress, metrics, held-out evaluation (clock paused), checkpoints every N steps and on SIGTERM
+7. summary: wall-clock and accelerator-hours per phase, the held-out figures
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from models import params
 from pipeline import clock as clock_lib
 from pipeline import model_dir as model_dir_lib
 from pipeline.clock import TrainingClock
-from pipeline.pretrain import distribution, starting_points
+from pipeline.pretrain import distribution, heldout, starting_points
 from pipeline.pretrain.input import pretraining_dataset
 from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer
@@ -145,6 +145,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         # Each run of a phase traces and compiles its step again: that first step, kept apart.
         first_step_seconds = tf.Variable(tf.zeros([len(phases)], tf.float64), trainable=False,
                                          name="first_step_seconds")
+        heldout_record = tf.Variable(tf.zeros([len(heldout.RECORD_FIELDS)], tf.float64), trainable=False,
+                                     name="heldout_record")
     teacher = starting_points.load_teacher(config, strategy) if config.pretrain.distill.teacher else None
 
     # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
@@ -156,8 +158,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         starting_points.initialize_and_log(model, options.init, log, options.select_weights)
     if restored_step >= last_step:
         # Finished before: reload the weights so the summary and the export describe them.
-        tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds,
-                            first_step_seconds=first_step_seconds).restore(latest).expect_partial()
+        tf.train.Checkpoint(model=model, step=step, phase_seconds=phase_seconds, first_step_seconds=first_step_seconds,
+                            heldout_record=heldout_record).restore(latest).expect_partial()
         log(f"already trained to step {restored_step}; nothing to do")
     phase_index = next(i for i in range(len(phases)) if restored_step < boundaries[i + 1] or i == len(phases) - 1)
 
@@ -184,7 +186,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         # draw the same dropout masks as an uninterrupted one.
         dropout_states = [v.value for v in model.variables if "seed_generator_state" in v.path]
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, phase_seconds=phase_seconds,
-                                         first_step_seconds=first_step_seconds, dropout_states=dropout_states)
+                                         first_step_seconds=first_step_seconds, dropout_states=dropout_states,
+                                         heldout_record=heldout_record)
         manager = tf.train.CheckpointManager(checkpoint, storage.join(write_dir, model_dir_lib.CHECKPOINTS_DIR),
                                              **manager_options)
         if latest:
@@ -197,6 +200,11 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         # === 5. Step ===
         train_step = make_train_step(strategy, model, teacher, optimizer, step, config, phase.batch_size,
                                       accumulation, use_nsp)
+        # Held-out examples in batches of the training micro-batch (what fits a replica's memory).
+        heldout_count = heldout.heldout_examples(manifest, config.pretrain.eval_examples)
+        evaluator = heldout.HeldoutEvaluator(
+            strategy, model, manifest, masking, per_replica_batch // accumulation, heldout_count,
+            config.pretrain.jit_compile) if heldout_count else None
 
         # === 6. Loop ===
         clock = TrainingClock(devices=devices.count, elapsed_before=float(phase_seconds[phase_index].numpy()))
@@ -226,6 +234,20 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
                 if current % config.pretrain.log_every == 0 or current == phase_end:
                     window = _log_progress(window, current, metrics, optimizer, phase, phase_index, clock,
                                            model_dir, writer, chief, log)
+                if evaluator and (current % config.pretrain.eval_every == 0 or current == phase_end) \
+                        and not stop.raised:
+                    watchdog.step_done(current, f"the held-out evaluation at step {current}")
+                    evaluation_started = time.perf_counter()
+                    with clock.paused():  # evaluation is not training time
+                        result = evaluator(interrupted=stop.is_raised)  # SIGTERM: checkpoint first
+                    if result is None:
+                        log(f"SIGTERM during the held-out evaluation at step {current}: left unfinished, unrecorded")
+                    else:
+                        heldout.record_after(heldout_record, current, result)
+                        _log_heldout(current, phase_index, result, model_dir, writer, chief, log)
+                    # Throughput leaves the evaluation out.
+                    window = _Window(window.time + time.perf_counter() - evaluation_started, window.step)
+                    watchdog.step_done(current, f"step {current + 1} (an input batch or the replicas' collectives)")
                 if current % config.pretrain.checkpoint_every == 0 or current == phase_end or stop.raised:
                     if current == phase_end:
                         clock.stop()  # the phase's time ends here, so the checkpoint holds all of it
@@ -244,6 +266,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     # === 7. Summary ===
     summary = _summary(config, options, replicas, strategy, devices, phases, boundaries, phase_seconds,
                        first_step_seconds, step, vocabulary_sha256, started_at)
+    summary.update(heldout.summary_fields(heldout_record))
     summary["weights_sha256"] = model_dir_lib.weights_digest(model)
     log(f"weights sha256 {summary['weights_sha256']}")  # every worker prints it: they must agree
     if chief:
@@ -297,6 +320,9 @@ class _SigtermFlag:
     def _handle(self, signum, frame):
         self.raised = True
 
+    def is_raised(self) -> bool:
+        return self.raised
+
 
 def _describe_last_checkpoint(write_dir: str) -> str:
     checkpoints = storage.join(write_dir, model_dir_lib.CHECKPOINTS_DIR)
@@ -328,6 +354,17 @@ def _log_progress(window, current, metrics, optimizer, phase, phase_index, clock
                          "sequences_per_second", "tokens_per_second"):
                 tf.summary.scalar(name, record[name])
     return _Window(now, current)
+
+
+def _log_heldout(current, phase_index, result, model_dir, writer, chief, log) -> None:
+    record = heldout.metrics_row(current, phase_index, result)
+    log(f"step {current:>7d} | held-out mlm loss {result.mlm_loss:.4f} | mlm acc {result.mlm_accuracy:.3f} | "
+        f"{result.examples} examples, {result.masked_tokens} masked tokens in {result.seconds:.1f} s")
+    if chief:
+        storage.append_text(storage.join(model_dir, model_dir_lib.METRICS_FILE), json.dumps(record) + "\n")
+        with writer.as_default(step=current):
+            for name in ("heldout_mlm_loss", "heldout_mlm_accuracy", "heldout_seconds"):
+                tf.summary.scalar(name, record[name])
 
 
 def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[Manifest]:

@@ -101,7 +101,8 @@ def proxy_error(config: Config, data_dir: str, model_dir: str, steps: int, previ
                  log=lambda line: None)
     records = [json.loads(line)
                for line in storage.read_text(storage.join(model_dir, model_dir_lib.METRICS_FILE)).splitlines()]
-    losses = [r["loss"] for r in records if previous_steps < r["step"] <= steps][-LOSS_WINDOW:]
+    # Training rows only: held-out evaluation rows (data with held-out shards) have no "loss".
+    losses = [r["loss"] for r in records if "loss" in r and previous_steps < r["step"] <= steps][-LOSS_WINDOW:]
     if not losses:
         raise TrimbertError(f"{model_dir}: no loss logged between steps {previous_steps} and {steps}")
     return float(sum(losses) / len(losses))

@@ -22,7 +22,8 @@ Every model is then fine-tuned on every task with the study config's ``finetune`
     OUT/models/ROW/               trimmed or random models, Hugging Face format
     OUT/pretrain/ROW/             pre-training / healing runs (resumable model directories)
     OUT/runs/ROW/TASK/result.json fine-tuning results
-    OUT/trims.{md,csv,json,png}   the table and plot (pipeline.studies.trims_table)
+    OUT/trims.{md,csv,json,png}   the table and plot (pipeline.studies.trims_table), with each
+                                  pre-trained row's held-out masked-LM figures when its data has held-out shards
 
 A killed study resumes: a finished pre-training run (``summary.json``), a written model
 (``config.json``) and a finished fine-tuning run (``result.json``) are reused, not redone.
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING
 import storage
 from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
-from configs.schema import Config
+from configs.schema import Config, PretrainConfig
 from pipeline.studies import trim_specs
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.studies.trim_specs import TrimSpec
@@ -78,7 +79,7 @@ class TrimStudy:
                 "teacher": self.teacher and storage.absolute(self.teacher),
                 "init": self.init and storage.absolute(self.init),
                 "data": [storage.absolute(folder) for folder in self.data_dirs], "tasks": list(self.tasks),
-                "heal_steps": self.heal_steps, "config": self.config.to_dict()}
+                "heal_steps": self.heal_steps, "config": _config_signature(self.config)}
 
     def check(self) -> None:
         """Refuses, before anything runs, rows this study cannot build."""
@@ -310,6 +311,20 @@ class _RowBuilder:
         if written:
             self.log(f"    {folder} exists: reusing it")
         return written
+
+
+# pretrain fields newer than the first study.json files: recorded only when not the default, so a study
+# written before them (which lacks them) resumes when they keep their defaults.
+LATER_PRETRAIN_FIELDS = ("eval_every", "eval_examples")
+
+
+def _config_signature(config: Config) -> dict:
+    raw = config.to_dict()
+    defaults = PretrainConfig()
+    for field in LATER_PRETRAIN_FIELDS:
+        if getattr(config.pretrain, field) == getattr(defaults, field):
+            del raw["pretrain"][field]
+    return raw
 
 
 def _read_shape(folder: str) -> Config:

@@ -1,9 +1,12 @@
 """The table and plot of ``trimbert study trims``: cost and accuracy of every row, against the reference.
 
-``OUT/trims.md`` (scores x100), ``trims.csv`` (unrounded), ``trims.json`` (also the findings) and
-``trims.png`` (mean score over tasks against parameters). The reference row is ``untrimmed`` when
-the study has one, else the first row; every task column gives the row's mean ± std over seeds and
-its difference from the reference. Findings compare each row with the reference and, when the
+``OUT/trims.md`` (scores and held-out MLM accuracy x100), ``trims.csv`` (unrounded), ``trims.json``
+(also the findings) and ``trims.png`` (mean score over tasks against parameters). The reference row
+is ``untrimmed`` when the study has one, else the first row; every task column gives the row's mean
+± std over seeds and its difference from the reference. ``held-out MLM acc`` is the masked-LM
+accuracy of the row's pre-training run on its data's held-out shards at the run's end (its
+``summary.json``); blank for a row that did not pre-train, whose data had no held-out shards, or
+whose run predates the evaluation. Findings compare each row with the reference and, when the
 study has one, with ``random-init``: a difference counts when it exceeds two standard deviations
 (the larger of the two rows' seed standard deviations).
 """
@@ -33,6 +36,8 @@ class TrimRow:
         latency_ms: CPU inference latency per example (the first task's measurement).
         scores: task -> (mean, std) of the dev score over seeds.
         test_accuracy: task -> mean labelled-test accuracy, for tasks that have one.
+        heldout_mlm_loss: the pre-training run's last held-out masked-LM loss; None without one.
+        heldout_mlm_accuracy: its held-out masked-LM accuracy; None without one.
     """
 
     name: str
@@ -43,6 +48,8 @@ class TrimRow:
     latency_ms: float | None
     scores: dict[str, tuple[float, float]]
     test_accuracy: dict[str, float]
+    heldout_mlm_loss: float | None = None
+    heldout_mlm_accuracy: float | None = None
 
     @property
     def mean_score(self) -> float:
@@ -62,7 +69,8 @@ def make_row(spec, model, records: dict, seq_len: int) -> TrimRow:
         latency_ms=first.inference_latency_ms,
         scores={task: (record.metric_mean["score"], record.metric_std["score"]) for task, record in records.items()},
         test_accuracy={task: record.test_metric_mean["accuracy"] for task, record in records.items()
-                       if "accuracy" in record.test_metric_mean})
+                       if "accuracy" in record.test_metric_mean},
+        heldout_mlm_loss=summary.get("heldout_mlm_loss"), heldout_mlm_accuracy=summary.get("heldout_mlm_accuracy"))
 
 
 def reference_row(rows: list[TrimRow]) -> TrimRow:
@@ -113,6 +121,7 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
         output.Column("FLOPs/token", lambda row: row.flops_per_token, lambda flops: f"{flops / 1e6:.1f}M"),
         output.Column("pre-train device-h", lambda row: row.pretrain_device_hours, output.decimals(3)),
         output.Column("fine-tune device-h", lambda row: row.finetune_device_hours, output.decimals(3)),
+        output.Column("held-out MLM acc", lambda row: row.heldout_mlm_accuracy, output.percent),
         output.Column("latency ms/ex", lambda row: row.latency_ms, output.decimals(2)),
         *(output.Column(task, lambda row, task=task: _cell(row, reference, task)) for task in tasks),
         output.Column("mean", lambda row: _against(output.percent(row.mean_score), row, reference, row.mean_score,
@@ -123,7 +132,9 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
         f"Models: {'trimmed from ' + study.source if study.source else 'pre-trained from scratch'} "
         f"(config {study.config.name}). Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, "
         f"epochs {finetune.epochs:g}, learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}. "
-        f"Scores: the task's dev score x100, mean ± std over seeds (difference from {reference.name}).", "",
+        f"Scores: the task's dev score x100, mean ± std over seeds (difference from {reference.name}). "
+        f"Held-out MLM acc: the pre-training run's masked-LM accuracy on its data's held-out shards x100 "
+        f"(blank: not pre-trained here, or no held-out data).", "",
         *shown.markdown_lines(spaced_rule=True), "", "Findings:", *(f"- {line}" for line in findings(rows))])
     data = _data_table(rows, tasks)
     data.write_csv(storage.join(out, f"{TABLE_NAME}.csv"))
@@ -137,7 +148,8 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
 
 def _data_table(rows: list[TrimRow], tasks: list[str]) -> output.Table:
     """The unrounded table: per task its mean, std and test accuracy in CSV; the rows as they are in JSON."""
-    fixed = ("name", "parameters", "flops_per_token", "pretrain_device_hours", "finetune_device_hours", "latency_ms")
+    fixed = ("name", "parameters", "flops_per_token", "pretrain_device_hours", "finetune_device_hours",
+             "heldout_mlm_loss", "heldout_mlm_accuracy", "latency_ms")
     return output.Table([
         *(output.Column(name, lambda row, name=name: getattr(row, name)) for name in fixed),
         *(column for task in tasks for column in (

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from beam_jobs import features
-from beam_jobs.manifest import FILE_NAME, Inputs, Manifest, Shard, Vocabulary
+from beam_jobs.manifest import FILE_NAME, Heldout, Inputs, Manifest, Shard, Vocabulary
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
 
@@ -43,6 +43,18 @@ def _manifest(directory, record_format: str = "packed", compression: str = "",
         stats={"documents": 2, "tokens": 250, "length_histogram": {"0-8": 1, "8-16": 1}, "unknown_token_rate": 0.0})
 
 
+def _with_heldout(manifest: Manifest, shard_examples: tuple[int, ...] = (2, 1)) -> Manifest:
+    """``manifest`` with held-out shards (written, empty) named as the Beam job names them."""
+    suffix = ".gz" if manifest.compressed else ""
+    shards = tuple(Shard(name=f"heldout-{index:05d}-of-{len(shard_examples):05d}.tfrecord{suffix}", examples=count,
+                         tokens=60 * count) for index, count in enumerate(shard_examples))
+    for shard in shards:
+        with open(f"{manifest.directory}/{shard.name}", "wb"):
+            pass
+    heldout = Heldout(fraction=0.25, examples=sum(shard_examples), tokens=60 * sum(shard_examples), shards=shards)
+    return dataclasses.replace(manifest, heldout=heldout)
+
+
 def _write(manifest: Manifest) -> None:
     with open(f"{manifest.directory}/{FILE_NAME}", "w", encoding="utf-8") as handle:
         handle.write(manifest.to_text())
@@ -72,6 +84,47 @@ def test_written_keys_are_the_beam_jobs(tmp_path, record_format, compression):
     assert written["max_predictions"] == (10 if record_format == "bert" else None)
     assert written["schema"] == features.schema(record_format, 64, 10)
     assert written["schema_fingerprint"] == features.schema_fingerprint(record_format, 64, 10)
+
+
+@pytest.mark.parametrize("record_format, compression", [("packed", ""), ("bert", "GZIP")])
+def test_heldout_shards_are_written_read_back_and_kept_out_of_the_training_counts(tmp_path, record_format,
+                                                                                compression):
+    training = _manifest(tmp_path, record_format, compression)
+    manifest = _with_heldout(training)
+    _write(manifest)
+    read = Manifest.read(tmp_path)
+    assert read == manifest and read.to_text() == (tmp_path / FILE_NAME).read_text()
+    written = json.loads(read.to_text())
+    assert list(written) == sorted([*WRITTEN_KEYS, "heldout"])
+    assert written["heldout"] == {"fraction": 0.25, "examples": 3, "tokens": 180, "shards": [
+        {"name": f"heldout-0000{index}-of-00002.tfrecord{'.gz' if compression else ''}", "examples": count,
+         "tokens": 60 * count} for index, count in enumerate((2, 1))]}
+    assert read.heldout_paths == tuple(str(tmp_path / shard.name) for shard in read.heldout.shards)
+    # The training figures are the training shards' alone.
+    assert (read.examples, read.tokens, read.shard_paths) == (5, 300, training.shard_paths)
+    assert training.heldout is None and training.heldout_paths == ()
+
+
+def test_a_missing_heldout_shard_is_named(tmp_path):
+    _write(_with_heldout(_manifest(tmp_path)))
+    (tmp_path / "heldout-00001-of-00002.tfrecord").unlink()
+    with pytest.raises(TrimbertError) as error:
+        Manifest.read(tmp_path)
+    assert str(error.value) == f"{tmp_path / FILE_NAME}: lists shards that are missing: heldout-00001-of-00002.tfrecord"
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda raw: raw.update(heldout=7), "'heldout'"),
+    (lambda raw: raw["heldout"].pop("fraction"), "'fraction'"),
+    (lambda raw: raw["heldout"]["shards"][0].update(examples="two"), "'examples'"),
+])
+def test_a_malformed_heldout_field_is_named(tmp_path, change, field):
+    raw = _with_heldout(_manifest(tmp_path)).to_json()
+    change(raw)
+    (tmp_path / FILE_NAME).write_text(json.dumps(raw))
+    with pytest.raises(TrimbertError) as error:
+        Manifest.read(tmp_path)
+    assert str(error.value) == f"{tmp_path / FILE_NAME}: malformed manifest, field {field} missing or wrong"
 
 
 def test_the_beam_jobs_manifest_reads_back_to_its_own_bytes(bert_data):

@@ -87,6 +87,8 @@ def test_configs_are_frozen():
     ("trim:\n  ffn_blocks: [0, 12]\n", "trim.ffn_blocks has block indices [12] outside 0..11"),
     ("trim:\n  drop_layers: [0, 0]\n", "trim.drop_layers repeats a block index"),
     ("data:\n  seq_len: 1024\n", "data.seq_len (1024) exceeds model.max_sequence_length"),
+    ("pretrain:\n  eval_every: 0\n", "pretrain.eval_every and eval_examples must be >= 1"),
+    ("pretrain:\n  eval_examples: 0\n", "pretrain.eval_every and eval_examples must be >= 1"),
     ("- a\n- b\n", "top level must be a mapping"),
     ("model: [\n", "not valid YAML"),
 ])
