@@ -70,7 +70,7 @@ def corpus_dir():
 PACKED_SEQ_LEN = 64
 
 
-def _preprocessed_sample(root, corpus_dir, vocab_path, characters: int, data_config):
+def _preprocessed_sample(root, corpus_dir, vocab_path, characters: int, data_config, heldout_fraction: float = 0.0):
     """The first ``characters`` of the corpus (whole documents), run through the Beam job in-process."""
     from beam_jobs import pipeline as beam_pipeline
 
@@ -78,7 +78,7 @@ def _preprocessed_sample(root, corpus_dir, vocab_path, characters: int, data_con
     text = (corpus_dir / sorted(os.listdir(corpus_dir))[0]).read_text(encoding="utf-8")[:characters]
     corpus.write_text(text[:text.rfind("\n\n")] + "\n", encoding="utf-8")
     job = beam_pipeline.PreprocessJob(inputs=(str(corpus),), output=str(root / "data"), vocab=str(vocab_path),
-                                      shards=2, data=data_config)
+                                      shards=2, data=data_config, heldout_fraction=heldout_fraction)
     beam_pipeline.run(job, ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     return root / "data"
 
@@ -101,44 +101,24 @@ def bert_data(tmp_path_factory, corpus_dir, vocab_path):
                                 DataConfig(format="bert", seq_len=PACKED_SEQ_LEN, max_predictions=10, dupe_factor=1))
 
 
-def write_heldout_data(source, directory, heldout_shards=(-1,), fraction: float = 0.5):
-    """A copy of the data folder ``source`` whose manifest also lists held-out shards, as
-    ``trimbert preprocess --heldout-fraction`` writes them: ``heldout-0000i-of-0000n.tfrecord`` copies of
-    ``source``'s training shards at the indices ``heldout_shards`` (the training shards are kept too)."""
-    import dataclasses
-    import shutil
+@pytest.fixture(scope="session")
+def packed_heldout_data(tmp_path_factory, corpus_dir, vocab_path):
+    """``packed_data``'s text run through the Beam job with ``--heldout-fraction 0.2``: training and
+    held-out shards, as a user's job writes them."""
+    from configs.schema import DataConfig
 
-    from beam_jobs.manifest import FILE_NAME, Heldout, Manifest, Shard
-
-    manifest = Manifest.read(source)
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True)
-    for shard in manifest.shards:
-        shutil.copyfile(pathlib.Path(source) / shard.name, directory / shard.name)
-    suffix = ".gz" if manifest.compressed else ""
-    held = []
-    for number, index in enumerate(heldout_shards):
-        copied = manifest.shards[index]
-        name = f"heldout-{number:05d}-of-{len(heldout_shards):05d}.tfrecord{suffix}"
-        shutil.copyfile(pathlib.Path(source) / copied.name, directory / name)
-        held.append(Shard(name=name, examples=copied.examples, tokens=copied.tokens))
-    heldout = Heldout(fraction=fraction, examples=sum(shard.examples for shard in held),
-                      tokens=sum(shard.tokens for shard in held), shards=tuple(held))
-    (directory / FILE_NAME).write_text(dataclasses.replace(manifest, directory=str(directory),
-                                                           heldout=heldout).to_text())
-    return directory
+    return _preprocessed_sample(tmp_path_factory.mktemp("packed_heldout"), corpus_dir, vocab_path, 300_000,
+                                DataConfig(format="packed", seq_len=PACKED_SEQ_LEN), heldout_fraction=0.2)
 
 
 @pytest.fixture(scope="session")
-def packed_heldout_data(tmp_path_factory, packed_data):
-    """:func:`write_heldout_data` of ``packed_data``: its last shard copied as ``heldout-00000-of-00001``."""
-    return write_heldout_data(packed_data, tmp_path_factory.mktemp("packed_heldout") / "data")
+def bert_heldout_data(tmp_path_factory, corpus_dir, vocab_path):
+    """``bert`` records of the first 120 kB of the corpus with ``--heldout-fraction 0.3``."""
+    from configs.schema import DataConfig
 
-
-@pytest.fixture(scope="session")
-def bert_heldout_data(tmp_path_factory, bert_data):
-    """:func:`write_heldout_data` of ``bert_data``: both shards copied as two held-out shards."""
-    return write_heldout_data(bert_data, tmp_path_factory.mktemp("bert_heldout") / "data", heldout_shards=(0, 1))
+    return _preprocessed_sample(tmp_path_factory.mktemp("bert_heldout"), corpus_dir, vocab_path, 120_000,
+                                DataConfig(format="bert", seq_len=PACKED_SEQ_LEN, max_predictions=10, dupe_factor=1),
+                                heldout_fraction=0.3)
 
 
 # ---------------------------------------------------------------------------
