@@ -42,9 +42,11 @@ def demo_steps(out: pathlib.Path, cache: pathlib.Path) -> list[tuple[str, list[s
         ("fetch the embedded data assets", ["data", "fetch"]),
         ("list them", ["data", "list"]),
         ("show the tiny encoder's config", ["config", "show", "tiny"]),
-        (f"preprocess the embedded corpus with Beam (packed, length {SEQ_LEN} to keep the demo short)",
+        (f"preprocess the embedded corpus with Beam (packed, length {SEQ_LEN} to keep the demo short; 2% of the "
+         f"documents held out, for the held-out masked-LM accuracy of each pre-trained row)",
          ["preprocess", "--input", str(cache / "corpus" / "*.txt"), "--output", str(out / "data"),
-          "--vocab", str(vocab), "--format", "packed", "--seq-len", str(SEQ_LEN), "--shards", "4"]),
+          "--vocab", str(vocab), "--format", "packed", "--seq-len", str(SEQ_LEN), "--shards", "4",
+          "--heldout-fraction", "0.02"]),
         (f"study trims from scratch: the tiny encoder pre-trained for {PRETRAIN_STEPS} steps, the same with all "
          f"three TrimBERT trims, both started from MiniLM-L6's weights by weight selection, and the tiny "
          f"encoder from random weights, each fine-tuned on {DEMO_TASK} ({TRAIN_EXAMPLES} training examples)",

@@ -158,18 +158,22 @@ def _free_port():
 
 @pytest.mark.slow  # about 15 s (two worker processes); test_two_mirrored_replicas_match_one_device covers the
 # replicas' arithmetic in this process
-def test_multi_worker_two_processes_match_one_device_on_their_data(packed_data, tmp_path, monkeypatch, run_pretraining,
-                                                                   pretrain_command, read_metrics, plain_sgd):
-    """Two workers (two processes, TF_CONFIG) end with the weights of one device fed the same batches.
+def test_multi_worker_two_processes_match_one_device_on_their_data(packed_heldout_data, tmp_path, monkeypatch,
+                                                                   run_pretraining, pretrain_command, read_metrics,
+                                                                   plain_sgd):
+    """Two workers (two processes, TF_CONFIG) end with the weights of one device fed the same batches,
+    and score the held-out text as that device does.
 
     Each worker reads its own shard, so the reference is a one-device run in this process whose
     input is the two workers' streams joined: worker 0's 8 examples then worker 1's, the same
     global batch of 16 with the same masks. Plain SGD without clipping (plain_sgd): a gradient
     all-reduced but not divided by the workers, or divided twice, would make the workers agree with
-    each other and still differ from the reference by that factor.
+    each other and still differ from the reference by that factor. The held-out evaluation is split
+    over the workers too: an example scored twice, or not at all, would change its figures.
     """
-    settings = {**plain_sgd, "pretrain.checkpoint_every": 100}
-    outputs = _run_two_workers(pretrain_command, packed_data, tmp_path / "run", 6, settings)
+    data = packed_heldout_data
+    settings = {**plain_sgd, "pretrain.checkpoint_every": 100, "pretrain.eval_every": 3}
+    outputs = _run_two_workers(pretrain_command, data, tmp_path / "run", 6, settings)
     digests = [[line for line in output.splitlines() if line.startswith("weights sha256")] for output in outputs]
     assert len(digests[0]) == 1 and digests[0] == digests[1]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -180,10 +184,17 @@ def test_multi_worker_two_processes_match_one_device_on_their_data(packed_data, 
     from pipeline.pretrain import loop as pretrain
 
     monkeypatch.setattr(pretrain, "pretraining_dataset", _both_workers_streams(pretrain.pretraining_dataset))
-    reference = run_pretraining(packed_data, tmp_path / "one_device", 6, **settings)
+    reference = run_pretraining(data, tmp_path / "one_device", 6, **settings)
     assert reference["replicas"] == 1
     _assert_same_weights(_encoder_weights(tmp_path / "one_device"), _encoder_weights(tmp_path / "run"))
-    _assert_same_losses(read_metrics(tmp_path / "one_device"), read_metrics(tmp_path / "run"))
+    expected, actual = read_metrics(tmp_path / "one_device"), read_metrics(tmp_path / "run")
+    _assert_same_losses([m for m in expected if "loss" in m], [m for m in actual if "loss" in m])
+    heldout = [[m for m in metrics if "heldout_mlm_loss" in m] for metrics in (expected, actual)]
+    assert [m["step"] for m in heldout[1]] == [m["step"] for m in heldout[0]] == [3, 6]
+    for name in ("heldout_examples", "heldout_masked_tokens"):
+        assert [m[name] for m in heldout[1]] == [m[name] for m in heldout[0]]
+    np.testing.assert_allclose([m["heldout_mlm_loss"] for m in heldout[1]],
+                               [m["heldout_mlm_loss"] for m in heldout[0]], rtol=1e-4)
 
 
 def _run_two_workers(pretrain_command, data, model_dir, steps, settings):
