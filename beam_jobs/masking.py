@@ -98,6 +98,19 @@ def mask_batch(tokens: np.ndarray, a_length: np.ndarray, length: np.ndarray, key
     row_index = np.broadcast_to(np.arange(rows)[:, None], positions.shape)
     labels = np.where(real, tokens[row_index, positions], 0)
     kind = unit_floats(draws(keys, _KIND, max_predictions))
+    return replace_chosen(tokens, positions, labels, counts, kind, keys, mask_token_rate=mask_token_rate,
+                          random_token_rate=random_token_rate, mask_id=mask_id, vocabulary_size=vocabulary_size)
+
+
+def replace_chosen(tokens: np.ndarray, positions: np.ndarray, labels: np.ndarray, counts: np.ndarray,
+                   kind: np.ndarray, keys: np.ndarray, *, mask_token_rate: float, random_token_rate: float,
+                   mask_id: int, vocabulary_size: int) -> Masked:
+    """The 80/10/10 replacement of the chosen positions: slot ``j`` of a row becomes [MASK] when
+    ``kind[j] < mask_token_rate``, else a random id (draw ``j`` of the instance's random-id stream) when
+    below ``mask_token_rate + random_token_rate``, else keeps its token; slots past ``counts`` are padding."""
+    rows, max_predictions = positions.shape
+    real = np.arange(max_predictions)[None, :] < counts[:, None]
+    row_index = np.broadcast_to(np.arange(rows)[:, None], positions.shape)
     random_ids = (draws(keys, _RANDOM_ID, max_predictions) % np.uint64(vocabulary_size)).astype(tokens.dtype)
     replacement = np.where(kind < mask_token_rate, mask_id,
                            np.where(kind < mask_token_rate + random_token_rate, random_ids, labels))

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from beam_jobs.masking import _RANDOM_ID, Masked, draws, unit_floats
+from beam_jobs.masking import Masked, draws, replace_chosen, unit_floats
 
 _ORDER, _WORD_KIND = 4, 5
 
@@ -128,9 +128,5 @@ def mask_batch(tokens: np.ndarray, a_length: np.ndarray, length: np.ndarray, key
     row_index = np.broadcast_to(row_index, positions.shape)
     labels = np.where(real, tokens[row_index, positions], 0)
     kind = unit_floats(draws(keys, _WORD_KIND, seq_len))[row_index, np.maximum(words[row_index, positions] - 1, 0)]
-    random_ids = (draws(keys, _RANDOM_ID, max_predictions) % np.uint64(vocabulary_size)).astype(tokens.dtype)
-    replacement = np.where(kind < mask_token_rate, mask_id,
-                           np.where(kind < mask_token_rate + random_token_rate, random_ids, labels))
-    masked = tokens.copy()
-    masked[row_index[real], positions[real]] = replacement[real]
-    return Masked(masked, positions, labels, counts)
+    return replace_chosen(tokens, positions, labels, counts, kind, keys, mask_token_rate=mask_token_rate,
+                          random_token_rate=random_token_rate, mask_id=mask_id, vocabulary_size=vocabulary_size)
