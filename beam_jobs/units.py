@@ -117,8 +117,11 @@ class _ProcessUnitFn(beam.DoFn):
     def process(self, unit: ReadUnit):
         stats = Stats()
         seq_len = self._config.seq_len
-        writers = {held: FragmentWriter(destination.fragment_dir, unit.index, seq_len)
-                   for held, destination in self._destinations.items()}
+        # The held-out stream only when documents are held out: its packer would otherwise read on to
+        # the end of the corpus looking for a held-out chain start that never comes.
+        streams = (False, True) if self._heldout_fraction else (False,)
+        writers = {held: FragmentWriter(self._destinations[held].fragment_dir, unit.index, seq_len)
+                   for held in streams}
         builders = {held: self._builder(unit, held) for held in writers}
         progress = UnitProgress(self._progress_dir, unit.index, self._progress_seconds)
 
@@ -142,7 +145,7 @@ class _ProcessUnitFn(beam.DoFn):
         finally:
             fragments = {held: writer.close() for held, writer in writers.items()}
         progress.save()
-        yield UnitResult(unit.index, dict(stats), fragments[False], fragments[True])
+        yield UnitResult(unit.index, dict(stats), fragments[False], fragments.get(True, []))
 
     def _read_on(self, unit: ReadUnit, heldout: bool):
         """One stream's tokenized documents after ``unit``, up to that stream's next chain start

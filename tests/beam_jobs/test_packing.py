@@ -13,7 +13,7 @@ from beam_jobs import pipeline as preprocess
 from beam_jobs.normalize import normalize_document, split_document
 from beam_jobs.packing import FIRST_CHAIN, starts_chain
 from beam_jobs.read import DocumentReader, expand_inputs
-from beam_jobs.records import Stats, stable_hash
+from beam_jobs.records import Document, Stats, content_digest, stable_hash
 from beam_jobs.tokenize import BatchTokenizer, read_vocabulary
 from configs.schema import DataConfig
 
@@ -131,3 +131,26 @@ def test_stream_packing_fills_sequences_of_short_documents(tmp_path, vocab_path,
         fills[packing] = manifest["fill"]
     assert len(texts) > 10_000
     assert fills["stream"] >= 0.98 and fills["document"] < 0.5
+
+
+def test_a_unit_reads_on_only_to_the_next_chain_start(tmp_path, vocab_path, monkeypatch):
+    """Every document here starts a chain (each is longer than a chain's text), so a unit reads on into
+    the next file's first document at most: the job opens each unit at most twice. A stream that never
+    finds its next chain start (a held-out stream when nothing is held out) would read to the end."""
+    from beam_jobs import read
+
+    documents = ["\n".join(f"Long document {number} line {line} goes on and on about its topic."
+                           for line in range(80)) for number in range(8)]
+    opened = []
+    original = read.DocumentReader.documents
+
+    def counting(self, unit, stats):
+        opened.append(unit.index)
+        return original(self, unit, stats)
+
+    monkeypatch.setattr(read.DocumentReader, "documents", counting)
+    data = DataConfig(format="packed", seq_len=SEQ_LEN)
+    assert all(starts_chain(Document(0, 0, content_digest(text), tuple(text.splitlines())), data) for text in documents)
+    manifest = _run(_write(tmp_path / "corpus", documents, files=8), tmp_path / "out", str(vocab_path), data, shards=2)
+    assert manifest["examples"] > 8
+    assert sorted(set(opened)) == list(range(8)) and len(opened) <= 2 * 8
