@@ -92,8 +92,16 @@ def parquet_texts(path: str, start: int, end: int, text_field: str):
     with handle:
         stop = file.num_row_groups if end < 0 else end
         for group in range(start, stop):
-            for batch in file.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=[text_field],
-                                           use_threads=False):
+            batches = file.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=[text_field],
+                                        use_threads=False)
+            while True:
+                try:
+                    batch = next(batches, None)
+                except (OSError, pa.ArrowException) as error:  # a corrupt page: name the file, not a traceback
+                    raise TrimbertError(f"Parquet file {path}: row group {group} cannot be read (corrupt?): "
+                                        f"{error}") from error
+                if batch is None:
+                    break
                 yield from batch.column(0).cast(pa.large_binary()).to_pylist()
 
 

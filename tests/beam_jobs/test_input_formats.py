@@ -207,6 +207,12 @@ def _bad_parquet(path: pathlib.Path, case: str) -> pathlib.Path:
         pq.write_table(pa.table({"id": [1], "body": ["words"]}), path)
     elif case == "integer text column":
         pq.write_table(pa.table({"text": [1, 2]}), path)
+    elif case == "corrupt parquet page":  # the footer intact: found only when the page is read
+        pq.write_table(pa.table({"text": [f"Text number {number} of a longer corpus." for number in range(2000)]}),
+                       path, compression="snappy")
+        raw = path.read_bytes()
+        middle = len(raw) // 3
+        path.write_bytes(raw[:middle] + bytes(64) + raw[middle + 64:])
     else:
         path.write_bytes(b"PAR1 not really a parquet file")
     return path
@@ -231,6 +237,7 @@ BAD_INPUTS = {
     "no text column": "has no column 'text' .*its columns: id, body",
     "integer text column": "column 'text' has type int64, not a string type",
     "not parquet": "is not a readable Parquet file",
+    "corrupt parquet page": "row group 0 cannot be read",
     "truncated zst": "cannot be decompressed as zstd",
     "corrupt zst": "cannot be decompressed as zstd",
     "truncated bz2": "cannot be decompressed as bzip2",
