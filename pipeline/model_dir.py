@@ -132,8 +132,8 @@ def run_changes(previous: dict, current: dict) -> dict[str, tuple]:
     """
     changes = {}
     before, after = previous["config"].get("pretrain", {}), current["config"].get("pretrain", {})
-    for field in sorted(set(before) | set(after)):
-        if field not in OPERATIONAL_FIELDS and before.get(field) != after.get(field):
+    for field in sorted(before):
+        if field not in OPERATIONAL_FIELDS and before[field] != after.get(field):
             changes[f"pretrain.{field}"] = (before.get(field), after.get(field))
     for key in ("data", "strategy"):
         if key in previous and previous[key] != current.get(key):
