@@ -15,23 +15,34 @@ from configs.errors import TrimbertError
 STUDY_FILENAME = "study.json"
 
 
-def changed_fields(written, current, prefix: str = "") -> list[str]:
-    """Dotted names of the fields that differ between two JSON values (``finetune.learning_rate``)."""
+def changed_fields(written, current, prefix: str = "", defaults=None) -> list[str]:
+    """Dotted names of the fields that differ between two JSON values (``finetune.learning_rate``).
+
+    A key ``written`` lacks (a field newer than the file) is no change while ``current`` holds its
+    value in ``defaults`` (the same shape, every field at its default), so a study written before a
+    field existed resumes as long as the field keeps its default.
+    """
     if isinstance(written, dict) and isinstance(current, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         names = []
         for key in sorted(set(written) | set(current)):
-            names += changed_fields(written.get(key), current.get(key), f"{prefix}{key}.")
+            if key not in written and key in defaults and current[key] == defaults[key]:
+                continue
+            names += changed_fields(written.get(key), current.get(key), f"{prefix}{key}.", defaults.get(key))
         return names
     return [] if written == current else [prefix.rstrip(".")]
 
 
-def check_study_folder(out: str, signature: dict) -> None:
-    """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume)."""
+def check_study_folder(out: str, signature: dict, defaults: dict | None = None) -> None:
+    """Writes ``OUT/study.json``, or checks that the one there describes the same study (resume).
+
+    ``defaults``: the signature's shape with every field at its default (:func:`changed_fields`).
+    """
     signature = json.loads(json.dumps(signature))  # tuples -> lists, as read back
     path = storage.join(out, STUDY_FILENAME)
     if storage.isfile(path):
         written = storage.read_json(path)
-        changed = changed_fields(written, signature)
+        changed = changed_fields(written, signature, defaults=json.loads(json.dumps(defaults or {})))
         if changed:
             raise TrimbertError(f"{path}: {out} holds a study with a different {', '.join(changed)}; "
                                 f"use another --out or the same settings to resume it")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import storage
 from configs.errors import TrimbertError
+from configs.schema import FinetuneConfig
 from models.drop_rules import STRATEGIES
 from pipeline.report import output
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
@@ -106,7 +107,8 @@ def _run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list
     out = str(out)
     source = ModelSource.open(init, "--init")
     check_study_folder(out, {"init": storage.absolute(source.path), "task": task_name,
-                             "finetune": dataclasses.asdict(config.finetune)})
+                             "finetune": dataclasses.asdict(config.finetune)},
+                       defaults={"finetune": dataclasses.asdict(FinetuneConfig())})
     encoder = source.encoder()
     baseline_options = options_for(source, storage.join(out, "runs", "unpruned"))
     vocabulary, lowercase = source.vocabulary(baseline_options.vocabulary)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import storage
 from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
-from configs.schema import Config, PretrainConfig
+from configs.schema import Config
 from pipeline.studies import trim_specs
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.studies.trim_specs import TrimSpec
@@ -79,7 +79,13 @@ class TrimStudy:
                 "teacher": self.teacher and storage.absolute(self.teacher),
                 "init": self.init and storage.absolute(self.init),
                 "data": [storage.absolute(folder) for folder in self.data_dirs], "tasks": list(self.tasks),
-                "heal_steps": self.heal_steps, "config": _config_signature(self.config)}
+                "heal_steps": self.heal_steps, "config": self.config.to_dict()}
+
+    @staticmethod
+    def signature_defaults() -> dict:
+        """The signature's fields at their defaults: a config field newer than a study.json is no change
+        while it keeps its default (``bookkeeping.changed_fields``)."""
+        return {"config": Config().to_dict()}
 
     def check(self) -> None:
         """Refuses, before anything runs, rows this study cannot build."""
@@ -146,7 +152,7 @@ def run_trims(study: TrimStudy, out: str, options_for: Callable, log=print) -> l
     study.check()
     out = str(out)
     with WriterLock(out, "study trims", log):
-        check_study_folder(out, study.signature())
+        check_study_folder(out, study.signature(), study.signature_defaults())
         builder = _RowBuilder(study, out, log)
         results = {}
         for number, spec in enumerate(study.specs, start=1):
@@ -311,20 +317,6 @@ class _RowBuilder:
         if written:
             self.log(f"    {folder} exists: reusing it")
         return written
-
-
-# pretrain fields newer than the first study.json files: recorded only when not the default, so a study
-# written before them (which lacks them) resumes when they keep their defaults.
-LATER_PRETRAIN_FIELDS = ("eval_every", "eval_examples")
-
-
-def _config_signature(config: Config) -> dict:
-    raw = config.to_dict()
-    defaults = PretrainConfig()
-    for field in LATER_PRETRAIN_FIELDS:
-        if getattr(config.pretrain, field) == getattr(defaults, field):
-            del raw["pretrain"][field]
-    return raw
 
 
 def _read_shape(folder: str) -> Config:

@@ -43,17 +43,23 @@ def test_the_heldout_column_shows_pretrained_rows_and_stays_blank_for_the_others
     assert json.loads((tmp_path / "trims.json").read_text())["rows"][0]["heldout_mlm_loss"] == 6.25
 
 
-def test_a_study_written_before_the_evaluation_settings_resumes(tmp_path):
+def test_a_study_written_before_newer_config_fields_resumes(tmp_path):
     config = config_lib.load("tiny")
     study = trims.TrimStudy(config=config, specs=(trim_specs.parse("untrimmed"),), tasks=("rte",))
-    # study.json as written before the pretrain section had the evaluation settings.
+    # study.json as written before the evaluation settings and the data section's packing and
+    # whole-word masking existed.
     older = json.loads(json.dumps(study.signature()))
-    older["config"] = config.to_dict()
-    for field in ("eval_every", "eval_examples"):
-        del older["config"]["pretrain"][field]
+    for section, field in (("pretrain", "eval_every"), ("pretrain", "eval_examples"), ("data", "packing"),
+                           ("data", "whole_word_mask")):
+        del older["config"][section][field]
     (tmp_path / bookkeeping.STUDY_FILENAME).write_text(json.dumps(older))
-    bookkeeping.check_study_folder(str(tmp_path), study.signature())
-    # Other evaluation settings are recorded, so they are not mixed into a study run with the defaults.
-    changed = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, eval_examples=64))
-    with pytest.raises(TrimbertError, match="config.pretrain.eval_examples"):
-        bookkeeping.check_study_folder(str(tmp_path), dataclasses.replace(study, config=changed).signature())
+    bookkeeping.check_study_folder(str(tmp_path), study.signature(), study.signature_defaults())
+    # A newer field set to something else than its default is a change: not mixed into the older study.
+    for changed in (dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, eval_examples=64)),
+                    dataclasses.replace(config, data=dataclasses.replace(config.data, packing="document"))):
+        with pytest.raises(TrimbertError, match="config.(pretrain.eval_examples|data.packing)"):
+            bookkeeping.check_study_folder(str(tmp_path), dataclasses.replace(study, config=changed).signature(),
+                                           study.signature_defaults())
+    # Without the defaults every field the file lacks is a change.
+    with pytest.raises(TrimbertError, match="config.data.packing"):
+        bookkeeping.check_study_folder(str(tmp_path), study.signature())
