@@ -110,7 +110,7 @@ class Manifest:
         shards: the training shards in order.
         stats: the job's nested counts (``beam_jobs.pipeline.summarize_stats``).
         heldout: the held-out examples, or None when the job held none out (key ``heldout``, written
-            only when present, so a manifest without them is byte-identical to one from before the key).
+            only when present; a manifest without it is read with None).
     """
 
     directory: str

@@ -21,9 +21,11 @@ stays one sequence per worker, and the documents read twice are about one chain 
 Held-out documents (``--heldout-fraction``) form a stream of their own, cut into chains by the same
 rule: a unit reading on for its held-out chain passes over about ``1 / fraction`` times a chain of
 text, but only reads and hashes it, tokenizing just the held-out documents in it. Only a unit where
-a chain starts reads on, over the gap to the next chain start of its stream, so all the reading on
-of a job adds up to at most one more read of the corpus per stream (measured on the embedded corpus
-with ``--heldout-fraction 0.01``: no CPU time above the run without held-out text).
+a chain of the stream starts (or the first unit, where the corpus starts) reads on, over the gap to
+the stream's next chain start, so all the reading on of a job adds up to at most one more read of
+the corpus per stream; there is no held-out stream when nothing is held out. Measured on the
+embedded corpus in one in-process worker, two runs each: 7.56 and 7.50 user s with
+``--heldout-fraction 0.01`` against 7.29 and 7.48 without.
 
 Every chain loses on average half a sequence to padding, so the fill (real tokens / token slots) is
 about ``1 - 1 / (2 * CHAIN_SEQUENCES)``. Chains longer than a few sequences need documents shorter than

@@ -17,8 +17,9 @@ Inside a JSON Lines, Parquet or TFDS text, line breaks (``str.splitlines``) sepa
 the document is the text's non-blank stripped lines, as the lines of a plain-text document are: the
 same documents give the same ``Document`` (and digest) in every format. (A plain-text line is
 ended by ``\n`` only; the rarer breaks ``str.splitlines`` also knows, such as ``\x0c`` or
-``\u2028``, split a JSON text but not a plain-text line.) A null, empty or blank text is skipped as
-``empty_text``.
+``\u2028``, split a JSON text but not a plain-text line.) An empty or blank text, or a Parquet null,
+is skipped as ``empty_text``; a JSON Lines record whose text is null or missing as
+``missing_text_field``.
 
 An uncompressed file larger than the split size is read in byte ranges by several workers
 (``beam_jobs.ranges``: no document is cut or read twice), a Parquet file in ranges of row groups;

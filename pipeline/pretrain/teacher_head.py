@@ -81,10 +81,11 @@ def split_last_shard(data_dir: str, work_dir: pathlib.Path) -> tuple[str, str]:
             link = folder / shard.name
             if not link.exists():
                 os.symlink(pathlib.Path(data_dir).resolve() / shard.name, link)
-        # The whole folder's manifest with these shards: "tokens" and the stats still count the whole data.
+        # The whole folder's manifest with these shards: the stats still count the whole data.
         # Its held-out shards are not linked: the last shard is this split's held-out text.
         split = dataclasses.replace(manifest, directory=str(folder), shards=part,
-                                    examples=sum(shard.examples for shard in part), heldout=None)
+                                    examples=sum(shard.examples for shard in part),
+                                    tokens=sum(shard.tokens for shard in part), heldout=None)
         storage.write_text(folder / MANIFEST_FILE, split.to_text())
         folders.append(str(folder))
     return folders[0], folders[1]
