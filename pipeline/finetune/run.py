@@ -39,6 +39,7 @@ from pipeline.finetune import data, sources
 from pipeline.finetune import tasks as task_registry
 from pipeline.model_source import ModelSource
 from pipeline.pretrain.optimizer import finetuning_optimizer
+from pipeline.report import output
 
 LATENCY_BATCH = 32
 LATENCY_REPEATS = 10
@@ -189,8 +190,9 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
                        {"epoch_seconds": {str(seed_run.result.seed): seed_run.epoch_seconds for seed_run in runs},
                         "cpu_latency_ms": latency, "accelerator_latency_ms": accelerator_latency,
                         "accelerator": accelerators[0].name if accelerators else None})
-    summary = ", ".join(f"{name} {record.metric_mean[name]:.4f} ± {record.metric_std[name]:.4f}"
-                        for name in record.metric_mean)
+    spread = output.spread_known(len(record.seeds))  # a std over fewer seeds is not printed
+    summary = ", ".join(f"{name} {record.metric_mean[name]:.4f}"
+                        + (f" ± {record.metric_std[name]:.4f}" if spread else "") for name in record.metric_mean)
     log(f"{task.name} dev over seeds {record.seeds}: {summary}; best seed {record.best_seed}")
     if record.test_metric_mean:
         log("test: " + ", ".join(f"{name} {value:.4f}" for name, value in record.test_metric_mean.items()))

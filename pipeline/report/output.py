@@ -20,18 +20,37 @@ from typing import Any
 
 import storage
 
+# A standard deviation over fewer seeds is not shown: over one it is 0, over two it is no estimate.
+MIN_SEEDS_FOR_SPREAD = 3
 
-def percent(value: float | None, std: float | None = None, missing: str = "") -> str:
+
+def spread_known(seeds: int | None) -> bool:
+    """Whether a mean over ``seeds`` seeds has a spread worth printing (None: not said, assumed so)."""
+    return seeds is None or seeds >= MIN_SEEDS_FOR_SPREAD
+
+
+def seed_count(seeds: int) -> str:
+    """``1 seed``, ``2 seeds``."""
+    return f"{seeds} seed{'' if seeds == 1 else 's'}"
+
+
+def percent(value: float | None, std: float | None = None, missing: str = "", seeds: int | None = None) -> str:
     """A fraction as x100 with one decimal (``0.853`` -> ``85.3``), with ``± std`` when given.
 
     Args:
         value: the fraction (0..1); ``None`` gives ``missing``.
         std: its standard deviation, also a fraction; ``None`` leaves it out.
         missing: the text for a missing value.
+        seeds: how many seeds ``value`` and ``std`` are over; below :data:`MIN_SEEDS_FOR_SPREAD` the
+            count is printed instead of the std (``85.3 (1 seed)``).
     """
     if value is None:
         return missing
-    return f"{100 * value:.1f}" if std is None else f"{100 * value:.1f} ± {100 * std:.1f}"
+    if std is None:
+        return f"{100 * value:.1f}"
+    if not spread_known(seeds):
+        return f"{100 * value:.1f} ({seed_count(seeds)})"
+    return f"{100 * value:.1f} ± {100 * std:.1f}"
 
 
 def percent_difference(value: float, reference: float) -> str:

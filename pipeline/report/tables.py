@@ -171,8 +171,8 @@ def _number(value: float | None, digits: int = 3) -> str:
     return MISSING if value is None else f"{value:.{digits}g}"
 
 
-def _percent(value: float | None, std: float | None = None) -> str:
-    return output.percent(value, std, missing=MISSING)
+def _percent(value: float | None, std: float | None = None, seeds: int | None = None) -> str:
+    return output.percent(value, std, missing=MISSING, seeds=seeds)
 
 
 def markdown_table(rows: Sequence[ModelRow], title: str = "Trade-off report") -> str:
@@ -182,7 +182,8 @@ def markdown_table(rows: Sequence[ModelRow], title: str = "Trade-off report") ->
         output.Column("Model", lambda row: row.label),
         output.Column("Params", lambda row: row.parameters, lambda parameters: f"{parameters / 1e6:.1f}M"),
         *(output.Column(_display(task), lambda row, task=task: row.records.get(task),
-                        lambda record: _percent(record.score, record.metric_std["score"]) if record else MISSING)
+                        lambda record: _percent(record.score, record.metric_std["score"], len(record.seeds))
+                        if record else MISSING)
           for task in tasks),
         output.Column("GLUE avg", lambda row: row.glue_average, _percent),
         output.Column("GLUE tasks", lambda row: len(row.glue_tasks)),
@@ -195,21 +196,23 @@ def markdown_table(rows: Sequence[ModelRow], title: str = "Trade-off report") ->
         output.Column("Model", lambda line: line[0]),
         output.Column("Task", lambda line: _display(line[1])),
         output.Column("Metrics (x100, mean ± std)",
-                      lambda line: _metrics_text(line[2].metric_mean, line[2].metric_std)),
+                      lambda line: _metrics_text(line[2].metric_mean, line[2].metric_std, len(line[2].seeds))),
         output.Column("Seeds", lambda line: len(line[2].seeds)),
         output.Column("Best-on-dev seed", lambda line: line[2].best_seed),
         output.Column("Best seed test", lambda line: _metrics_text(line[2].best.test_metrics) or MISSING),
     ], [(row.label, task, record) for row in rows for task, record in row.records.items()])
     return output.markdown_text([
         f"# {title}", "",
-        "Scores x100, mean ± std over seeds (dev sets). GLUE avg: mean task score over the GLUE "
+        "Scores x100, mean ± std over seeds (dev sets; the number of seeds instead of a std below three). "
+        "GLUE avg: mean task score over the GLUE "
         "tasks present. acc-h: accelerator-hours (– : not recorded).", "",
         *overview.markdown_lines(), "", "## Per-task metrics", "", *per_task.markdown_lines()])
 
 
-def _metrics_text(means: dict[str, float], stds: dict[str, float] | None = None) -> str:
-    """``name value`` x100 per metric but the score, with ``± std`` when ``stds`` are given."""
-    return ", ".join(f"{name} {_percent(mean, None if stds is None else stds[name])}"
+def _metrics_text(means: dict[str, float], stds: dict[str, float] | None = None, seeds: int | None = None) -> str:
+    """``name value`` x100 per metric but the score, with ``± std`` when ``stds`` are given (the
+    number of seeds instead, below three)."""
+    return ", ".join(f"{name} {_percent(mean, None if stds is None else stds[name], seeds)}"
                      for name, mean in means.items() if name != "score")
 
 

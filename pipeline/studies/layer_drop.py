@@ -182,8 +182,8 @@ def write_table(rows: list[StudyRow], out: str | pathlib.Path, task_name: str, c
         output.Column("K", lambda row: row.drop),
         output.Column("dropped blocks", lambda row: ",".join(map(str, row.dropped)) or "-"),
         output.Column("parameters", lambda row: row.parameters, output.thousands),
-        output.Column("dev score", lambda row: "" if row.score_mean is None
-                      else f"{output.percent(row.score_mean)} ± {output.percent(row.score_std)}"),
+        output.Column("dev score", lambda row: output.percent(row.score_mean, row.score_std or 0.0,
+                                                              seeds=len(finetune.seeds))),
         output.Column("Δ vs unpruned", lambda row: "" if row.score_mean is None or not row.drop
                       else output.percent_difference(row.score_mean, baseline)),
         output.Column("test acc.", lambda row: row.test_accuracy, output.percent),
@@ -195,7 +195,8 @@ def write_table(rows: list[StudyRow], out: str | pathlib.Path, task_name: str, c
         f"# Layer-drop study: {task_name}", "",
         f"Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, epochs {finetune.epochs:g}, "
         f"learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}, training examples "
-        f"{finetune.max_train_examples or 'all'}. Score: the task's dev score x100, mean ± std over seeds.", "",
+        f"{finetune.max_train_examples or 'all'}. Score: the task's dev score x100, mean ± std over seeds "
+        f"(the number of seeds instead of a std below {output.MIN_SEEDS_FOR_SPREAD}).", "",
         *shown.markdown_lines(spaced_rule=True),
         "", f"Paper: {PAPER_FINDING}", "", "Here:", *(f"- {line}" for line in findings(rows))])
     data = output.Table([_data_column(name) for name in COLUMNS], rows, data=dataclasses.asdict)

@@ -35,6 +35,7 @@ class TrimRow:
         finetune_device_hours: fine-tuning device-hours, all tasks and seeds.
         latency_ms: CPU inference latency per example (the first task's measurement).
         scores: task -> (mean, std) of the dev score over seeds.
+        seeds: the fewest fine-tuning seeds of any task (a std over fewer than 3 is not shown).
         test_accuracy: task -> mean labelled-test accuracy, for tasks that have one.
         heldout_mlm_loss: the pre-training run's last held-out masked-LM loss; None without one.
         heldout_mlm_accuracy: its held-out masked-LM accuracy; None without one.
@@ -48,6 +49,7 @@ class TrimRow:
     latency_ms: float | None
     scores: dict[str, tuple[float, float]]
     test_accuracy: dict[str, float]
+    seeds: int = 1
     heldout_mlm_loss: float | None = None
     heldout_mlm_accuracy: float | None = None
 
@@ -70,6 +72,7 @@ def make_row(spec, model, records: dict, seq_len: int) -> TrimRow:
         scores={task: (record.metric_mean["score"], record.metric_std["score"]) for task, record in records.items()},
         test_accuracy={task: record.test_metric_mean["accuracy"] for task, record in records.items()
                        if "accuracy" in record.test_metric_mean},
+        seeds=min(len(record.seeds) for record in records.values()),
         heldout_mlm_loss=summary.get("heldout_mlm_loss"), heldout_mlm_accuracy=summary.get("heldout_mlm_accuracy"))
 
 
@@ -84,7 +87,8 @@ def beats(row: TrimRow, other: TrimRow, task: str) -> bool:
 
 
 def findings(rows: list[TrimRow]) -> list[str]:
-    """Per row: its parameters and mean score against the reference, and whether it beats random-init."""
+    """Per row: its parameters and mean score against the reference, and whether it beats random-init
+    (said only with at least :data:`output.MIN_SEEDS_FOR_SPREAD` seeds: with fewer the spread is unknown)."""
     reference = reference_row(rows)
     random_init = next((row for row in rows if row.name == RANDOM_INIT), None)
     tasks = list(reference.scores)
@@ -94,8 +98,13 @@ def findings(rows: list[TrimRow]) -> list[str]:
                 f"mean score {output.percent(row.mean_score)} "
                 f"({output.percent_difference(row.mean_score, reference.mean_score)})")
         if random_init is not None and row is not random_init:
-            won = [task for task in tasks if beats(row, random_init, task)]
-            line += f"; beats random-init by > 2 std on {len(won)} of {len(tasks)} tasks"
+            seeds = min(row.seeds, random_init.seeds)
+            if output.spread_known(seeds):
+                won = [task for task in tasks if beats(row, random_init, task)]
+                line += f"; beats random-init by > 2 std on {len(won)} of {len(tasks)} tasks"
+            else:
+                line += (f"; against random-init the spread is unknown with {output.seed_count(seeds)} "
+                         f"(at least {output.MIN_SEEDS_FOR_SPREAD} needed)")
         lines.append(line)
     return lines
 
@@ -107,7 +116,7 @@ def _against(text: str, row: TrimRow, reference: TrimRow, value: float, referenc
 
 def _cell(row: TrimRow, reference: TrimRow, task: str) -> str:
     mean, std = row.scores[task]
-    return _against(output.percent(mean, std), row, reference, mean, reference.scores[task][0])
+    return _against(output.percent(mean, std, seeds=row.seeds), row, reference, mean, reference.scores[task][0])
 
 
 def write_table(rows: list[TrimRow], out: str, study) -> None:
@@ -132,7 +141,8 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
         f"Models: {'trimmed from ' + study.source if study.source else 'pre-trained from scratch'} "
         f"(config {study.config.name}). Fine-tuning: seq_len {finetune.seq_len}, batch {finetune.batch_size}, "
         f"epochs {finetune.epochs:g}, learning rate {finetune.learning_rate:g}, seeds {list(finetune.seeds)}. "
-        f"Scores: the task's dev score x100, mean ± std over seeds (difference from {reference.name}). "
+        f"Scores: the task's dev score x100, mean ± std over seeds, or the number of seeds below "
+        f"{output.MIN_SEEDS_FOR_SPREAD} (difference from {reference.name}). "
         f"Held-out MLM acc: the pre-training run's masked-LM accuracy on its data's held-out shards x100 "
         f"(blank: not pre-trained here, or no held-out data).", "",
         *shown.markdown_lines(spaced_rule=True), "", "Findings:", *(f"- {line}" for line in findings(rows))])

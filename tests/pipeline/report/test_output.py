@@ -73,6 +73,15 @@ def test_number_formats():
     assert output.decimals(2)(1.5) == "1.50" and output.decimals(0)(None) == ""
 
 
+def test_a_spread_needs_three_seeds():
+    """With fewer than three seeds the count is printed instead of the std (over one seed it is 0)."""
+    assert output.percent(0.853, 0.0, seeds=1) == "85.3 (1 seed)"
+    assert output.percent(0.853, 0.02, seeds=2) == "85.3 (2 seeds)"
+    assert output.percent(0.853, 0.02, seeds=3) == "85.3 ± 2.0"
+    assert output.percent(0.853, 0.02) == "85.3 ± 2.0"  # the seeds not said
+    assert output.percent(None, 0.02, missing="–", seeds=1) == "–"
+
+
 def test_scatter_plot_writes_a_png_with_its_labels(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 

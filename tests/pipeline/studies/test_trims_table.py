@@ -14,10 +14,27 @@ from configs.errors import TrimbertError
 from pipeline.studies import bookkeeping, trim_specs, trims, trims_table
 
 
-def _record(score: float) -> types.SimpleNamespace:
+def _record(score: float, seeds=(1, 2, 3), std: float = 0.01) -> types.SimpleNamespace:
     """The fields of a fine-tuning ``ResultRecord`` the table reads."""
     return types.SimpleNamespace(parameters=1000, finetune_accelerator_hours=0.01, inference_latency_ms=1.5,
-                                 metric_mean={"score": score}, metric_std={"score": 0.01}, test_metric_mean={})
+                                 metric_mean={"score": score}, metric_std={"score": std}, test_metric_mean={},
+                                 seeds=list(seeds))
+
+
+@pytest.mark.parametrize("seeds", [(1,), (1, 2), (1, 2, 3)])
+def test_a_win_over_random_init_is_claimed_only_with_three_seeds(seeds):
+    """With one seed every std is 0, so any positive difference would read as "> 2 std"."""
+    config = config_lib.load("tiny")
+    std = 0.0 if len(seeds) == 1 else 0.01
+    rows = [trims_table.make_row(trim_specs.parse(name), trims.RowModel("path", config, None),
+                                 {"rte": _record(score, seeds, std)}, 64)
+            for name, score in (("untrimmed", 0.65), ("random-init", 0.60))]
+    (untrimmed, _) = trims_table.findings(rows)
+    if len(seeds) >= 3:
+        assert "beats random-init by > 2 std on 1 of 1 tasks" in untrimmed
+    else:
+        assert "beats" not in untrimmed
+        assert f"the spread is unknown with {len(seeds)} seed" in untrimmed
 
 
 def test_the_heldout_column_shows_pretrained_rows_and_stays_blank_for_the_others(tmp_path):
