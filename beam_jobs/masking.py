@@ -71,6 +71,17 @@ def assemble(source: np.ndarray, a_start: np.ndarray, a_length: np.ndarray, b_st
     return tokens
 
 
+def candidates(length: np.ndarray, a_length: np.ndarray, seq_len: int) -> np.ndarray:
+    """``[n, seq_len]`` bool: the positions that may be masked (not [CLS], a [SEP] or padding)."""
+    column = np.arange(seq_len)[None, :]
+    return (column >= 1) & (column < length[:, None] - 1) & (column != a_length[:, None] + 1)
+
+
+def prediction_budget(length: np.ndarray, masked_lm_prob: float, max_predictions: int) -> np.ndarray:
+    """``[n]`` Google's ``num_to_predict``: ``min(max_predictions, max(1, round(length * masked_lm_prob)))``."""
+    return np.minimum(np.maximum(1, np.rint(length * masked_lm_prob).astype(np.int64)), max_predictions)
+
+
 def mask_batch(tokens: np.ndarray, a_length: np.ndarray, length: np.ndarray, keys: np.ndarray, *,
                max_predictions: int, masked_lm_prob: float, mask_token_rate: float, random_token_rate: float,
                mask_id: int, vocabulary_size: int) -> Masked:
@@ -86,10 +97,8 @@ def mask_batch(tokens: np.ndarray, a_length: np.ndarray, length: np.ndarray, key
         vocabulary_size: random replacements are ids in [0, vocabulary_size).
     """
     rows, seq_len = tokens.shape
-    column = np.arange(seq_len)[None, :]
-    candidate = (column >= 1) & (column < length[:, None] - 1) & (column != a_length[:, None] + 1)
-    wanted = np.maximum(1, np.rint(length * masked_lm_prob).astype(np.int64))
-    counts = np.minimum(np.minimum(wanted, max_predictions), length - 3)
+    candidate = candidates(length, a_length, seq_len)
+    counts = np.minimum(prediction_budget(length, masked_lm_prob, max_predictions), length - 3)
     select = np.where(candidate, draws(keys, _SELECT, seq_len), np.iinfo(np.uint64).max)
     chosen = np.argsort(select, axis=1, kind="stable")[:, :max_predictions]
     real = np.arange(max_predictions)[None, :] < counts[:, None]

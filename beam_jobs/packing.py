@@ -54,6 +54,13 @@ CHARACTERS_PER_TOKEN = 4
 FIRST_CHAIN = "corpus-start"
 
 
+def packed_record(specs, tokens: list[int], seq_len: int, shard: int) -> Records:
+    """One framed ``packed`` record of ``tokens`` ([CLS] ... ), zero-padded to ``seq_len``, segment ids 0."""
+    padding = [0] * (seq_len - len(tokens))
+    values = {"input_ids": tokens + padding, "input_mask": [1] * len(tokens) + padding, "segment_ids": [0] * seq_len}
+    return Records(shard, frame_record(encode_example(specs, values)), np.array([len(tokens)]))
+
+
 def starts_chain(document: Document, config: DataConfig) -> bool:
     """Whether ``document`` (as read, before normalisation) starts a chain of the stream.
 
@@ -87,11 +94,6 @@ class StreamPacker:
         self._chain: str | None = FIRST_CHAIN if first_unit else None
         self._number = 0
         self._buffer: list[int] = [special.cls]
-
-    @property
-    def in_chain(self) -> bool:
-        """Whether the unit has started a chain that the documents read so far have not ended."""
-        return self._chain is not None
 
     def mark(self, document: Document) -> None:
         """Notes whether a document of the unit starts a chain (call in reading order)."""
@@ -138,14 +140,11 @@ class StreamPacker:
         self._chain = None
 
     def _emit(self) -> Records:
-        tokens, length = self._buffer, len(self._buffer)
-        padding = [0] * (self._config.seq_len - length)
-        values = {"input_ids": tokens + padding, "input_mask": [1] * length + padding,
-                  "segment_ids": [0] * self._config.seq_len}
         shard = stable_hash(self._config.seed, self._chain, self._number) % self._shards
+        record = packed_record(self._specs, self._buffer, self._config.seq_len, shard)
         self._number += 1
         self._buffer = [self._special.cls]
-        return Records(shard, frame_record(encode_example(self._specs, values)), np.array([length]))
+        return record
 
 
 class DocumentPacker:
@@ -165,11 +164,8 @@ class DocumentPacker:
         seq_len, body = self._config.seq_len, self._config.seq_len - 2
         for number, start in enumerate(range(0, len(stream), body)):
             tokens = [self._special.cls, *stream[start:start + body], self._special.sep]
-            padding = [0] * (seq_len - len(tokens))
-            values = {"input_ids": tokens + padding, "input_mask": [1] * len(tokens) + padding,
-                      "segment_ids": [0] * seq_len}
             shard = stable_hash(self._config.seed, document.digest, 0, number) % self._shards
-            yield Records(shard, frame_record(encode_example(self._specs, values)), np.array([len(tokens)]))
+            yield packed_record(self._specs, tokens, seq_len, shard)
 
     def finish(self, read_on: Iterable[TokenizedDocument]) -> Iterator[Records]:
         """Nothing is left over at the end of a unit (``read_on`` is never read)."""

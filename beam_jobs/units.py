@@ -94,6 +94,7 @@ class _ProcessUnitFn(beam.DoFn):
         self._tokenizer = BatchTokenizer(self._tokens)
         self._special = SpecialIds.from_tokens(self._tokens)
         self._bert_batchers: dict[bool, BertBatcher] = {}
+        self._pool: list[TokenizedDocument] | None = None
 
     def _held_out(self, digest: str) -> bool:
         return held_out(digest, self._config.seed, self._heldout_fraction)
@@ -109,8 +110,9 @@ class _ProcessUnitFn(beam.DoFn):
                 return DocumentPacker(self._config, self._special, shards)
             return StreamPacker(self._config, self._special, shards, first_unit=unit.index == 0)
         if heldout not in self._bert_batchers:
-            pool = sort_pool(read_pool(self._pool_path), self._config.seed)
-            self._bert_batchers[heldout] = BertBatcher(self._config, self._special, shards, pool)
+            if self._pool is None:  # one read of the pool file per worker, whatever the streams
+                self._pool = sort_pool(read_pool(self._pool_path), self._config.seed)
+            self._bert_batchers[heldout] = BertBatcher(self._config, self._special, shards, self._pool)
         self._bert_batchers[heldout].discard()
         return _BertBuilder(self._bert_batchers[heldout])
 

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from beam_jobs.masking import Masked, draws, replace_chosen, unit_floats
+from beam_jobs.masking import Masked, candidates, draws, prediction_budget, replace_chosen, unit_floats
 
 _ORDER, _WORD_KIND = 4, 5
 
@@ -46,12 +46,6 @@ def order_draws(keys: np.ndarray, seq_len: int) -> np.ndarray:
     """``[n, seq_len]`` uint64: the order draw of word ``j`` of each instance at column ``j``; the walk
     visits the words by increasing draw (a shuffle)."""
     return draws(keys, _ORDER, seq_len)
-
-
-def candidates(length: np.ndarray, a_length: np.ndarray, seq_len: int) -> np.ndarray:
-    """``[n, seq_len]`` bool: the positions that may be masked (not [CLS], a [SEP] or padding)."""
-    column = np.arange(seq_len)[None, :]
-    return (column >= 1) & (column < length[:, None] - 1) & (column != a_length[:, None] + 1)
 
 
 def word_numbers(tokens: np.ndarray, candidate: np.ndarray, continuation: np.ndarray) -> np.ndarray:
@@ -111,7 +105,7 @@ def mask_batch(tokens: np.ndarray, a_length: np.ndarray, length: np.ndarray, key
     rows, seq_len = tokens.shape
     candidate = candidates(length, a_length, seq_len)
     words = word_numbers(tokens, candidate, continuation)
-    budget = np.minimum(np.maximum(1, np.rint(length * masked_lm_prob).astype(np.int64)), max_predictions)
+    budget = prediction_budget(length, masked_lm_prob, max_predictions)
     flat = (words + (seq_len + 1) * np.arange(rows)[:, None]).ravel()
     sizes = np.bincount(flat, minlength=rows * (seq_len + 1)).reshape(rows, seq_len + 1)
     sizes = sizes[:, 1:]  # word j + 1 at column j; column 0 counted the non-candidates
