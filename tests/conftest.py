@@ -121,6 +121,27 @@ def bert_heldout_data(tmp_path_factory, corpus_dir, vocab_path):
                                 heldout_fraction=0.3)
 
 
+def _google_word_groups(strings: list[str]) -> list[list[int]]:
+    """The word groups of one instance as Google's create_masked_lm_predictions (create_pretraining_data.py,
+    ``do_whole_word_mask``) builds them before its shuffle: every token but [CLS] and [SEP] (and [PAD]) is a
+    candidate, and a ``##`` piece joins the previous candidate's group. Lists of positions."""
+    groups: list[list[int]] = []
+    for index, token in enumerate(strings):
+        if token in ("[CLS]", "[SEP]", "[PAD]"):
+            continue
+        if groups and token.startswith("##"):
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+@pytest.fixture(scope="session")
+def google_word_groups():
+    """:func:`_google_word_groups`: token strings -> Google's whole-word groups of positions."""
+    return _google_word_groups
+
+
 # ---------------------------------------------------------------------------
 # One tiny encoder: 1 block of width 32 on the bert-base-uncased vocabulary (fast to build and train: a second
 # block made the fine-tuning tests 1.4x to 1.6x slower, measured; docs/testing.md)

@@ -116,20 +116,7 @@ def _mask(tokens, a_length, length, keys, max_predictions, masked_lm_prob, vocab
                                   vocabulary_size=vocabulary_size)
 
 
-def _google_groups(strings: list[str]) -> list[list[int]]:
-    """Google's candidate groups of one instance (the loop above, before the shuffle)."""
-    groups: list[list[int]] = []
-    for index, token in enumerate(strings):
-        if token in ("[CLS]", "[SEP]"):
-            continue
-        if groups and token.startswith("##"):
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
-
-
-def test_chooses_the_positions_of_googles_whole_word_walk():
+def test_chooses_the_positions_of_googles_whole_word_walk(google_word_groups):
     seq_len, cases = 64, collections.Counter()
     for masked_lm_prob, max_predictions, seed in [(0.15, 20, 1), (0.4, 6, 2), (0.3, 12, 3)]:
         tokens, a_length, length, keys = _instances(3000, seq_len, seed)
@@ -146,16 +133,16 @@ def test_chooses_the_positions_of_googles_whole_word_walk():
             # The cases this comparison must cover.
             budget = min(max_predictions, max(1, round(len(strings) * masked_lm_prob)))
             cases["max_predictions binds"] += round(len(strings) * masked_lm_prob) > max_predictions
-            cases["a word skipped, a later one taken"] += _prefix_walk(strings, draws[row], budget) != positions
+            prefix = _prefix_walk(google_word_groups(strings), draws[row], budget)
+            cases["a word skipped, a later one taken"] += prefix != positions
             cases["fewer than the budget"] += len(positions) < budget
             cases["## after [CLS]"] += strings[1].startswith("##")
             cases["## first in segment B"] += strings[a_length[row] + 2].startswith("##")
     assert min(cases.values()) >= 50 and len(cases) == 5, cases
 
 
-def _prefix_walk(strings: list[str], word_draws: np.ndarray, budget: int) -> list[int]:
-    """The positions a walk that stops at the first word that does not fit would choose."""
-    groups = _google_groups(strings)
+def _prefix_walk(groups: list[list[int]], word_draws: np.ndarray, budget: int) -> list[int]:
+    """The positions a walk over ``groups`` that stops at the first word that does not fit would choose."""
     taken: list[int] = []
     for j in sorted(range(len(groups)), key=lambda j: int(word_draws[j])):
         if len(taken) + len(groups[j]) > budget:
@@ -164,7 +151,7 @@ def _prefix_walk(strings: list[str], word_draws: np.ndarray, budget: int) -> lis
     return sorted(taken)
 
 
-def test_no_word_is_partly_masked_and_the_budget_holds():
+def test_no_word_is_partly_masked_and_the_budget_holds(google_word_groups):
     tokens, a_length, length, keys = _instances(5000, 128, seed=11)
     masked = _mask(tokens, a_length, length, keys, max_predictions=20, masked_lm_prob=0.15)
     multi_piece = 0
@@ -174,7 +161,7 @@ def test_no_word_is_partly_masked_and_the_budget_holds():
         budget = min(20, max(1, round(len(strings) * 0.15)))
         assert len(chosen) == masked.counts[row] <= budget
         untaken = []
-        for group in _google_groups(strings):
+        for group in google_word_groups(strings):
             inside = chosen.intersection(group)
             assert not inside or inside == set(group), (row, group, sorted(chosen))
             multi_piece += len(inside) > 1
@@ -185,14 +172,14 @@ def test_no_word_is_partly_masked_and_the_budget_holds():
     assert multi_piece > 1000
 
 
-def test_one_replacement_decision_per_word():
+def test_one_replacement_decision_per_word(google_word_groups):
     tokens, a_length, length, keys = _instances(6000, 64, seed=5)
     masked = _mask(tokens, a_length, length, keys, max_predictions=20, masked_lm_prob=0.3)
     kinds, mixed, random_words, random_words_varied = collections.Counter(), 0, 0, 0
     for row in range(len(tokens)):
         strings = [VOCAB[token] for token in tokens[row, :length[row]]]
         chosen = set(masked.positions[row, :masked.counts[row]].tolist())
-        for group in _google_groups(strings):
+        for group in google_word_groups(strings):
             if not chosen.intersection(group):
                 assert (masked.input_ids[row, group] == tokens[row, group]).all()
                 continue
@@ -233,7 +220,8 @@ def test_batcher_needs_the_vocabularys_continuation_pieces():
     assert SpecialIds.from_tokens(VOCAB).continuation.tolist() == [token.startswith("##") for token in VOCAB]
 
 
-def test_preprocess_whole_word_mask_writes_records_with_whole_words_masked(tmp_path, corpus_dir, vocab_path, capsys):
+def test_preprocess_whole_word_mask_writes_records_with_whole_words_masked(tmp_path, corpus_dir, vocab_path, capsys,
+                                                                           google_word_groups):
     import os
 
     import tensorflow as tf
@@ -267,7 +255,7 @@ def test_preprocess_whole_word_mask_writes_records_with_whole_words_masked(tmp_p
         original[positions] = record["masked_lm_ids"].numpy()[:count]
         chosen = set(positions)
         assert count <= min(10, max(1, round(length * 0.15)))
-        for group in _google_groups([vocab[token] for token in original]):
+        for group in google_word_groups([vocab[token] for token in original]):
             inside = chosen.intersection(group)
             assert not inside or inside == set(group)
             multi_piece += len(inside) > 1

@@ -35,22 +35,10 @@ def _packed(rows: int, seed: int) -> np.ndarray:
     return ids
 
 
-def _groups(strings: list[str]) -> list[list[int]]:
-    """Word groups as Google's create_masked_lm_predictions builds them ([PAD] is no candidate either)."""
-    groups: list[list[int]] = []
-    for index, token in enumerate(strings):
-        if token in ("[CLS]", "[SEP]", "[PAD]"):
-            continue
-        if groups and token.startswith("##"):
-            groups[-1].append(index)
-        else:
-            groups.append([index])
-    return groups
-
-
-def _check_whole_words(ids: np.ndarray, out: dict, max_predictions: int, masked_lm_prob: float,
+def _check_whole_words(google_word_groups, ids: np.ndarray, out: dict, max_predictions: int, masked_lm_prob: float,
                        vocabulary=VOCAB) -> collections.Counter:
-    """Asserts whole words, the budget and the walk's fill on every row; counts words by 80/10/10 outcome."""
+    """Asserts whole words (Google's groups, ``google_word_groups``), the budget and the walk's fill on every
+    row; counts words by 80/10/10 outcome."""
     counts = collections.Counter()
     weights = out["masked_lm_weights"]
     for row in range(len(ids)):
@@ -59,7 +47,7 @@ def _check_whole_words(ids: np.ndarray, out: dict, max_predictions: int, masked_
         positions = out["masked_lm_positions"][row, :count]
         assert list(positions) == sorted(set(positions.tolist()))
         np.testing.assert_array_equal(out["masked_lm_ids"][row, :count], ids[row, positions])
-        groups = _groups([vocabulary[token] for token in ids[row]])
+        groups = google_word_groups([vocabulary[token] for token in ids[row]])
         candidates = sum(map(len, groups))
         budget = min(max_predictions, max(round(candidates * masked_lm_prob), min(candidates, 1)))
         assert count <= budget
@@ -83,23 +71,23 @@ def _check_whole_words(ids: np.ndarray, out: dict, max_predictions: int, masked_
     return counts
 
 
-def test_whole_words_budget_and_one_decision_per_word():
+def test_whole_words_budget_and_one_decision_per_word(google_word_groups):
     ids = _packed(3000, seed=1)
     out = {k: v.numpy() for k, v in mask_batch(tf.constant(ids), tf.constant(ids != PAD), _spec(20, 0.3),
                                                [4, 2]).items()}
-    counts = _check_whole_words(ids, out, 20, 0.3)
+    counts = _check_whole_words(google_word_groups, ids, out, 20, 0.3)
     words = counts["mask"] + counts["kept"] + counts["random"] + counts["mixed"]
     assert counts["multi-piece"] > 5000 and counts["mixed"] <= words // 1000
     assert abs(counts["mask"] / words - 0.8) < 0.015 and abs(counts["kept"] / words - 0.1) < 0.015
 
 
-def test_a_binding_max_predictions_and_xla_keep_whole_words():
+def test_a_binding_max_predictions_and_xla_keep_whole_words(google_word_groups):
     ids = _packed(500, seed=2)
     spec = _spec(max_predictions=5, masked_lm_prob=0.4)
     masked = tf.function(lambda ids, mask: mask_batch(ids, mask, spec, tf.constant([1, 9])), jit_compile=True)
     out = {k: v.numpy() for k, v in masked(tf.constant(ids), tf.constant(ids != PAD)).items()}
     assert out["masked_lm_positions"].shape == (500, 5)
-    _check_whole_words(ids, out, 5, 0.4)
+    _check_whole_words(google_word_groups, ids, out, 5, 0.4)
     assert (out["masked_lm_weights"].sum(axis=1) < 5).sum() > 50  # words skipped for the budget
 
 
@@ -114,7 +102,8 @@ def test_same_seed_same_masks_and_token_masking_unchanged_without_the_flag():
     assert not np.array_equal(plain["masked_lm_positions"].numpy(), first["masked_lm_positions"].numpy())
 
 
-def test_packed_data_is_masked_in_whole_words_when_the_config_says_so(packed_data, tiny_config, vocab_path, caplog):
+def test_packed_data_is_masked_in_whole_words_when_the_config_says_so(packed_data, tiny_config, vocab_path, caplog,
+                                                                      google_word_groups):
     from beam_jobs.manifest import Manifest
     from pipeline.pretrain.input import pretraining_dataset
     from pipeline.pretrain.masking import masking_spec
@@ -137,7 +126,8 @@ def test_packed_data_is_masked_in_whole_words_when_the_config_says_so(packed_dat
             ids[row, positions[row, real]] = labels["masked_lm_ids"].numpy()[row, real]
         out = {"token_ids": masked_ids, "masked_lm_positions": positions, "masked_lm_weights": weights,
                "masked_lm_ids": labels["masked_lm_ids"].numpy()}
-        counts += _check_whole_words(ids, out, config.data.max_predictions, config.data.masked_lm_prob, vocabulary)
+        counts += _check_whole_words(google_word_groups, ids, out, config.data.max_predictions,
+                                     config.data.masked_lm_prob, vocabulary)
     assert counts["multi-piece"] > 20
     caplog.clear()
     masking_spec(tiny_config, manifest, manifest.seq_len)
