@@ -149,6 +149,13 @@ def read_head(path: PathLike, size: int) -> bytes:
         return handle.read(size)
 
 
+def open_binary(path: PathLike):
+    """A binary file object for reading ``path`` as a stream (use it in a ``with``)."""
+    if is_url(path):
+        return _gfile().GFile(os.fspath(path), "rb")
+    return open(path, "rb")
+
+
 def read_bytes(path: PathLike) -> bytes:
     if is_url(path):
         with _gfile().GFile(os.fspath(path), "rb") as handle:
