@@ -21,16 +21,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_ASCII_TABLE = {code: " " for code in (9, 10, 11, 12, 13)}
-_ASCII_TABLE.update({code: None for code in [*range(0, 9), *range(14, 32), 127]})
+# The ASCII fast path: tab, LF, VT, FF and CR become spaces, the other control characters are dropped.
+ASCII_TABLE = {code: " " for code in (9, 10, 11, 12, 13)}
+ASCII_TABLE.update({code: None for code in [*range(0, 9), *range(14, 32), 127]})
 
 # CJK ideograph blocks, as Google's tokenizer lists them.
-_CJK = re.compile(
+CJK_IDEOGRAPHS = re.compile(
     "([\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
     "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f])")
 
 
-def _non_ascii_table() -> dict[int, str | None]:
+def non_ascii_table() -> dict[int, str | None]:
+    """The other path's ``str.translate`` table: NUL, U+FFFD and Cc/Cf other than tab, LF and CR dropped (VT and FF
+    too, unlike the ASCII path), Zs and tab, LF and CR to a space; built from this Python's Unicode tables."""
     table: dict[int, str | None] = {}
     for code in range(sys.maxunicode + 1):
         category = unicodedata.category(chr(code))
@@ -53,17 +56,17 @@ def normalize_line(line: str, lower_case: bool) -> str:
     """
     global _TABLE
     if line.isascii():
-        line = line.translate(_ASCII_TABLE)
+        line = line.translate(ASCII_TABLE)
         return (line.lower() if lower_case else line).strip()
     if _TABLE is None:
-        _TABLE = _non_ascii_table()
+        _TABLE = non_ascii_table()
     line = line.translate(_TABLE)
     if lower_case:
         line = unicodedata.normalize("NFD", line.lower())
         line = "".join(char for char in line if unicodedata.category(char) != "Mn")
     else:
         line = unicodedata.normalize("NFC", line)
-    return _CJK.sub(r" \1 ", line).strip()
+    return CJK_IDEOGRAPHS.sub(r" \1 ", line).strip()
 
 
 def build_tokenizer(tokens: list[str]):

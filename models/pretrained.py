@@ -236,45 +236,35 @@ def config_from_hugging_face(hf_config: Mapping[str, Any], source: str) -> Confi
     return Config(name=str(hf_config.get("_name_or_path") or "pretrained"), model=model, trim=TrimConfig())
 
 
-def _keras_hub_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
-    """A keras-hub BertBackbone preset as our config plus Hugging Face-layout tensors."""
-    import keras_hub
+def keras_hub_weight_table(backbone) -> list[tuple[str, Any, bool, tuple[int, ...] | None]]:
+    """(Hugging Face tensor name, keras-hub variable, stored transposed, Keras matrix shape) for a BertBackbone.
 
-    backbone = keras_hub.models.Backbone.from_preset(str(path))
-    if not isinstance(backbone, keras_hub.models.BertBackbone):
-        raise TrimbertError(f"{path}: a keras-hub {type(backbone).__name__} preset, expected BertBackbone")
+    The keras-hub counterpart of :func:`weight_table`, used both to read a preset and to write one
+    (``pipeline.serving.keras_hub_preset``). Its attention projections are EinsumDense layers: kernels
+    q/k/v [H, A, d] and output [A, d, H], biases [A, d] and [H]; the shape entry (``None``: as stored)
+    flattens them to the [in, out] kernel and [out] bias of a Dense layer, whose transpose is Hugging
+    Face's [out, in]; reshaping the other way puts a Hugging Face tensor back.
+    """
     hidden = backbone.hidden_dim
-    # keras-hub's BertBackbone fixes the tanh GELU and layernorm epsilon 1e-12.
-    model = ModelConfig(
-        vocabulary_size=backbone.vocabulary_size, num_layers=backbone.num_layers,
-        num_heads=backbone.num_heads, hidden_dim=hidden, intermediate_dim=backbone.intermediate_dim,
-        max_sequence_length=backbone.max_sequence_length, num_segments=backbone.num_segments,
-        dropout=float(backbone.dropout), layer_norm_epsilon=1e-12, activation="gelu_approximate")
+    table: list[tuple[str, Any, bool, tuple[int, ...] | None]] = [
+        ("embeddings.word_embeddings.weight", backbone.get_layer("token_embedding").embeddings, False, None),
+        ("embeddings.position_embeddings.weight",
+         backbone.get_layer("position_embedding").position_embeddings, False, None),
+        ("embeddings.token_type_embeddings.weight", backbone.get_layer("segment_embedding").embeddings, False, None),
+    ]
 
-    def value(variable, shape=None):
-        array = np.asarray(variable.numpy())
-        return array if shape is None else array.reshape(shape)
-
-    def dense(prefix, layer, kernel_shape=(hidden, -1), bias_shape=(-1,)):
-        tensors[f"{prefix}.weight"] = value(layer.kernel, kernel_shape).T
-        tensors[f"{prefix}.bias"] = value(layer.bias, bias_shape)
+    def dense(prefix, layer, kernel_shape=(hidden, -1)):
+        table.extend([(f"{prefix}.weight", layer.kernel, True, kernel_shape),
+                      (f"{prefix}.bias", layer.bias, False, (-1,))])
 
     def layernorm(prefix, layer):
-        tensors[f"{prefix}.weight"] = value(layer.gamma)
-        tensors[f"{prefix}.bias"] = value(layer.beta)
+        table.extend([(f"{prefix}.weight", layer.gamma, False, None), (f"{prefix}.bias", layer.beta, False, None)])
 
-    tensors = {
-        "embeddings.word_embeddings.weight": value(backbone.get_layer("token_embedding").embeddings),
-        "embeddings.position_embeddings.weight": value(
-            backbone.get_layer("position_embedding").position_embeddings),
-        "embeddings.token_type_embeddings.weight": value(backbone.get_layer("segment_embedding").embeddings),
-    }
     layernorm("embeddings.LayerNorm", backbone.get_layer("embeddings_layer_norm"))
     for index in range(backbone.num_layers):
         block = backbone.get_layer(f"transformer_layer_{index}")
         attention = block._self_attention_layer
         prefix = f"encoder.layer.{index}"
-        # EinsumDense kernels: q/k/v [H, A, d], output [A, d, H]; biases [A, d] and [H].
         dense(f"{prefix}.attention.self.query", attention.query_dense)
         dense(f"{prefix}.attention.self.key", attention.key_dense)
         dense(f"{prefix}.attention.self.value", attention.value_dense)
@@ -284,6 +274,27 @@ def _keras_hub_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
         dense(f"{prefix}.output.dense", block._feedforward_output_dense, kernel_shape=(-1, hidden))
         layernorm(f"{prefix}.output.LayerNorm", block._feedforward_layer_norm)
     dense("pooler.dense", backbone.get_layer("pooled_dense"))
+    return table
+
+
+def _keras_hub_tensors(path: str) -> tuple[Config, dict[str, np.ndarray]]:
+    """A keras-hub BertBackbone preset as our config plus Hugging Face-layout tensors."""
+    import keras_hub
+
+    backbone = keras_hub.models.Backbone.from_preset(str(path))
+    if not isinstance(backbone, keras_hub.models.BertBackbone):
+        raise TrimbertError(f"{path}: a keras-hub {type(backbone).__name__} preset, expected BertBackbone")
+    # keras-hub's BertBackbone fixes the tanh GELU and layernorm epsilon 1e-12.
+    model = ModelConfig(
+        vocabulary_size=backbone.vocabulary_size, num_layers=backbone.num_layers,
+        num_heads=backbone.num_heads, hidden_dim=backbone.hidden_dim, intermediate_dim=backbone.intermediate_dim,
+        max_sequence_length=backbone.max_sequence_length, num_segments=backbone.num_segments,
+        dropout=float(backbone.dropout), layer_norm_epsilon=1e-12, activation="gelu_approximate")
+    tensors = {}
+    for key, variable, transposed, shape in keras_hub_weight_table(backbone):
+        value = np.asarray(variable.numpy())
+        value = value if shape is None else value.reshape(shape)
+        tensors[key] = value.T if transposed else value
     return Config(name=posixpath.basename(path.rstrip("/")), model=model, trim=TrimConfig()), tensors
 
 
@@ -382,23 +393,40 @@ def declared_lowercase(path: str | pathlib.Path) -> bool | None:
 # ---------------------------------------------------------------------------
 
 
+def non_standard_properties(config: Config) -> list[str]:
+    """What keeps a compact config from being a plain BERT, one phrase per property (empty for BERT).
+
+    A plain BERT keeps every block's FFN and both layernorms, uses softmax attention, drops no block
+    (a compact config has none to drop) and has embeddings as wide as the model.
+    """
+    model, trim = config.model, config.trim
+    every_block = range(model.num_layers)
+    reasons = []
+    for field, what in (("ffn_blocks", "no feed-forward sub-layer"),
+                        ("attention_layernorm_blocks", "no post-attention layernorm"),
+                        ("ffn_layernorm_blocks", "no post-feed-forward layernorm")):
+        missing = [block for block in every_block if not trim.keeps(field, block)]
+        if missing:
+            reasons.append(f"blocks {missing} have {what} (trim.{field})")
+    if trim.attention_normalizer != "softmax":
+        reasons.append(f"attention weights come from {trim.attention_normalizer!r}, not softmax "
+                       f"(trim.attention_normalizer)")
+    if trim.drop_layers:
+        reasons.append(f"blocks {list(trim.drop_layers)} are dropped (trim.drop_layers)")
+    if model.embedding_dim not in (None, model.hidden_dim):
+        reasons.append(f"the embeddings are {model.embedding_dim} wide, projected to the model's {model.hidden_dim} "
+                       f"(model.embedding_dim)")
+    return reasons
+
+
 def is_standard_bert(config: Config) -> bool:
     """Whether a compact config is a plain BERT that any BERT loader rebuilds exactly.
 
-    Every block keeps its FFN and both layernorms, attention uses softmax and the embeddings have
-    the model's width. Anything else (a TrimBERT trim, a Bort-style embedding projection) would be
-    built by a BERT loader as a standard BERT, with random weights for the missing parts and softmax
-    attention, behind only a warning.
+    Anything else (a TrimBERT trim, a Bort-style embedding projection; :func:`non_standard_properties`)
+    would be built by a BERT loader as a standard BERT, with random weights for the missing parts and
+    softmax attention, behind only a warning.
     """
-    model, trim = config.model, config.trim
-    every_block = tuple(range(model.num_layers))
-
-    def keeps_every_block(blocks) -> bool:
-        return blocks is None or tuple(sorted(blocks)) == every_block
-
-    return (keeps_every_block(trim.ffn_blocks) and keeps_every_block(trim.attention_layernorm_blocks)
-            and keeps_every_block(trim.ffn_layernorm_blocks) and trim.attention_normalizer == "softmax"
-            and not trim.drop_layers and model.embedding_dim in (None, model.hidden_dim))
+    return not non_standard_properties(config)
 
 
 def hugging_face_config(config: Config) -> dict[str, Any]:
