@@ -87,14 +87,16 @@ def test_a_missing_column_names_the_file_and_its_columns(tmp_path, suffix):
         separator = "\t" if suffix == "tsv" else ","
         path.write_text('{"sentence": "a", "gold": "x"}\n' if suffix == "jsonl"
                         else f"sentence{separator}gold\na{separator}x\n", encoding="utf-8")
-    with pytest.raises(TrimbertError, match=rf"^{re.escape(str(path))} has no column 'label'; its columns: sentence, gold$"):
+    with pytest.raises(TrimbertError,
+                       match=rf"^{re.escape(str(path))} has no column 'label'; its columns: sentence, gold$"):
         _all_rows(path, ["sentence", "label"])
 
 
 def test_short_rows_bad_files_and_unknown_suffixes_are_named(tmp_path):
     short = tmp_path / "short.csv"
     short.write_text("a,b\n1,2\n3\n", encoding="utf-8")
-    with pytest.raises(TrimbertError, match=rf"^{re.escape(str(short))} line 3: 1 field\(s\), but the columns read need 2"):
+    with pytest.raises(TrimbertError,
+                       match=rf"^{re.escape(str(short))} line 3: 1 field\(s\), but the columns read need 2"):
         _all_rows(short, ["a", "b"])
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
