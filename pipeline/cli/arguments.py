@@ -40,6 +40,78 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tfds-data-dir", default=None, help="TensorFlow Datasets data folder")
     parser.add_argument("--vocab", default=None,
                         help="the model's vocab.txt, when it is not in the model folder")
+    own = parser.add_argument_group(
+        "your own task", "fine-tune on your files: name the task in --task/--tasks (a name that is not a built-in "
+                         "task) and give its files and columns; CSV, TSV, JSON Lines or Parquet, by file suffix")
+    own.add_argument("--train", default=None, metavar="FILE", help="your task's training file")
+    own.add_argument("--dev", default=None, metavar="FILE",
+                     help="your task's dev file: metrics per seed, and the best seed")
+    own.add_argument("--test", default=None, metavar="FILE",
+                     help="your task's labelled test file: test metrics (optional)")
+    own.add_argument("--text-column", dest="text_columns", action="append", default=[], metavar="NAME",
+                     help="the text column; give it twice for sentence pairs (first, second)")
+    own.add_argument("--label-column", default=None, metavar="NAME",
+                     help="the label column: class names or integers (classes: accuracy, macro-F1, MCC for "
+                          "two classes; the best seed by macro-F1), or numbers with --regression")
+    own.add_argument("--regression", action="store_true",
+                     help="labels are scores (Pearson and Spearman; the best seed by their mean)")
+
+
+_OWN_TASK_FLAGS = {"train": "--train", "dev": "--dev", "test": "--test", "text_columns": "--text-column",
+                   "label_column": "--label-column", "regression": "--regression"}
+_OWN_TASK_HINT = ("; for your own task give a new name with --train FILE --dev FILE --text-column NAME "
+                  "--label-column NAME")
+
+
+def resolve_tasks(args: argparse.Namespace, text: str, flag: str) -> list:
+    """The tasks ``--task``/``--tasks`` name (``flag``), a user's own among them when ``--train`` is given.
+
+    The one name that is not a built-in task (nor a group) names the user's task, built from ``--train``,
+    ``--dev``, ``--test``, ``--text-column``, ``--label-column`` and ``--regression``, and every split of
+    its files is read once here, so a bad file fails before anything runs.
+
+    Returns:
+        :class:`pipeline.finetune.tasks.Task` per name, in order.
+    """
+    from pipeline.finetune import task_files
+    from pipeline.finetune import tasks as task_registry
+
+    names = [text.strip()] if flag == "--task" else task_registry.split_task_list(text)
+    unknown = list(dict.fromkeys(name for name in names if not task_registry.is_known(name)))
+    if args.train is None:
+        given = [flag_name for field, flag_name in _OWN_TASK_FLAGS.items() if getattr(args, field)]
+        if given:
+            raise TrimbertError(f"{', '.join(given)} describe(s) your own task: give --train FILE too")
+        try:
+            return [task_registry.get_task(name) for name in names]
+        except TrimbertError as error:
+            raise TrimbertError(f"{error}{_OWN_TASK_HINT}") from None
+    if not unknown:
+        built_in = ", ".join(names)
+        raise TrimbertError(f"--train describes your own task, but {flag} {text.strip()} names only built-in "
+                            f"tasks ({built_in}); name your task in {flag} with a name of its own, not a "
+                            f"built-in task's")
+    if len(unknown) > 1:
+        raise TrimbertError(f"{flag} names {len(unknown)} unknown tasks ({', '.join(unknown)}); one may be your "
+                            f"own (--train ...), the others must be built-in: {', '.join(task_registry.TASKS)}")
+    missing = [flag_name for field, flag_name in (("dev", "--dev"), ("text_columns", "--text-column"),
+                                                   ("label_column", "--label-column")) if not getattr(args, field)]
+    if missing:
+        raise TrimbertError(f"--train needs {', '.join(missing)} too (your task {unknown[0]!r})")
+    if len(args.text_columns) > 2:
+        raise TrimbertError(f"--text-column given {len(args.text_columns)} times "
+                            f"({', '.join(args.text_columns)}); a task has one text or a pair of two")
+    files = task_files.TaskFiles(name=unknown[0], train=args.train, dev=args.dev, test=args.test,
+                                 text_columns=tuple(args.text_columns), label_column=args.label_column,
+                                 regression=args.regression)
+    own = task_files.build_task(files)
+    task_files.check(own)
+    return [own if name == own.name else task_registry.get_task(name) for name in names]
+
+
+def resolve_task(args: argparse.Namespace):
+    """The one task of ``--task`` (:func:`resolve_tasks`)."""
+    return resolve_tasks(args, args.task, "--task")[0]
 
 
 def load_config(args: argparse.Namespace, model_dir: str | pathlib.Path | None):
@@ -64,13 +136,13 @@ def load_config(args: argparse.Namespace, model_dir: str | pathlib.Path | None):
     return config_lib.load(name, overrides)
 
 
-def finetune_options(args: argparse.Namespace, init: str | ModelSource, task: str, out: str):
+def finetune_options(args: argparse.Namespace, init: str | ModelSource, task, out: str):
     """:class:`pipeline.finetune.run.FinetuneOptions` from the shared arguments.
 
     Args:
         args: parsed arguments of :func:`add_config_arguments`.
         init: a path, or the :class:`pipeline.model_source.ModelSource` a caller opened.
-        task: the task name.
+        task: the task name, or a :class:`pipeline.finetune.tasks.Task` (:func:`resolve_tasks`).
         out: the output folder.
     """
     from pipeline.finetune.run import FinetuneOptions
@@ -86,8 +158,8 @@ def open_session_from(args: argparse.Namespace):
     model_dir = storage.absolute(args.model_dir)
     config = load_config(args, model_dir) if storage.isfile(storage.join(model_dir, model_dir_lib.CONFIG_FILE)) \
         else None
-    return scheduler.open_session(model_dir, args.tasks, args.store, args.lease_seconds, config,
-                                  finetune_options(args, "", "", ""))
+    return scheduler.open_session(model_dir, resolve_tasks(args, args.tasks, "--tasks"), args.store,
+                                  args.lease_seconds, config, finetune_options(args, "", "", ""))
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +168,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model-dir", required=True, help="pre-training model directory (checkpoints/ckpt-N)")
     parser.add_argument("--tasks", required=True,
-                        help="comma-separated tasks; 'glue' and 'sentiment' name the groups")
+                        help="comma-separated tasks; 'glue' and 'sentiment' name the groups; a new name with "
+                             "--train ... adds your own task")
     parser.add_argument("--pending", action="store_true",
                         help="evaluate every checkpoint x task not done yet (without it: list the store)")
     parser.add_argument("--store", default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli.arguments import add_config_arguments, finetune_options, load_config
+from pipeline.cli.arguments import add_config_arguments, finetune_options, load_config, resolve_task, resolve_tasks
 from pipeline.studies.layer_drop import STUDY_STRATEGIES, run_layer_drop
 
 
@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     studies = parser.add_subparsers(dest="study", required=True, metavar="STUDY")
     layer_drop = studies.add_parser("layer-drop", help=STUDIES["layer-drop"], description=STUDIES["layer-drop"])
     layer_drop.add_argument("--init", required=True, help="pre-trained model (as for trimbert finetune --init)")
-    layer_drop.add_argument("--task", required=True, help="task to fine-tune on, e.g. sentiment-movies or rte")
+    layer_drop.add_argument("--task", required=True,
+                            help="task to fine-tune on, e.g. sentiment-movies or rte, or your own task's name "
+                                 "with --train ...")
     layer_drop.add_argument("--drop", type=_int_list, required=True, help="numbers of blocks to drop, e.g. 2,4")
     layer_drop.add_argument("--strategies", type=_strategy_list, default=list(STUDY_STRATEGIES),
                             help=f"comma-separated subset of {','.join(STUDY_STRATEGIES)} (default: all)")
@@ -64,7 +66,9 @@ def _add_trims_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trims", default=None,
                         help=f"comma-separated trim specs, one per row (from scratch, default: "
                              f"{','.join(DEFAULT_SCRATCH_TRIMS)}; see below)")
-    parser.add_argument("--tasks", required=True, help="comma-separated tasks; 'glue' and 'sentiment' name the groups")
+    parser.add_argument("--tasks", required=True,
+                        help="comma-separated tasks; 'glue' and 'sentiment' name the groups; a new name with "
+                             "--train ... adds your own task")
     parser.add_argument("--data", default=None,
                         help="pre-training data (a trimbert preprocess folder) for rows that pre-train or heal")
     parser.add_argument("--teacher", default=None, help="from scratch: distil every pre-trained row from this model")
@@ -79,15 +83,14 @@ def _add_trims_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_layer_drop(args: argparse.Namespace) -> int:
     import storage
-    from pipeline.finetune import tasks as task_registry
     from pipeline.model_source import ModelSource
 
-    task = task_registry.get_task(args.task)
+    task = resolve_task(args)
     source = ModelSource.open(args.init, "--init")
     config = load_config(args, source.model_dir)
     out = args.out
-    run_layer_drop(config, source, task.name, args.drop, args.strategies, out,
-                   lambda init, run_out: finetune_options(args, init, task.name, str(run_out)))
+    run_layer_drop(config, source, task, args.drop, args.strategies, out,
+                   lambda init, run_out: finetune_options(args, init, task, str(run_out)))
     print(storage.read_text(storage.join(out, "layer_drop.md")))
     print("wrote " + ", ".join(storage.join(out, f"layer_drop.{extension}") for extension in ("md", "csv", "json")))
     return 0
@@ -96,7 +99,6 @@ def _run_layer_drop(args: argparse.Namespace) -> int:
 def _run_trims(args: argparse.Namespace) -> int:
     import storage
     from configs.errors import TrimbertError
-    from pipeline.finetune import tasks as task_registry
     from pipeline.studies import trim_specs, trims, trims_table
 
     if args.config is None:
@@ -107,7 +109,7 @@ def _run_trims(args: argparse.Namespace) -> int:
     specs = trim_specs.parse_list(args.trims or ",".join(trim_specs.DEFAULT_SCRATCH_TRIMS))
     study = trims.TrimStudy(
         config=load_config(args, None), specs=tuple(specs),
-        tasks=tuple(task.name for task in task_registry.parse_task_list(args.tasks)),
+        tasks=tuple(resolve_tasks(args, args.tasks, "--tasks")),
         data_dirs=tuple(folder for folder in (args.data or "").split(",") if folder),
         source=args.source, teacher=args.teacher, init=args.init, heal_steps=args.heal_steps)
     trims.run_trims(study, args.out, lambda init, run_out, task: finetune_options(args, init, task, str(run_out)))

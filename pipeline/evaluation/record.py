@@ -143,7 +143,7 @@ class ResultRecord:
         return cls.from_dict(raw, where=str(path))
 
 
-def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: int, task: str,
+def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: int, task: str | tasks.Task,
                 seed_results: Sequence[SeedResult], finetune_seconds: float, devices: int,
                 started_at: str, inference_latency_ms: float | None = None,
                 finished_at: str | None = None, device_kind: str | None = None) -> ResultRecord:
@@ -153,7 +153,8 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         checkpoint: the evaluated checkpoint or model folder.
         model_config: config name of the model.
         parameters: encoder parameter count.
-        task: task name; its metric table must know it.
+        task: a built-in task's name, or a :class:`pipeline.finetune.tasks.Task` (a user's own task); the
+            record holds its name.
         seed_results: one per seed; dev metrics must hold "score".
         finetune_seconds: measured fine-tuning wall-clock (``TrainingClock.seconds``), all seeds.
         devices: accelerators, or CPU cores, fine-tuning ran on (:class:`pipeline.clock.Devices`).
@@ -162,7 +163,7 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         finished_at: ISO-8601 UTC end time; default now.
         device_kind: what ``devices`` are (:class:`pipeline.clock.Devices`), if known.
     """
-    tasks.get_task(task)  # an unknown task is an error here, not a record nobody can report
+    task = tasks.task_of(task).name  # an unknown name is an error here, not a record nobody can report
     if not seed_results:
         raise TrimbertError(f"{task}: a result needs at least one seed")
     dev_mean, dev_std = mean_and_std([result.dev_metrics for result in seed_results])

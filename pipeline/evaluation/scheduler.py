@@ -19,6 +19,10 @@ Exactly once in work, not only in the store:
   told through the event ``keep_alive`` sets; fine-tuning stops at its next step boundary and
   nothing of it is stored or promoted.
 
+A user's own task (``--tasks mine --train ...``, :mod:`pipeline.finetune.task_files`) is stored under
+its name like a built-in task: a pair already evaluated is not redone when its files change, so give
+changed files a new task name (or another ``--store``).
+
 Which errors are retried: an evaluation that raises :class:`TrimbertError` (missing data, a bad
 setting), ``OSError`` (files, disks), ``ValueError`` (malformed data), ``MemoryError`` or a
 TensorFlow ``OpError`` (e.g. out of memory on the device) is stored as failed with its message and
@@ -38,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import storage
 from configs.errors import TrimbertError
@@ -169,7 +173,7 @@ def _pair_name(claim) -> str:
     return f"{storage.name(claim.checkpoint)} x {claim.task}"
 
 
-def finetune_evaluator(config, model_dir: str, template) -> Callable:
+def finetune_evaluator(config, model_dir: str, template, tasks: Sequence = ()) -> Callable:
     """``(checkpoint, task, out, lost) -> ResultRecord`` running ``trimbert finetune`` into ``out``.
 
     Args:
@@ -177,12 +181,16 @@ def finetune_evaluator(config, model_dir: str, template) -> Callable:
         model_dir: the pre-training model directory.
         template: a :class:`pipeline.finetune.run.FinetuneOptions` whose data and vocabulary fields apply
             to every evaluation (its init, task and out are replaced).
+        tasks: :class:`pipeline.finetune.tasks.Task` objects the store's task names stand for (a user's
+            own task); other names are built-in tasks.
     """
     from pipeline.finetune import run as finetune
 
+    by_name = {task.name: task for task in tasks}
+
     def evaluate(checkpoint: str, task: str, out: str, lost: threading.Event):
-        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=task, out=out),
-                            stop=lost)
+        return finetune.run(config, dataclasses.replace(template, init=checkpoint, task=by_name.get(task, task),
+                                                        out=out), stop=lost)
 
     return evaluate
 
@@ -198,30 +206,29 @@ class Session:
     owner: str
 
 
-def open_session(model_dir: str | pathlib.Path, task_list: str, store_path: str | None, lease_seconds: float,
-                 config, template) -> Session:
+def open_session(model_dir: str | pathlib.Path, task_list: Sequence, store_path: str | None,
+                 lease_seconds: float, config, template) -> Session:
     """Opens the store and prepares the fine-tuning evaluator.
 
     Args:
         model_dir: the pre-training model directory.
-        task_list: comma-separated tasks ('glue' and 'sentiment' name the groups).
+        task_list: the tasks (:class:`pipeline.finetune.tasks.Task`, a user's own among them), stored by name.
         store_path: the SQLite store; ``None`` puts it in the model directory.
         lease_seconds: a claim not renewed for this long is taken over.
         config: the config whose finetune section every evaluation uses.
         template: options shared by every evaluation (see :func:`finetune_evaluator`).
     """
     from pipeline.evaluation.store import ResultStore
-    from pipeline.finetune import tasks as task_registry
 
     model_dir = storage.absolute(model_dir)
     if not storage.isfile(storage.join(model_dir, model_dir_lib.CONFIG_FILE)):
         raise TrimbertError(f"--model-dir {model_dir}: not a pre-training model directory (no config.yaml)")
-    tasks = [task.name for task in task_registry.parse_task_list(task_list)]
+    tasks = [task.name for task in task_list]
     if store_path is None and storage.is_url(model_dir):
         raise TrimbertError(f"--model-dir {model_dir} is on object storage, where the SQLite evaluation store "
                             f"cannot live (it needs a local disk); pass --store /local/path/{STORE_FILENAME}")
     store = ResultStore(store_path or storage.join(model_dir, STORE_FILENAME), lease_seconds=lease_seconds)
-    return Session(model_dir, store, tasks, finetune_evaluator(config, model_dir, template),
+    return Session(model_dir, store, tasks, finetune_evaluator(config, model_dir, template, task_list),
                    owner=f"{socket.gethostname()}:{os.getpid()}")
 
 

@@ -3,7 +3,9 @@
 The functions follow the definitions the GLUE leaderboard uses (Wang et al.,
 2019, Table 1): accuracy; F1 of the positive class 1 (MRPC, QQP); Matthews
 correlation (CoLA); Pearson and Spearman correlation (STS-B), Spearman with
-tied values given the average of their ranks. Undefined cases (a constant
+tied values given the average of their ranks. A user's own classification task
+(``pipeline.finetune.task_files``) also reports macro-F1, scikit-learn's
+``f1_score(average="macro")``. Undefined cases (a constant
 prediction or label vector, no positive example at all) score 0.0 instead of
 NaN, as scikit-learn does for Matthews and F1, so a degenerate seed drags a
 mean down instead of poisoning it.
@@ -58,6 +60,21 @@ def f1(predictions: ArrayLike, labels: ArrayLike, positive: int = 1) -> float:
     false_negatives = np.sum(~predicted_positive & gold_positive)
     denominator = 2 * true_positives + false_positives + false_negatives
     return float(2 * true_positives / denominator) if denominator else 0.0
+
+
+def macro_f1(predictions: ArrayLike, labels: ArrayLike) -> float:
+    """Unweighted mean of every class's F1 (:func:`f1` with that class as positive).
+
+    The classes are those present in ``labels`` or ``predictions`` (as scikit-learn's
+    ``f1_score(average="macro")`` takes them); a class whose F1 is 0/0 cannot occur among them, as
+    each has a gold or a predicted example.
+
+    Args:
+        predictions: predicted class indices, shape [n].
+        labels: gold class indices, shape [n].
+    """
+    predictions, labels = _pair(predictions, labels)
+    return float(np.mean([f1(predictions, labels, positive=k) for k in np.union1d(predictions, labels)]))
 
 
 def matthews_correlation(predictions: ArrayLike, labels: ArrayLike) -> float:
@@ -146,6 +163,7 @@ def _pair(predictions: ArrayLike, labels: ArrayLike, dtype=None) -> tuple[np.nda
 METRIC_FUNCTIONS: dict[str, Callable[[ArrayLike, ArrayLike], float]] = {
     "accuracy": accuracy,
     "f1": f1,
+    "macro_f1": macro_f1,
     "matthews": matthews_correlation,
     "pearson": pearson,
     "spearman": spearman,

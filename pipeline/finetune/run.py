@@ -60,7 +60,8 @@ class FinetuneOptions:
     Args:
         init: ``--init``: model directory, checkpoint, or Hugging Face / keras-hub folder; a path, or
             the source a caller already opened.
-        task: task name (``pipeline.finetune.tasks.TASKS``), e.g. ``mrpc`` or ``sentiment-movies``.
+        task: a task name (``pipeline.finetune.tasks.TASKS``), e.g. ``mrpc`` or ``sentiment-movies``, or a
+            :class:`pipeline.finetune.tasks.Task` (a user's own, ``pipeline.finetune.task_files``).
         out: output folder for ``result.json`` and submission files.
         glue_dir: a local GLUE data folder; ``None`` reads TensorFlow Datasets.
         tfds_data_dir: TensorFlow Datasets data folder.
@@ -69,7 +70,7 @@ class FinetuneOptions:
     """
 
     init: str | ModelSource
-    task: str
+    task: str | task_registry.Task
     out: str
     glue_dir: str | None = None
     tfds_data_dir: str | None = None
@@ -126,7 +127,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     """
     started_at = result_record.utc_now()
     finetune = config.finetune
-    task = task_registry.get_task(options.task)
+    task = task_registry.task_of(options.task)
     metric_spec = task.metrics
     source = ModelSource.open(options.init, "--init")
     out = storage.makedirs(options.out)
@@ -143,7 +144,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
 
     train = encode("train", finetune.max_train_examples)
     dev = {split: encode(split) for split, _ in metric_spec.splits}
-    test = {split: encode(split) for split in (tuple(task.submissions) or ("test",))}
+    test = {split: encode(split) for split in task.test_splits}
     log(f"finetune {task.name}: {len(train):,} training examples"
         + (f" (a subset: finetune.max_train_examples={finetune.max_train_examples})"
            if finetune.max_train_examples else "")
@@ -182,7 +183,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     # === 6. Record ===
     record = result_record.make_record(
         checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
-        task=task.name, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
+        task=task, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
         devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency)
     path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.

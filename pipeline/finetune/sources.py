@@ -1,4 +1,5 @@
-"""Where a task's examples come from: the embedded sentiment asset, a GLUE data folder, or TensorFlow Datasets.
+"""Where a task's examples come from: the embedded sentiment asset, a GLUE data folder, TensorFlow Datasets,
+or a user's own files (:mod:`pipeline.finetune.task_files`).
 
 Every source yields the same plain :class:`pipeline.finetune.tasks.Example` list with TFDS split
 names and labels as indices of ``Task.label_names``, so fine-tuning has one path for all of them.
@@ -12,6 +13,7 @@ import storage
 from configs.errors import TrimbertError
 from pipeline.assets import cache as assets
 from pipeline.assets import corpora
+from pipeline.finetune import task_files
 from pipeline.finetune.tasks import Column, Example, Task, TsvLayout, get_task
 
 # The embedded sentiment asset's file for each split name.
@@ -23,8 +25,8 @@ def load_examples(task: Task | str, split: str, glue_dir: str | pathlib.Path | N
                   sentiment_dir: pathlib.Path | None = None) -> list[Example]:
     """Examples of one split, from whichever source the task and arguments name.
 
-    Sentiment tasks read the embedded asset; GLUE tasks read ``glue_dir`` when
-    given, else TensorFlow Datasets (downloading into ``tfds_data_dir`` if needed).
+    A user's task reads its files; sentiment tasks read the embedded asset; GLUE tasks read ``glue_dir``
+    when given, else TensorFlow Datasets (downloading into ``tfds_data_dir`` if needed).
 
     Args:
         task: a :class:`Task` or its name.
@@ -34,6 +36,8 @@ def load_examples(task: Task | str, split: str, glue_dir: str | pathlib.Path | N
         sentiment_dir: the sentiment asset folder; ``None`` fetches it from the cache.
     """
     task = get_task(task) if isinstance(task, str) else task
+    if task.user_files is not None:
+        return task_files.read_examples(task, split)
     if not task.is_glue:
         return read_sentiment(task, split, sentiment_dir)
     if glue_dir is not None:

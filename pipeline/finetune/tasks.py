@@ -1,4 +1,4 @@
-"""Fine-tuning tasks: the nine GLUE tasks and the four embedded sentiment tasks.
+"""Fine-tuning tasks: the nine GLUE tasks, the four embedded sentiment tasks, and a user's own task.
 
 One table (``TASKS``) says, per task, what its examples look like (one text or
 a pair, classes or a regression score), which metrics it reports and how they make its
@@ -6,7 +6,9 @@ score, where its examples come from (TensorFlow
 Datasets ``glue/*``, the standard GLUE data folder's TSV files, or the
 embedded sentiment asset) and how test predictions are submitted to the GLUE
 server. Every source yields the same plain :class:`Example` list, so the
-fine-tuning code has one path for all of them.
+fine-tuning code has one path for all of them. A user's own task, read from
+their files, is a :class:`Task` too, built by :mod:`pipeline.finetune.task_files`
+(its ``user_files`` say where its examples are); it is never in ``TASKS``.
 
 Split names are TensorFlow Datasets' for every source: ``train``,
 ``validation``, ``test``; MNLI has ``validation_matched``,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -29,6 +32,7 @@ from pipeline.finetune.metrics import ACCURACY, ArrayLike, TaskMetrics
 
 Column = int | str  # a 0-based position, or a header name looked up in the file's first line
 SubmissionLabels = Literal["indices", "names", "scores"]
+_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # also a folder name (evaluations/ckpt-N/TASK, runs/ROW/TASK)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +73,50 @@ class TsvLayout:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskFiles:
+    """Where a user's own task lives and how to read it (:mod:`pipeline.finetune.task_files` builds its
+    :class:`Task` and reads its examples).
+
+    Args:
+        name: the task's name (not a built-in task's); also names its result folders.
+        train: the training file (CSV, TSV, JSON Lines or Parquet; local or a URL).
+        dev: the dev file: metrics per seed and the best-seed choice.
+        test: an optional labelled test file: test metrics.
+        text_columns: the one or two text columns, in order (a pair's first and second text).
+        label_column: the label column.
+        regression: labels are scores (Pearson/Spearman), not classes.
+    """
+
+    name: str
+    train: str
+    dev: str
+    test: str | None
+    text_columns: tuple[str, ...]
+    label_column: str
+    regression: bool = False
+
+    def __post_init__(self):
+        if not _TASK_NAME.fullmatch(self.name):
+            raise TrimbertError(f"task name {self.name!r}: use letters, digits, '.', '_' and '-' "
+                                f"(it names the result folders)")
+        if len(self.text_columns) not in (1, 2):
+            raise TrimbertError(f"task {self.name}: give one or two text columns (--text-column), "
+                                f"got {len(self.text_columns)}: {', '.join(self.text_columns)}")
+        if len(set(self.text_columns)) != len(self.text_columns):
+            raise TrimbertError(f"task {self.name}: text column {self.text_columns[0]!r} given twice")
+        if self.label_column in self.text_columns:
+            raise TrimbertError(f"task {self.name}: column {self.label_column!r} is both a text and the label")
+
+    def path(self, split: str) -> str:
+        """The file of ``train``, ``validation`` or ``test``."""
+        path = {"train": self.train, "validation": self.dev, "test": self.test}.get(split)
+        if path is None:
+            raise TrimbertError(f"task {self.name} has no split {split!r}; splits: "
+                                f"{'train, validation, test' if self.test else 'train, validation'}")
+        return path
+
+
+@dataclasses.dataclass(frozen=True)
 class Task:
     """One fine-tuning task.
 
@@ -85,6 +133,7 @@ class Task:
             class name, or the score.
         metrics: the metrics it reports on its evaluation splits and how they make its score
             (GLUE paper, Wang et al. 2019, Table 1, and its scoring rule).
+        user_files: a user's own task: its files and columns; ``None`` for the built-in tasks.
     """
 
     name: str
@@ -97,6 +146,15 @@ class Task:
     submissions: dict[str, str] = dataclasses.field(default_factory=dict)
     submission_labels: SubmissionLabels = "indices"
     metrics: TaskMetrics = ACCURACY
+    user_files: TaskFiles | None = None
+
+    @property
+    def test_splits(self) -> tuple[str, ...]:
+        """The test splits a run reads: GLUE's submitted ones, a user task's if it has a test file,
+        else ``test`` (the sentiment tasks' labelled test sets)."""
+        if self.user_files is not None:
+            return ("test",) if self.user_files.test is not None else ()
+        return tuple(self.submissions) or ("test",)
 
     @property
     def dev_splits(self) -> tuple[str, ...]:
@@ -214,14 +272,32 @@ def get_task(name: str) -> Task:
     return TASKS[_ALIASES[key]]
 
 
-def parse_task_list(text: str) -> list[Task]:
-    """``"cola,sst2"`` -> their tasks; ``"glue"`` and ``"sentiment"`` name the whole groups."""
-    groups = {"glue": GLUE_TASKS, "sentiment": SENTIMENT_TASKS}
-    names = [name for part in text.split(",") if part.strip()
-             for name in groups.get(part.strip().lower(), (part,))]
+GROUPS = {"glue": GLUE_TASKS, "sentiment": SENTIMENT_TASKS}
+
+
+def is_known(name: str) -> bool:
+    """Whether ``name`` is a built-in task (in any spelling :func:`get_task` takes) or a group name."""
+    key = name.strip().lower()
+    return key in _ALIASES or key in GROUPS
+
+
+def task_of(task: Task | str) -> Task:
+    """A :class:`Task` as it is, a name through :func:`get_task`."""
+    return get_task(task) if isinstance(task, str) else task
+
+
+def split_task_list(text: str) -> list[str]:
+    """``"cola, glue, mine"`` -> the names in order, groups expanded (not checked against the table)."""
+    names = [name.strip() for part in text.split(",") if part.strip()
+             for name in GROUPS.get(part.strip().lower(), (part,))]
     if not names:
         raise TrimbertError("no task given")
-    return [get_task(name) for name in names]
+    return names
+
+
+def parse_task_list(text: str) -> list[Task]:
+    """``"cola,sst2"`` -> their tasks; ``"glue"`` and ``"sentiment"`` name the whole groups."""
+    return [get_task(name) for name in split_task_list(text)]
 
 
 # ---------------------------------------------------------------------------

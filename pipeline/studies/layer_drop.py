@@ -12,9 +12,10 @@ layers) gets a row saying why.
 (Sajjad et al. 2022: dropping the top layers is best, the bottom layers worst).
 The contribution strategy measures block similarities on the task's training sentences.
 
-A killed study resumes: ``OUT/study.json`` records what the study fine-tunes (model, task,
-finetune section), and a run whose ``result.json`` exists is read back instead of redone.
-Rerunning into ``OUT`` with a different model, task or finetune section is an error.
+A killed study resumes: ``OUT/study.json`` records what the study fine-tunes (model, task, a user's
+task's files and their sha256, finetune section), and a run whose ``result.json`` exists is read back
+instead of redone. Rerunning into ``OUT`` with a different model, task, task files or finetune section
+is an error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import storage
 from configs.errors import TrimbertError
 from configs.schema import FinetuneConfig
 from models.drop_rules import STRATEGIES
+from pipeline.finetune import task_files
+from pipeline.finetune.tasks import Task, task_of
 from pipeline.report import output
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.writer_lock import WriterLock
@@ -76,7 +79,7 @@ def _row_from_record(strategy: str, drop: int, dropped: tuple[int, ...], record,
                     record.inference_latency_ms, note)
 
 
-def run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list[int], strategies: list[str],
+def run_layer_drop(config, init: str | ModelSource, task: Task | str, drops: list[int], strategies: list[str],
                    out: str | pathlib.Path, options_for, log=print) -> list[StudyRow]:
     """Prunes with every strategy and K, fine-tunes each model and the unpruned one; returns the rows.
 
@@ -85,7 +88,7 @@ def run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list[
     Args:
         config: the config whose finetune section every run uses.
         init: the pre-trained model (any ``trimbert finetune --init`` source), as a path or opened.
-        task_name: the task.
+        task: the task (a built-in task's name, or a :class:`Task`: a user's own).
         drops: the numbers of blocks to drop.
         strategies: prune strategies (``STUDY_STRATEGIES``).
         out: output folder (local or a URL).
@@ -93,10 +96,10 @@ def run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list[
         log: progress printer.
     """
     with WriterLock(str(out), "study layer-drop", log):
-        return _run_layer_drop(config, init, task_name, drops, strategies, out, options_for, log)
+        return _run_layer_drop(config, init, task_of(task), drops, strategies, out, options_for, log)
 
 
-def _run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list[int], strategies: list[str],
+def _run_layer_drop(config, init: str | ModelSource, task: Task, drops: list[int], strategies: list[str],
                     out: str | pathlib.Path, options_for, log) -> list[StudyRow]:
     import models
     from models.prune import prune  # not models.prune: once imported, that name is the submodule
@@ -106,15 +109,16 @@ def _run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list
 
     out = str(out)
     source = ModelSource.open(init, "--init")
-    check_study_folder(out, {"init": storage.absolute(source.path), "task": task_name,
+    files = task.user_files and task_files.signature(task.user_files)
+    check_study_folder(out, {"init": storage.absolute(source.path), "task": task.name, "task_files": files,
                              "finetune": dataclasses.asdict(config.finetune)},
-                       defaults={"finetune": dataclasses.asdict(FinetuneConfig())})
+                       defaults={"finetune": dataclasses.asdict(FinetuneConfig()), "task_files": None})
     encoder = source.encoder()
     baseline_options = options_for(source, storage.join(out, "runs", "unpruned"))
     vocabulary, lowercase = source.vocabulary(baseline_options.vocabulary)
     sample_inputs = None
     if "contribution" in strategies:
-        train = sources.load_examples(task_name, "train", glue_dir=baseline_options.glue_dir,
+        train = sources.load_examples(task, "train", glue_dir=baseline_options.glue_dir,
                                       tfds_data_dir=baseline_options.tfds_data_dir)
         sentences = [text for example in train[:SAMPLE_SENTENCES] for text in (example.text_a, example.text_b)
                      if text]
@@ -145,7 +149,7 @@ def _run_layer_drop(config, init: str | ModelSource, task_name: str, drops: list
             row = _row_from_record(strategy, drop, result.dropped, record)
             runs_by_blocks[result.dropped] = row
             rows.append(row)
-    write_table(rows, out, task_name, config)
+    write_table(rows, out, task.name, config)
     return rows
 
 

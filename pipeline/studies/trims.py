@@ -40,6 +40,8 @@ import storage
 from beam_jobs.manifest import Manifest
 from configs.errors import TrimbertError
 from configs.schema import Config
+from pipeline.finetune import task_files
+from pipeline.finetune.tasks import Task, task_of
 from pipeline.studies import trim_specs
 from pipeline.studies.bookkeeping import check_study_folder, finetune_once
 from pipeline.studies.trim_specs import TrimSpec
@@ -57,7 +59,7 @@ class TrimStudy:
         config: the study config: the shape (from scratch), the pre-training recipe (rows that
             pre-train, heal or distil) and the fine-tuning recipe (every row).
         specs: the rows.
-        tasks: fine-tuning tasks.
+        tasks: fine-tuning tasks (names of built-in tasks are looked up; a :class:`Task` may be a user's own).
         data_dirs: pre-training data (``trimbert preprocess`` output), needed by rows that pre-train.
         source: ``--from``: the pre-trained encoder to trim; ``None`` trains from scratch.
         teacher: from scratch only: distil every pre-training row from this checkpoint.
@@ -67,25 +69,32 @@ class TrimStudy:
 
     config: Config
     specs: tuple[TrimSpec, ...]
-    tasks: tuple[str, ...]
+    tasks: tuple[Task, ...]
     data_dirs: tuple[str, ...] = ()
     source: str | None = None
     teacher: str | None = None
     init: str | None = None
     heal_steps: int = 0
 
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(task_of(task) for task in self.tasks))
+
     def signature(self) -> dict:
+        """The settings that decide the study's numbers; a user's task adds its files and their sha256."""
         return {"from": self.source and storage.absolute(self.source),
                 "teacher": self.teacher and storage.absolute(self.teacher),
                 "init": self.init and storage.absolute(self.init),
-                "data": [storage.absolute(folder) for folder in self.data_dirs], "tasks": list(self.tasks),
+                "data": [storage.absolute(folder) for folder in self.data_dirs],
+                "tasks": [task.name for task in self.tasks],
+                "task_files": {task.name: task_files.signature(task.user_files) for task in self.tasks
+                               if task.user_files is not None},
                 "heal_steps": self.heal_steps, "config": self.config.to_dict()}
 
     @staticmethod
     def signature_defaults() -> dict:
         """The signature's fields at their defaults: a config field newer than a study.json is no change
-        while it keeps its default (``bookkeeping.changed_fields``)."""
-        return {"config": Config().to_dict()}
+        while it keeps its default (``bookkeeping.changed_fields``); so is a study with no user task."""
+        return {"config": Config().to_dict(), "task_files": {}}
 
     def check(self) -> None:
         """Refuses, before anything runs, rows this study cannot build."""
@@ -146,7 +155,7 @@ def run_trims(study: TrimStudy, out: str, options_for: Callable, log=print) -> l
     Args:
         study: what to compare.
         out: output folder (local or a URL).
-        options_for: ``(init, out, task) -> FinetuneOptions`` (glue dir, vocabulary ... from the command line).
+        options_for: ``(init, out, Task) -> FinetuneOptions`` (glue dir, vocabulary ... from the command line).
         log: progress printer.
     """
     study.check()
@@ -160,8 +169,8 @@ def run_trims(study: TrimStudy, out: str, options_for: Callable, log=print) -> l
             model = builder.build(spec)
             folder = trim_specs.folder_name(spec)
             results[spec.name] = (model, {
-                task: finetune_once(study.config, options_for(model.path, storage.join(out, "runs", folder, task),
-                                                              task), log)
+                task.name: finetune_once(study.config, options_for(
+                    model.path, storage.join(out, "runs", folder, task.name), task), log)
                 for task in study.tasks})
         from pipeline.studies import trims_table
 

@@ -27,6 +27,42 @@ def test_f1_without_any_positive_is_zero_not_nan():
     assert metrics.f1([0, 0, 0], [0, 0, 0]) == 0.0
 
 
+def test_macro_f1_by_hand():
+    predictions, labels = [0, 1, 1, 2, 0, 2], [0, 0, 1, 2, 2, 2]
+    # class 0: tp 1 (pos 0), fp 1 (pos 4), fn 1 (pos 1) -> 2/(2+1+1) = 1/2
+    # class 1: tp 1 (pos 2), fp 1 (pos 1), fn 0 -> 2/(2+1) = 2/3
+    # class 2: tp 2 (pos 3, 5), fp 0, fn 1 (pos 4) -> 4/(4+1) = 4/5
+    assert metrics.macro_f1(predictions, labels) == pytest.approx((1 / 2 + 2 / 3 + 4 / 5) / 3)
+    # A class only predicted counts with F1 0: class 0 -> 2/(2+0+1) = 2/3, class 3 -> 0; mean 1/3.
+    assert metrics.macro_f1([0, 3], [0, 0]) == pytest.approx(1 / 3)
+    assert metrics.macro_f1([1, 1], [1, 1]) == 1.0
+
+
+def _sklearn_macro_f1(predictions, labels) -> float:
+    """scikit-learn's f1_score(average="macro", zero_division=0) written out: the labels are the sorted
+    union of y_true and y_pred; per label precision tp/(tp+fp) and recall tp/(tp+fn), each 0 when its
+    denominator is 0, F = 2 P R / (P + R), 0 when P + R is 0; the unweighted mean over the labels."""
+    scores = []
+    for label in sorted(set(predictions) | set(labels)):
+        pairs = list(zip(predictions, labels, strict=True))
+        tp = sum(1 for p, t in pairs if p == label and t == label)
+        fp = sum(1 for p, t in pairs if p == label and t != label)
+        fn = sum(1 for p, t in pairs if p != label and t == label)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return sum(scores) / len(scores)
+
+
+def test_macro_f1_matches_sklearns_definition_on_random_labels():
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        n, classes = int(rng.integers(1, 40)), int(rng.integers(2, 6))
+        labels = rng.integers(0, classes, n).tolist()
+        predictions = rng.integers(0, classes + int(trial % 3 == 0), n).tolist()  # sometimes a class never gold
+        assert metrics.macro_f1(predictions, labels) == pytest.approx(_sklearn_macro_f1(predictions, labels)), trial
+
+
 def test_matthews_binary():
     # tp = 2 (0, 3), fp = 1 (1), tn = 2 (2, 5), fn = 1 (4)
     # (tp*tn - fp*fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)) = (4 - 1) / sqrt(3*3*3*3) = 3/9

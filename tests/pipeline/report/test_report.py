@@ -114,3 +114,36 @@ def test_missing_inputs_are_clear_errors(tmp_path):
         report.read_records([tmp_path])
     with pytest.raises(TrimbertError, match="no result records"):
         report.write_report([], tmp_path / "out")
+
+
+def test_a_users_task_renders_with_its_metrics_outside_the_averages(tmp_path):
+    from pipeline.finetune import task_files
+    from pipeline.finetune.tasks import TaskFiles
+
+    for name in ("train", "dev"):
+        (tmp_path / f"{name}.csv").write_text("text,label\na,x\nb,y\nc,z\n", encoding="utf-8")
+    task = task_files.build_task(TaskFiles("colours", str(tmp_path / "train.csv"), str(tmp_path / "dev.csv"), None,
+                                           ("text",), "label"))
+    checkpoint = str(tmp_path / "ckpt-1")
+    own = result_record.make_record(
+        checkpoint, "tiny", 4_400_000, task,
+        [result_record.SeedResult(1, {"accuracy": 0.6, "macro_f1": 0.5, "score": 0.5},
+                                  {"accuracy": 0.7, "macro_f1": 0.4, "score": 0.4})],
+        finetune_seconds=1800.0, devices=2, started_at="2026-01-01T00:00:00+00:00")
+    assert own.task == "colours"
+    records = [own, _record(checkpoint, "tiny", 4_400_000, "cola", [{"matthews": 0.2}]),
+               _record(checkpoint, "tiny", 4_400_000, "sentiment-movies", [{"accuracy": 0.8}])]
+    (row,) = report.build_rows(records)
+    assert list(row.records) == ["cola", "sentiment-movies", "colours"]  # a user's task last
+    assert row.glue_average == pytest.approx(0.2) and row.glue_tasks == ["cola"]
+    assert row.sentiment_average == pytest.approx(0.8)
+    report.write_report(records, tmp_path / "out")
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "| Model | Params | CoLA | sentiment-movies | colours | GLUE avg |" in markdown
+    assert "| tiny | 4.4M | 20.0 (1 seed) | 80.0 (1 seed) | 50.0 (1 seed) | 20.0 | 1 | 80.0 |" in markdown
+    assert ("| tiny | colours | accuracy 60.0 (1 seed), macro_f1 50.0 (1 seed) | 1 | 1 "
+            "| accuracy 70.0, macro_f1 40.0 |") in markdown
+    with open(tmp_path / "out" / "report.csv", newline="") as handle:
+        (line,) = list(csv.DictReader(handle))
+    assert float(line["colours.macro_f1_mean"]) == pytest.approx(0.5)
+    assert float(line["glue_average"]) == pytest.approx(0.2)
