@@ -141,7 +141,7 @@ def _without_optimizer(classifier: keras.Model) -> keras.Model:
     the optimizer's slots: twice the weights again for AdamW)."""
     import keras
 
-    copy = keras.models.clone_model(classifier)
+    copy = keras.Model.from_config(classifier.get_config())  # not clone_model: that compiles the copy too
     copy.set_weights(classifier.get_weights())
     return copy
 

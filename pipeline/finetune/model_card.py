@@ -209,8 +209,8 @@ def _scores_section(task: Task | None, record: ResultRecord) -> list[str]:
     best = record.best
     lines = ["## Scores", "",
              f"Seeds {', '.join(str(seed) for seed in record.seeds)}; this model is seed {record.best_seed}, "
-             f"the best on dev. Percent; the mean over seeds shows a ± standard deviation only over 3 or "
-             f"more seeds.", "",
+             f"the best on dev by `score`, the task's single score (the mean of its GLUE metrics). Percent; "
+             f"the mean over seeds shows a ± standard deviation only over 3 or more seeds.", "",
              f"| split | metric | this model (seed {record.best_seed}) | mean over {output.seed_count(seeds)} |",
              "|---|---|---|---|"]
     for name, mean in record.metric_mean.items():

@@ -215,3 +215,53 @@ def test_encoder_card_and_trims(tiny_config):
     assert "attention softmax replaced by relu" in body and "blocks 3 of 4 dropped whole" in body
     assert "- 3 block(s)" in body and "pre-training: 2 accelerator-hours" in body
     assert "trimbert finetune --init FOLDER" in body and "## Scores" not in body
+
+
+# --- fine-tuning keeps its best seed ------------------------------------------------------------
+
+
+def test_best_weights_keeps_the_first_highest_dev_score(classifier):
+    from pipeline.finetune.run import BestWeights
+
+    keeper = BestWeights()
+    originals = classifier.get_weights()
+    for seed, score in ((1, 0.2), (2, 0.7), (3, 0.7), (4, 0.1)):
+        classifier.set_weights([weight + seed for weight in originals])  # each seed's weights differ
+        keeper.offer(classifier, result_record.SeedResult(seed, {"score": score}))
+    classifier.set_weights(originals)
+    assert (keeper.seed, keeper.score) == (2, 0.7)  # as make_record picks: the first of the tied best
+    for kept, original in zip(keeper.weights, originals, strict=True):
+        np.testing.assert_array_equal(kept, original + 2)
+
+
+SEEDS = "2,3"  # with the encoder below: seed 2 scores 0.98, seed 3 -0.23 (STS-B score)
+FIXTURE_GLUE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "fixtures", "glue")
+
+
+def test_finetune_keeps_the_best_seed_whose_dev_predictions_give_its_score(tiny_config, vocab_path, tmp_path):
+    """STS-B's three dev pairs from an encoder of fixed weights: Pearson and Spearman differ between seeds, and
+    the first seed is the best (not the last, whose classifier fine-tuning ends with)."""
+    import keras
+
+    import models
+    from pipeline.cli import main as cli
+    from pipeline.finetune import predict, sources
+
+    keras.utils.set_random_seed(0)  # the shared tiny encoder's weights depend on which test made it first
+    encoder_dir = models.save_pretrained(models.build_encoder(tiny_config), tmp_path / "encoder", vocab_path)
+    out = tmp_path / "stsb"
+    overrides = ["finetune.seq_len=32", "finetune.batch_size=4", "finetune.epochs=1", "finetune.learning_rate=1e-3"]
+    assert cli.main(["finetune", "--init", str(encoder_dir), "--task", "stsb", "--glue-dir", FIXTURE_GLUE,
+                     "--seeds", SEEDS, "--out", str(out), *sum((["--set", o] for o in overrides), [])]) == 0
+    record = result_record.ResultRecord.load(out / "result.json")
+    assert record.best_seed != record.seeds[-1], [r.dev_metrics["score"] for r in record.seed_results]
+    model = kept_model.load(out / "model")
+    assert model.record == record and model.task == "stsb" and model.seq_len == 32
+    examples = sources.load_examples(TASKS["stsb"], "validation", glue_dir=FIXTURE_GLUE)
+    encoded = model.tokenizer.encode(examples, model.seq_len, regression=True)
+    scores = predict.logits(model.classifier, encoded, batch_size=4)[:, 0]
+    dev = TASKS["stsb"].evaluate({"validation": (scores, encoded.labels)})
+    assert dev == record.best.dev_metrics
+    header, body = _split((out / "model" / "README.md").read_text())
+    assert header["base_model"] == str(encoder_dir)
+    assert f"this model is seed {record.best_seed}" in body
