@@ -89,9 +89,13 @@ def test_jsonl_pairs_across_chunks_keep_input_order_and_count_truncation(models_
     source.write_text("".join(json.dumps({"left": a, "right": b, "n": i}) + "\n" for i, (a, b) in enumerate(texts)))
     out = tmp_path / "out.jsonl"
     columns = predict.text_columns(model, ["left", "right"])
+    progress: list[str] = []
     summary = predict.write_predictions(str(out), predict.output_columns(model.label_names, False),
-                                        predict.predict_file(model, str(source), columns, batch_size=2, read_rows=3))
+                                        predict.predict_file(model, str(source), columns, batch_size=2, read_rows=3),
+                                        log=progress.append, progress_seconds=0)
     assert (summary.rows, summary.truncated) == (7, 3)
+    assert [line.split(" rows,")[0] for line in progress] == ["predict: 3", "predict: 6", "predict: 7"]
+    assert all(line.endswith(" rows/s") for line in progress)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     expected = _softmax(_expected_logits(classifier, vocab_path, texts))
     written = np.array([[row["probability_not_equivalent"], row["probability_equivalent"]] for row in rows])
