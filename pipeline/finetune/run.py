@@ -14,7 +14,7 @@
 6. record: ``OUT/result.json`` (``pipeline.evaluation.record.ResultRecord``), ``OUT/timings.json``
    (each seed's per-epoch wall-clock)
 7. keep: the best-on-dev seed's classifier as ``OUT/model/`` with its model card
-   (``pipeline.finetune.kept_model``), which ``trimbert predict`` runs
+   (``pipeline.finetune.kept_model``), which ``trimbert predict`` runs; written before result.json
 """
 
 from __future__ import annotations
@@ -205,6 +205,15 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
         task=task.name, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
         devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency)
+
+    # === 7. Keep the best seed (before result.json, which marks the run done) ===
+    classifier.set_weights(best_weights.weights)
+    folder = kept_model.save(
+        storage.join(out, kept_model.FOLDER), classifier, vocabulary, lowercase, finetune.seq_len, task,
+        kept_model.model_config(source.config, source.config_name, config), record, base_model=source.path,
+        latencies=[model_card.Latency("Keras", "CPU", LATENCY_BATCH, finetune.seq_len, latency)])
+    log(f"kept seed {best_weights.seed} in {folder} (README.md is its model card; run it with "
+        f"trimbert predict --model {folder} --input FILE --out FILE)")
     path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
     storage.write_json(storage.join(out, TIMINGS_FILENAME),
@@ -222,15 +231,6 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         f"(batch {LATENCY_BATCH}, length {finetune.seq_len})"
         + (f"; {accelerators[0].name} latency {accelerator_latency:.3f} ms/example" if accelerators else "")
         + f"; wrote {path}")
-
-    # === 7. Keep the best seed ===
-    classifier.set_weights(best_weights.weights)
-    folder = kept_model.save(
-        storage.join(out, kept_model.FOLDER), classifier, vocabulary, lowercase, finetune.seq_len, task,
-        kept_model.model_config(source.config, source.config_name, config), record, base_model=source.path,
-        latencies=[model_card.Latency("Keras", "CPU", LATENCY_BATCH, finetune.seq_len, latency)])
-    log(f"kept seed {best_weights.seed} in {folder} (README.md is its model card; run it with "
-        f"trimbert predict --model {folder} --input FILE --out FILE)")
     return record
 
 
