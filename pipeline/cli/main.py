@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("pipeline.cli.pretrain", "pre-train an encoder under tf.distribute (resumable)"),
     "prune": ("pipeline.cli.prune", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
     "finetune": ("pipeline.cli.finetune", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
+    "predict": ("pipeline.cli.predict", "run a fine-tuned model kept by finetune (OUT/model) on a CSV, TSV, JSONL "
+                                        "or Parquet file"),
     "evaluate": ("pipeline.cli.evaluate", "fine-tune each checkpoint x task not yet evaluated, exactly once"),
     "watch": ("pipeline.cli.watch", "run evaluate --pending on a schedule (e.g. every 10 minutes)"),
     "study": ("pipeline.cli.study", "studies: layer-drop (Poor Man's BERT strategies), trims (the three methods)"),

@@ -41,6 +41,7 @@ class EncodedExamples:
         labels: [N] int64 class indices or float32 scores; ``None`` if the split is unlabelled.
         indices: [N] the examples' ``idx`` (what a GLUE submission echoes).
         pad_id: the vocabulary's [PAD] id.
+        truncated: how many examples were cut to fit ``seq_len`` (their packed length exceeded it).
     """
 
     token_ids: list[np.ndarray]
@@ -48,6 +49,7 @@ class EncodedExamples:
     labels: np.ndarray | None
     indices: np.ndarray
     pad_id: int
+    truncated: int = 0
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -102,9 +104,12 @@ class Tokenizer:
         is_pair = examples[0].text_b is not None
         second = self.pieces([example.text_b or "" for example in examples]) if is_pair else None
         token_ids, segment_ids = [], []
+        truncated = 0
         for row, pieces_a in enumerate(first):
             pieces_b = second[row] if second is not None else None
+            pieces = len(pieces_a) + len(pieces_b or ())
             pieces_a, pieces_b = truncate(pieces_a, pieces_b, seq_len)
+            truncated += len(pieces_a) + len(pieces_b or ()) < pieces
             tokens = [self.cls_id, *pieces_a, self.sep_id]
             segments = [0] * len(tokens)
             if pieces_b is not None:
@@ -118,7 +123,8 @@ class Tokenizer:
             labels = np.array([example.label for example in examples],
                               dtype=np.float32 if regression else np.int64)
         return EncodedExamples(token_ids, segment_ids, labels,
-                               np.array([example.idx for example in examples], dtype=np.int64), self.pad_id)
+                               np.array([example.idx for example in examples], dtype=np.int64), self.pad_id,
+                               truncated)
 
 
 def truncate(pieces_a: list[int], pieces_b: list[int] | None, seq_len: int) -> tuple[list[int], list[int] | None]:

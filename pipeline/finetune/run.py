@@ -13,6 +13,8 @@
    a visible GPU is timed apart into timings.json's accelerator_latency_ms)
 6. record: ``OUT/result.json`` (``pipeline.evaluation.record.ResultRecord``), ``OUT/timings.json``
    (each seed's per-epoch wall-clock)
+7. keep: the best-on-dev seed's classifier as ``OUT/model/`` with its model card
+   (``pipeline.finetune.kept_model``), which ``trimbert predict`` runs; written before result.json
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from configs.schema import Config, FinetuneConfig
 from pipeline import clock as clock_lib
 from pipeline.clock import TrainingClock
 from pipeline.evaluation import record as result_record
-from pipeline.finetune import data, sources
+from pipeline.finetune import data, kept_model, model_card, sources
+from pipeline.finetune import predict as predict_lib
 from pipeline.finetune import tasks as task_registry
 from pipeline.model_source import ModelSource
 from pipeline.pretrain.optimizer import finetuning_optimizer
@@ -102,6 +105,22 @@ class SeedRun:
     epoch_seconds: list[float]
 
 
+@dataclasses.dataclass
+class BestWeights:
+    """A copy of the best-on-dev seed's weights so far, chosen as ``make_record`` chooses the best seed:
+    the highest dev score, the first on ties. Every seed's classifier has the same architecture, so the
+    weights fit any of them."""
+
+    seed: int | None = None
+    score: float = -math.inf
+    weights: list[np.ndarray] | None = None
+
+    def offer(self, classifier: keras.Model, result: result_record.SeedResult) -> None:
+        """Keeps ``classifier``'s weights if ``result`` beats the best so far."""
+        if self.weights is None or result.dev_metrics["score"] > self.score:
+            self.seed, self.score, self.weights = result.seed, result.dev_metrics["score"], classifier.get_weights()
+
+
 # ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
@@ -154,6 +173,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     devices = clock_lib.default_devices()  # Keras fit outside a strategy: the first GPU, else the CPU cores
     clock = TrainingClock(devices=devices.count)
     runs: list[SeedRun] = []
+    best_weights = BestWeights()
     encoder = None
     for seed in finetune.seeds:
         keras.backend.clear_session()  # each seed starts from a clean graph and name scope
@@ -167,6 +187,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
                                 f"{encoder.model_config.max_sequence_length} position embeddings")
         classifier, epoch_seconds = train_seed(encoder, task, train, finetune, seed, clock, log, stop)
         runs.append(evaluate_seed(classifier, task, dev, test, finetune.batch_size, seed, epoch_seconds, log))
+        best_weights.offer(classifier, runs[-1].result)
 
     # === 5. Evals: submissions of the best seed, latency ===
     best = max(runs, key=lambda seed_run: seed_run.result.dev_metrics["score"])
@@ -185,6 +206,15 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
         task=task, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
         devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency)
+
+    # === 7. Keep the best seed (before result.json, which marks the run done) ===
+    classifier.set_weights(best_weights.weights)
+    folder = kept_model.save(
+        storage.join(out, kept_model.FOLDER), classifier, vocabulary, lowercase, finetune.seq_len, task,
+        kept_model.model_config(source.config, source.config_name, config), record, base_model=source.path,
+        latencies=[model_card.Latency("Keras", "CPU", LATENCY_BATCH, finetune.seq_len, latency)])
+    log(f"kept seed {best_weights.seed} in {folder} (README.md is its model card; run it with "
+        f"trimbert predict --model {folder} --input FILE --out FILE)")
     path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
     storage.write_json(storage.join(out, TIMINGS_FILENAME),
@@ -304,14 +334,7 @@ def train_seed(encoder: models.Encoder, task: task_registry.Task, train: data.En
 def predict(classifier: keras.Model, encoded: data.EncodedExamples, batch_size: int,
             regression: bool) -> np.ndarray:
     """Predicted class indices (or scores) for every example, in the split's order."""
-    logits = None
-    for positions in data.inference_order(encoded.lengths, batch_size):
-        batch = data.pad_batch(encoded, positions, regression)
-        output = np.asarray(classifier.predict_on_batch(batch.inputs))  # [B, C]
-        if logits is None:
-            logits = np.zeros((len(encoded), output.shape[-1]), dtype=np.float32)
-        logits[batch.positions] = output
-    return HEAD_RULES[regression].predict(logits)
+    return HEAD_RULES[regression].predict(predict_lib.logits(classifier, encoded, batch_size))
 
 
 def evaluate_seed(classifier: keras.Model, task: task_registry.Task, dev: dict[str, data.EncodedExamples],
