@@ -136,7 +136,7 @@ def load_config(args: argparse.Namespace, model_dir: str | pathlib.Path | None):
     return config_lib.load(name, overrides)
 
 
-def finetune_options(args: argparse.Namespace, init: str | ModelSource, task, out: str):
+def finetune_options(args: argparse.Namespace, init: str | ModelSource, task, out: str, keep_model: bool = False):
     """:class:`pipeline.finetune.run.FinetuneOptions` from the shared arguments.
 
     Args:
@@ -144,11 +144,13 @@ def finetune_options(args: argparse.Namespace, init: str | ModelSource, task, ou
         init: a path, or the :class:`pipeline.model_source.ModelSource` a caller opened.
         task: the task name, or a :class:`pipeline.finetune.tasks.Task` (:func:`resolve_tasks`).
         out: the output folder.
+        keep_model: save the best seed's model as ``out/model``: ``finetune`` does; evaluations of every
+            checkpoint and studies, which fine-tune many models, do not (a BERT-base folder is ~440 MB).
     """
     from pipeline.finetune.run import FinetuneOptions
 
     return FinetuneOptions(init=init, task=task, out=str(out), glue_dir=args.glue_dir,
-                           tfds_data_dir=args.tfds_data_dir, vocabulary=args.vocab)
+                           tfds_data_dir=args.tfds_data_dir, vocabulary=args.vocab, keep_model=keep_model)
 
 
 def open_session_from(args: argparse.Namespace):

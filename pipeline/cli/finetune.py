@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                       "wnli), sentiment-movies|amazon|nyt|tweets, or your own "
                                                       "task's name with --train ... (below)")
     add_config_arguments(parser)
-    parser.add_argument("--out", required=True, help="output folder: result.json and (GLUE tasks) submission files")
+    parser.add_argument("--out", required=True,
+                        help="output folder: result.json, the best seed's model (model/, with its README.md "
+                             "model card) and (GLUE tasks) submission files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     task = resolve_task(args)
     source = ModelSource.open(args.init, "--init")
     config = load_config(args, source.model_dir)
-    finetune.run(config, finetune_options(args, source, task, args.out))
+    finetune.run(config, finetune_options(args, source, task, args.out, keep_model=True))
     return 0

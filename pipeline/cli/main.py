@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("pipeline.cli.study", "studies: layer-drop (Poor Man's BERT strategies), trims (the three methods)"),
     "teacher": ("pipeline.cli.teacher", "fit a masked-LM head on a frozen pre-trained encoder so it can teach"),
     "search": ("pipeline.cli.search", "Bort sub-architecture search: size x latency x proxy error, successive halving"),
+    "export": ("pipeline.cli.export", "a fine-tuned model as a TF Serving SavedModel (raw text in), or a model as a "
+                                      "keras-hub preset"),
     "report": ("pipeline.cli.report", "trade-off tables and plots: accuracy vs accelerator-hours and parameters"),
 }
 

@@ -67,6 +67,8 @@ class ResultRecord:
         finetune_device_kind: ``GPU: <model>``, ``TPU`` or ``CPU: <model>`` (``None`` in older records).
         finetune_device_count: accelerators, or CPU cores used (``None`` in older records).
         finetune_gpu_hours: ``finetune_accelerator_hours`` when the devices are GPUs, else ``None``.
+        serving_latency_ms: the best seed's CPU milliseconds per example through its SavedModel, raw text
+            in, keyed by batch size (``"1"``, ``"32"``); ``None`` in older records.
     """
 
     checkpoint: str
@@ -88,10 +90,15 @@ class ResultRecord:
     finetune_device_kind: str | None = None
     finetune_device_count: int | None = None
     finetune_gpu_hours: float | None = None
+    serving_latency_ms: dict[str, float] | None = None
 
     @property
     def seeds(self) -> list[int]:
         return [result.seed for result in self.seed_results]
+
+    def serving_latency(self, batch_size: int) -> float | None:
+        """SavedModel milliseconds per example at ``batch_size``, if measured."""
+        return (self.serving_latency_ms or {}).get(str(batch_size))
 
     @property
     def score(self) -> float:
@@ -146,7 +153,8 @@ class ResultRecord:
 def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: int, task: str | tasks.Task,
                 seed_results: Sequence[SeedResult], finetune_seconds: float, devices: int,
                 started_at: str, inference_latency_ms: float | None = None,
-                finished_at: str | None = None, device_kind: str | None = None) -> ResultRecord:
+                finished_at: str | None = None, device_kind: str | None = None,
+                serving_latency_ms: dict[int, float] | None = None) -> ResultRecord:
     """Summarises the seeds of one evaluation into a :class:`ResultRecord`.
 
     Args:
@@ -162,6 +170,7 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         inference_latency_ms: measured CPU latency per example, if any.
         finished_at: ISO-8601 UTC end time; default now.
         device_kind: what ``devices`` are (:class:`pipeline.clock.Devices`), if known.
+        serving_latency_ms: batch size -> SavedModel CPU milliseconds per example, if measured.
     """
     task = tasks.task_of(task).name  # an unknown name is an error here, not a record nobody can report
     if not seed_results:
@@ -180,7 +189,9 @@ def make_record(checkpoint: str | pathlib.Path, model_config: str, parameters: i
         pretrain_accelerator_hours=read_pretrain_accelerator_hours(checkpoint),
         inference_latency_ms=inference_latency_ms, started_at=started_at,
         finished_at=finished_at or utc_now(), finetune_device_kind=device_kind, finetune_device_count=int(devices),
-        finetune_gpu_hours=hours if device_kind is not None and device_kind.startswith("GPU") else None)
+        finetune_gpu_hours=hours if device_kind is not None and device_kind.startswith("GPU") else None,
+        serving_latency_ms=None if serving_latency_ms is None else {
+            str(batch): float(milliseconds) for batch, milliseconds in serving_latency_ms.items()})
 
 
 def mean_and_std(per_seed: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:

@@ -244,7 +244,8 @@ def _cost_section(record: ResultRecord | None, pretrain_hours: float | None,
 
 def _usage_section(task: Task | None) -> list[str]:
     if task is None:
-        return ["## Use", "", "```", "trimbert finetune --init FOLDER --task TASK --out OUT", "```"]
+        return ["## Use", "", "```", "trimbert finetune --init FOLDER --task TASK --out OUT", "```", "",
+                "In keras-hub (standard BERT shapes only): `keras_hub.models.BertBackbone.from_preset(FOLDER)`."]
     columns = " ".join(f"--text-column {name}" for name in task.text_features)
     written = "`score`" if task.is_regression else "`label` and one `probability_<class>` per class"
     return ["## Use", "",
@@ -254,5 +255,9 @@ def _usage_section(task: Task | None) -> list[str]:
             "```",
             "trimbert predict --model FOLDER --input texts.csv --out predictions.csv",
             f"trimbert predict --model FOLDER --input texts.jsonl --out predictions.jsonl {columns}",
-            "trimbert export --model FOLDER --out SAVED_MODEL_FOLDER",
+            "```", "",
+            "Serve it with TF Serving: a SavedModel whose `serving_default` signature takes raw text "
+            "(`text`" + (", `text_pair`" if task.is_pair else "") + "):", "",
+            "```",
+            "trimbert export --model FOLDER --format saved_model --out SERVING_FOLDER   # writes SERVING_FOLDER/1/",
             "```"]

@@ -9,12 +9,14 @@
    warm-up and linear decay, no weight decay on biases and layernorms
 4. train: Keras ``fit`` on one device, a compiled step, the clock running only while training
 5. evals: dev metrics per seed, labelled test metrics (sentiment), GLUE submission
-   files for unlabelled test splits (from the best-on-dev seed), CPU latency (pinned to /CPU:0;
-   a visible GPU is timed apart into timings.json's accelerator_latency_ms)
+   files for unlabelled test splits (from the best-on-dev seed); the best seed's latency through its
+   SavedModel at batch 1 and 32, raw text in (``pipeline.serving``), and of the Keras model on padded
+   ids (pinned to /CPU:0; a visible GPU is timed apart into timings.json's accelerator_latency_ms)
 6. record: ``OUT/result.json`` (``pipeline.evaluation.record.ResultRecord``), ``OUT/timings.json``
    (each seed's per-epoch wall-clock)
 7. keep: the best-on-dev seed's classifier as ``OUT/model/`` with its model card
-   (``pipeline.finetune.kept_model``), which ``trimbert predict`` runs; written before result.json
+   (``pipeline.finetune.kept_model``), which ``trimbert predict`` runs and ``trimbert export`` serves;
+   written before result.json (``FinetuneOptions.keep_model``)
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from pipeline.report import output
 
 LATENCY_BATCH = 32
 LATENCY_REPEATS = 10
+SERVING_LATENCY_BATCHES = (1, 32)  # the SavedModel's latency: one request, and a batch as the Keras figure's
 SUBMISSION_DIR = "submission"
 TIMINGS_FILENAME = "timings.json"
 DEFAULT_CONFIG = "bert_base"  # its finetune section is BERT's recipe (the dataclass defaults)
@@ -70,6 +73,8 @@ class FinetuneOptions:
         tfds_data_dir: TensorFlow Datasets data folder.
         sentiment_dir: the sentiment asset folder; ``None`` uses the cache.
         vocabulary: the model's vocab.txt when it cannot be found from ``init``.
+        keep_model: save the best seed's classifier as ``out/model`` (``pipeline.finetune.kept_model``);
+            ``trimbert finetune`` keeps it, evaluations of many checkpoints and studies do not.
     """
 
     init: str | ModelSource
@@ -79,6 +84,7 @@ class FinetuneOptions:
     tfds_data_dir: str | None = None
     sentiment_dir: str | None = None
     vocabulary: str | None = None
+    keep_model: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,20 +161,24 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     vocabulary, lowercase = source.vocabulary(options.vocabulary)
     tokenizer = data.Tokenizer(vocabulary, lowercase)
 
-    def encode(split: str, limit: int | None = None) -> data.EncodedExamples:
-        examples = sources.load_examples(task, split, glue_dir=options.glue_dir,
-                                      tfds_data_dir=options.tfds_data_dir,  # str: TFDS reads gs:// itself
-                                      sentiment_dir=_path(options.sentiment_dir))
-        return tokenizer.encode(data.subsample(examples, limit), finetune.seq_len, task.is_regression)
+    def load(split: str, limit: int | None = None) -> list[task_registry.Example]:
+        return data.subsample(sources.load_examples(task, split, glue_dir=options.glue_dir,
+                                                    tfds_data_dir=options.tfds_data_dir,  # TFDS reads gs:// itself
+                                                    sentiment_dir=_path(options.sentiment_dir)), limit)
 
-    train = encode("train", finetune.max_train_examples)
-    dev = {split: encode(split) for split, _ in metric_spec.splits}
-    test = {split: encode(split) for split in task.test_splits}
+    def encode(examples: list[task_registry.Example]) -> data.EncodedExamples:
+        return tokenizer.encode(examples, finetune.seq_len, task.is_regression)
+
+    train = encode(load("train", finetune.max_train_examples))
+    dev_examples = {split: load(split) for split, _ in metric_spec.splits}
+    dev = {split: encode(examples) for split, examples in dev_examples.items()}
+    test = {split: encode(load(split)) for split in task.test_splits}
     log(f"finetune {task.name}: {len(train):,} training examples"
         + (f" (a subset: finetune.max_train_examples={finetune.max_train_examples})"
            if finetune.max_train_examples else "")
         + f"; dev {', '.join(f'{split} {len(e):,}' for split, e in dev.items())}"
-        + f"; test {', '.join(f'{split} {len(e):,}' for split, e in test.items())}; seq_len {finetune.seq_len}")
+        + (f"; test {', '.join(f'{split} {len(e):,}' for split, e in test.items())}" if test else "")
+        + f"; seq_len {finetune.seq_len}")
 
     devices = clock_lib.default_devices()  # Keras fit outside a strategy: the first GPU, else the CPU cores
     clock = TrainingClock(devices=devices.count)
@@ -195,26 +205,31 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         path = task_registry.write_submission(task, split, test[split].indices, predictions,
                                               storage.join(out, SUBMISSION_DIR))
         log(f"wrote {path} (seed {best.result.seed})")
+    classifier.set_weights(best_weights.weights)
     latency = measure_latency(classifier, next(iter(dev.values())), finetune.seq_len)  # pinned to /CPU:0
     accelerators = tf.config.list_logical_devices("GPU")
     # Timed apart, so "CPU latency" never silently means the GPU's.
     accelerator_latency = (measure_latency(classifier, next(iter(dev.values())), finetune.seq_len,
                                            device=accelerators[0].name) if accelerators else None)
+    serving = serving_latency(classifier, tokenizer, finetune.seq_len, task, next(iter(dev_examples.values())))
 
     # === 6. Record ===
     record = result_record.make_record(
         checkpoint=source.path, model_config=source.config_name, parameters=encoder.count_params(),
         task=task, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
-        devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency)
+        devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency,
+        serving_latency_ms=serving)
 
     # === 7. Keep the best seed (before result.json, which marks the run done) ===
-    classifier.set_weights(best_weights.weights)
-    folder = kept_model.save(
-        storage.join(out, kept_model.FOLDER), classifier, vocabulary, lowercase, finetune.seq_len, task,
-        kept_model.model_config(source.config, source.config_name, config), record, base_model=source.path,
-        latencies=[model_card.Latency("Keras", "CPU", LATENCY_BATCH, finetune.seq_len, latency)])
-    log(f"kept seed {best_weights.seed} in {folder} (README.md is its model card; run it with "
-        f"trimbert predict --model {folder} --input FILE --out FILE)")
+    if options.keep_model:
+        latencies = [model_card.Latency("SavedModel", "CPU", batch, finetune.seq_len, milliseconds)
+                     for batch, milliseconds in serving.items()]
+        folder = kept_model.save(
+            storage.join(out, kept_model.FOLDER), classifier, vocabulary, lowercase, finetune.seq_len, task,
+            kept_model.model_config(source.config, source.config_name, config), record, base_model=source.path,
+            latencies=[*latencies, model_card.Latency("Keras", "CPU", LATENCY_BATCH, finetune.seq_len, latency)])
+        log(f"kept seed {best_weights.seed} in {folder} (README.md is its model card; run it with "
+            f"trimbert predict --model {folder} --input FILE --out FILE)")
     path = record.save(storage.join(out, result_record.RESULT_FILENAME))
     # Per-epoch wall-clock (the first epoch includes tracing) beside the record, whose schema is fixed.
     storage.write_json(storage.join(out, TIMINGS_FILENAME),
@@ -228,8 +243,10 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     if record.test_metric_mean:
         log("test: " + ", ".join(f"{name} {value:.4f}" for name, value in record.test_metric_mean.items()))
     log(f"fine-tune {record.finetune_seconds:.1f} s ({record.finetune_accelerator_hours:.5f} accelerator-hours); "
-        f"pre-train accelerator-hours {record.pretrain_accelerator_hours}; CPU latency {latency:.3f} ms/example "
-        f"(batch {LATENCY_BATCH}, length {finetune.seq_len})"
+        f"pre-train accelerator-hours {record.pretrain_accelerator_hours}; SavedModel CPU latency "
+        + ", ".join(f"batch {batch} {milliseconds:.3f}" for batch, milliseconds in serving.items())
+        + f" ms/example (raw text in, length {finetune.seq_len}); Keras {latency:.3f} ms/example "
+        f"(batch {LATENCY_BATCH})"
         + (f"; {accelerators[0].name} latency {accelerator_latency:.3f} ms/example" if accelerators else "")
         + f"; wrote {path}")
     return record
@@ -384,6 +401,26 @@ def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_
             classifier.predict_on_batch(batch.inputs)
             timings.append(time.perf_counter() - started)
     return 1000.0 * float(np.median(timings)) / batch_size
+
+
+def serving_latency(classifier: keras.Model, tokenizer: data.Tokenizer, seq_len: int, task: task_registry.Task,
+                    examples: list[task_registry.Example]) -> dict[int, float]:
+    """CPU milliseconds per example through the classifier's SavedModel at batch sizes
+    ``SERVING_LATENCY_BATCHES``, raw text in (``pipeline.serving.latency.saved_model_latency``).
+
+    Args:
+        classifier: the kept (best-seed) classifier.
+        tokenizer: its vocabulary and casing.
+        seq_len: the export's fixed length.
+        task: its label names and whether it reads pairs.
+        examples: texts to time on (the task's first dev split).
+    """
+    from pipeline.serving.latency import saved_model_latency
+
+    tokens = storage.read_text(tokenizer.vocabulary_path).splitlines()
+    pairs = [example.text_b or "" for example in examples] if task.is_pair else None
+    return saved_model_latency(classifier, tokens, tokenizer.lowercase, seq_len, task.label_names,
+                               [example.text_a for example in examples], pairs, SERVING_LATENCY_BATCHES)
 
 
 def _path(value: str | None) -> pathlib.Path | None:

@@ -46,7 +46,9 @@ class ModelRow:
         sentiment_average: mean score over the sentiment tasks present; ``None`` if none.
         pretrain_accelerator_hours: from the checkpoint's summary; ``None`` if unknown.
         finetune_accelerator_hours: summed over this row's tasks.
-        inference_latency_ms: mean over the records that measured it; ``None`` if none did.
+        latency_batch1_ms: SavedModel CPU milliseconds per example at batch 1 (raw text in), mean over the
+            records that measured it; ``None`` if none did (records written before it was measured).
+        latency_batch32_ms: the same at batch 32.
     """
 
     label: str
@@ -58,7 +60,8 @@ class ModelRow:
     sentiment_average: float | None
     pretrain_accelerator_hours: float | None
     finetune_accelerator_hours: float
-    inference_latency_ms: float | None
+    latency_batch1_ms: float | None
+    latency_batch32_ms: float | None
 
     @property
     def glue_tasks(self) -> list[str]:
@@ -135,7 +138,11 @@ def _row(checkpoint: str, tasks: dict[str, result_record.ResultRecord], config_c
         label = f"{label} ({pathlib.PurePath(checkpoint).name})"
     pretrain_hours = [r.pretrain_accelerator_hours for r in ordered.values()
                       if r.pretrain_accelerator_hours is not None]
-    latencies = [r.inference_latency_ms for r in ordered.values() if r.inference_latency_ms is not None]
+
+    def latency(batch_size: int) -> float | None:
+        return _average([r.serving_latency(batch_size) for r in ordered.values()
+                         if r.serving_latency(batch_size) is not None])
+
     return ModelRow(
         label=label, checkpoint=checkpoint, model_config=first.model_config, parameters=first.parameters,
         records=ordered,
@@ -143,7 +150,7 @@ def _row(checkpoint: str, tasks: dict[str, result_record.ResultRecord], config_c
         sentiment_average=_average([r.score for name, r in ordered.items() if name in task_registry.SENTIMENT_TASKS]),
         pretrain_accelerator_hours=max(pretrain_hours) if pretrain_hours else None,
         finetune_accelerator_hours=sum(r.finetune_accelerator_hours for r in ordered.values()),
-        inference_latency_ms=_average(latencies))
+        latency_batch1_ms=latency(1), latency_batch32_ms=latency(32))
 
 
 def _average(values: list[float]) -> float | None:
@@ -190,7 +197,8 @@ def markdown_table(rows: Sequence[ModelRow], title: str = "Trade-off report") ->
         output.Column("Sentiment avg", lambda row: row.sentiment_average, _percent),
         output.Column("Pre-train acc-h", lambda row: row.pretrain_accelerator_hours, _number),
         output.Column("Fine-tune acc-h", lambda row: row.finetune_accelerator_hours, _number),
-        output.Column("CPU latency ms", lambda row: row.inference_latency_ms, _number),
+        output.Column("ms/ex b1", lambda row: row.latency_batch1_ms, _number),
+        output.Column("ms/ex b32", lambda row: row.latency_batch32_ms, _number),
     ], rows)
     per_task = output.Table([  # rows: (model label, task, record)
         output.Column("Model", lambda line: line[0]),
@@ -205,7 +213,9 @@ def markdown_table(rows: Sequence[ModelRow], title: str = "Trade-off report") ->
         f"# {title}", "",
         "Scores x100, mean ± std over seeds (dev sets; the number of seeds instead of a std below three). "
         "GLUE avg: mean task score over the GLUE "
-        "tasks present. acc-h: accelerator-hours (– : not recorded).", "",
+        "tasks present. acc-h: accelerator-hours (– : not recorded). ms/ex b1, b32: CPU milliseconds per "
+        "example through the fine-tuned model's SavedModel, raw text in, at batch 1 and 32 (– : not measured).",
+        "",
         *overview.markdown_lines(), "", "## Per-task metrics", "", *per_task.markdown_lines()])
 
 
@@ -224,7 +234,8 @@ def row_dict(row: ModelRow) -> dict[str, Any]:
         "sentiment_average": row.sentiment_average,
         "pretrain_accelerator_hours": row.pretrain_accelerator_hours,
         "finetune_accelerator_hours": row.finetune_accelerator_hours,
-        "inference_latency_ms": row.inference_latency_ms,
+        "latency_batch1_ms": row.latency_batch1_ms,
+        "latency_batch32_ms": row.latency_batch32_ms,
         "tasks": {task: {"score_mean": record.score, "score_std": record.metric_std["score"],
                          "metric_mean": record.metric_mean, "metric_std": record.metric_std,
                          "test_metric_mean": record.test_metric_mean, "seeds": record.seeds,
@@ -260,7 +271,8 @@ def data_table(rows: Sequence[ModelRow]) -> output.Table:
         output.Column("sentiment_average", lambda row: row.sentiment_average),
         output.Column("pretrain_accelerator_hours", lambda row: row.pretrain_accelerator_hours),
         output.Column("finetune_accelerator_hours", lambda row: row.finetune_accelerator_hours),
-        output.Column("inference_latency_ms", lambda row: row.inference_latency_ms),
+        output.Column("latency_batch1_ms", lambda row: row.latency_batch1_ms),
+        output.Column("latency_batch32_ms", lambda row: row.latency_batch32_ms),
     ], rows, data=row_dict)
 
 

@@ -75,3 +75,32 @@ def measure_latency(export, texts: Sequence[str], text_pairs: Sequence[str] | No
                     timings.append(time.perf_counter() - started)
         latencies[size] = 1000.0 * float(np.median(timings)) / size
     return latencies
+
+
+def saved_model_latency(classifier, vocabulary_tokens: Sequence[str], lowercase: bool, seq_len: int,
+                        label_names: Sequence[str], texts: Sequence[str], text_pairs: Sequence[str] | None = None,
+                        batch_sizes: Sequence[int] = (1, 32), repeats: int = 20) -> dict[int, float]:
+    """Exports ``classifier`` as :func:`pipeline.serving.saved_model.export_saved_model` does, into a
+    temporary folder, loads it back and times it with :func:`measure_latency`; the folder is removed.
+
+    Args:
+        classifier: the fine-tuned Keras classifier.
+        vocabulary_tokens: its ``vocab.txt`` lines.
+        lowercase: the vocabulary is uncased.
+        seq_len: the export's fixed length.
+        label_names: class names; empty for a regression model.
+        texts: example texts (e.g. the task's dev texts); the second texts in ``text_pairs`` for a pair model.
+        text_pairs: the second texts, or ``None``.
+        batch_sizes: rows per call.
+        repeats: timed calls per batch size.
+    """
+    import tempfile
+
+    import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
+
+    from pipeline.serving.saved_model import export_saved_model
+
+    with tempfile.TemporaryDirectory(prefix="trimbert-latency-") as folder:
+        version = export_saved_model(classifier, vocabulary_tokens, lowercase, seq_len, label_names,
+                                     text_pairs is not None, folder)
+        return measure_latency(tf.saved_model.load(str(version)), texts, text_pairs, batch_sizes, repeats)

@@ -33,7 +33,9 @@ class TrimRow:
         flops_per_token: forward FLOPs per token at the fine-tuning sequence length.
         pretrain_device_hours: pre-training or healing device-hours (0 when the row did not train).
         finetune_device_hours: fine-tuning device-hours, all tasks and seeds.
-        latency_ms: CPU inference latency per example (the first task's measurement).
+        latency_batch1_ms: CPU milliseconds per example through the SavedModel at batch 1, raw text in
+            (the first task's measurement); ``None`` if not measured.
+        latency_batch32_ms: the same at batch 32.
         scores: task -> (mean, std) of the dev score over seeds.
         seeds: the fewest fine-tuning seeds of any task (a std over fewer than 3 is not shown).
         test_accuracy: task -> mean labelled-test accuracy, for tasks that have one.
@@ -46,7 +48,8 @@ class TrimRow:
     flops_per_token: int
     pretrain_device_hours: float
     finetune_device_hours: float
-    latency_ms: float | None
+    latency_batch1_ms: float | None
+    latency_batch32_ms: float | None
     scores: dict[str, tuple[float, float]]
     test_accuracy: dict[str, float]
     seeds: int = 1
@@ -68,7 +71,7 @@ def make_row(spec, model, records: dict, seq_len: int) -> TrimRow:
         name=spec.name, parameters=first.parameters, flops_per_token=flops_per_token(model.config, seq_len),
         pretrain_device_hours=float(summary.get("device_hours", 0.0)),
         finetune_device_hours=sum(record.finetune_accelerator_hours for record in records.values()),
-        latency_ms=first.inference_latency_ms,
+        latency_batch1_ms=first.serving_latency(1), latency_batch32_ms=first.serving_latency(32),
         scores={task: (record.metric_mean["score"], record.metric_std["score"]) for task, record in records.items()},
         test_accuracy={task: record.test_metric_mean["accuracy"] for task, record in records.items()
                        if "accuracy" in record.test_metric_mean},
@@ -131,7 +134,8 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
         output.Column("pre-train device-h", lambda row: row.pretrain_device_hours, output.decimals(3)),
         output.Column("fine-tune device-h", lambda row: row.finetune_device_hours, output.decimals(3)),
         output.Column("held-out MLM acc", lambda row: row.heldout_mlm_accuracy, output.percent),
-        output.Column("latency ms/ex", lambda row: row.latency_ms, output.decimals(2)),
+        output.Column("ms/ex b1", lambda row: row.latency_batch1_ms, output.decimals(2)),
+        output.Column("ms/ex b32", lambda row: row.latency_batch32_ms, output.decimals(2)),
         *(output.Column(task, lambda row, task=task: _cell(row, reference, task)) for task in tasks),
         output.Column("mean", lambda row: _against(output.percent(row.mean_score), row, reference, row.mean_score,
                                                    reference.mean_score)),
@@ -159,7 +163,7 @@ def write_table(rows: list[TrimRow], out: str, study) -> None:
 def _data_table(rows: list[TrimRow], tasks: list[str]) -> output.Table:
     """The unrounded table: per task its mean, std and test accuracy in CSV; the rows as they are in JSON."""
     fixed = ("name", "parameters", "flops_per_token", "pretrain_device_hours", "finetune_device_hours",
-             "heldout_mlm_loss", "heldout_mlm_accuracy", "latency_ms")
+             "heldout_mlm_loss", "heldout_mlm_accuracy", "latency_batch1_ms", "latency_batch32_ms")
     return output.Table([
         *(output.Column(name, lambda row, name=name: getattr(row, name)) for name in fixed),
         *(column for task in tasks for column in (

@@ -126,6 +126,9 @@ def test_pair_task_writes_result_and_submission(tiny_encoder_dir, tmp_path, seed
     _assert_seeds_and_best(record, expected)
     assert record["parameters"] > 0 and record["finetune_seconds"] > 0
     assert record["inference_latency_ms"] > 0
+    # The tables' latency: the best seed's SavedModel on raw dev text, one request and a batch of 32.
+    assert sorted(record["serving_latency_ms"]) == ["1", "32"]
+    assert all(0 < value < 1e4 for value in record["serving_latency_ms"].values())
     # The record's latency is the CPU's; with no GPU visible (conftest) no accelerator is timed.
     timings = json.loads((out / "timings.json").read_text())
     assert timings["cpu_latency_ms"] == record["inference_latency_ms"]

@@ -22,7 +22,7 @@ def _record(checkpoint, config, parameters, task, dev_metrics, finished_at="2026
                     for seed, values in enumerate(dev_metrics, start=1)]
     return result_record.make_record(checkpoint, config, parameters, task, seed_results, finetune_seconds=1800.0,
                                devices=2, started_at="2026-01-01T00:00:00+00:00", finished_at=finished_at,
-                               inference_latency_ms=latency)
+                               serving_latency_ms=None if latency is None else {1: latency, 32: latency / 4})
 
 
 @pytest.fixture()
@@ -69,7 +69,8 @@ def test_rows_and_averages(sources):
     # 1800 s on 2 devices = 1 accelerator-hour per task
     assert tiny.finetune_accelerator_hours == pytest.approx(4.0)
     assert tiny.total_accelerator_hours == pytest.approx(6.0)
-    assert tiny.inference_latency_ms == pytest.approx(3.0)  # mean of the two measured
+    assert tiny.latency_batch1_ms == pytest.approx(3.0)  # mean of the two measured
+    assert tiny.latency_batch32_ms == pytest.approx(0.75)
 
 
 def test_report_command_writes_tables_and_plots(sources, tmp_path, capsys):
@@ -81,7 +82,7 @@ def test_report_command_writes_tables_and_plots(sources, tmp_path, capsys):
 
     markdown = (out / "report.md").read_text()
     assert ("| Model | Params | CoLA | MRPC | STS-B | sentiment-movies | GLUE avg | GLUE tasks "
-            "| Sentiment avg | Pre-train acc-h | Fine-tune acc-h | CPU latency ms |") in markdown
+            "| Sentiment avg | Pre-train acc-h | Fine-tune acc-h | ms/ex b1 | ms/ex b32 |") in markdown
     # One or two seeds: the count, not a std (over one seed it would read "± 0.0").
     assert ("| tiny | 4.4M | 30.0 (2 seeds) | 75.0 (1 seed) | 70.0 (1 seed) | 85.0 (2 seeds) | 58.3 | 3 | 85.0 "
             "| 2 | 4 | 3 |") in markdown

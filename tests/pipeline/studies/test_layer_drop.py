@@ -48,7 +48,8 @@ def test_layer_drop_study_writes_a_row_per_strategy_and_resumes(two_block_model,
         assert float(row["score_mean"]) == record["metric_mean"]["score"], row["strategy"]
         assert float(row["score_std"]) == record["metric_std"]["score"], row["strategy"]
         assert int(row["parameters"]) == record["parameters"], row["strategy"]
-        assert float(row["latency_ms"]) == record["inference_latency_ms"], row["strategy"]
+        assert float(row["latency_batch1_ms"]) == record["serving_latency_ms"]["1"], row["strategy"]
+        assert float(row["latency_batch32_ms"]) == record["serving_latency_ms"]["32"], row["strategy"]
     # Two pruned models were fine-tuned (top and bottom), plus the unpruned one.
     assert sorted(path.name for path in (out / "runs").iterdir()) == ["bottom-1", "top-1", "unpruned"]
     assert int(by_strategy["top"]["parameters"]) < int(by_strategy["unpruned"]["parameters"])
