@@ -12,6 +12,7 @@ import shutil
 
 import pytest
 
+from beam_jobs import checksums
 from beam_jobs.manifest import FILE_NAME, Manifest
 from configs.errors import TrimbertError
 
@@ -63,6 +64,20 @@ def test_a_truncated_shard_stops_pretrain_before_training_naming_it(data, tmp_pa
         f"trimbert pretrain: error: {shard}: {size // 10} bytes, but {FILE_NAME} lists {size}; the shard was "
         f"truncated or changed after preprocessing (restore it or preprocess again)")
     assert "Traceback" not in error
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_verify_checksums_refuses_a_shard_of_the_right_length_before_training(data, tmp_path, capsys,
+                                                                              pretrain_overrides):
+    from pipeline.cli import main as cli
+
+    shard = data / "data-00000-of-00002.tfrecord"
+    _flip(shard, 1000)
+    recorded = Manifest.read(data).shards[0].crc32c
+    assert cli.main(_argv(data, tmp_path / "run", pretrain_overrides, "--verify-checksums")) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"trimbert pretrain: error: {shard}: CRC-32C {checksums.file_crc32c(str(shard))}, but {FILE_NAME} lists "
+        f"{recorded}; the shard was corrupted or changed after preprocessing (restore it or preprocess again)")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
