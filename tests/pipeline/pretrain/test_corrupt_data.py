@@ -81,8 +81,7 @@ def test_verify_checksums_refuses_a_shard_of_the_right_length_before_training(da
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-# Mirrored: about 16 to 24 s measured on 2 shared CPU cores (two runs); one device covers the same path.
-@pytest.mark.parametrize("strategy", ["one_device", pytest.param("mirrored", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("strategy", ["one_device", "mirrored"])
 def test_a_corrupt_record_names_its_shard_and_step_and_keeps_the_last_checkpoint(data, tmp_path, capsys,
                                                                                  pretrain_overrides, strategy):
     """Checkpoints at steps 2 and 4 of clean data; then a record in the middle of a shard is damaged (its
