@@ -3,7 +3,8 @@
 One type owns the file: the Beam job builds a :class:`Manifest` and writes :meth:`Manifest.to_text`;
 every reader calls :meth:`Manifest.read`, which checks that the preprocessing finished, that every
 listed shard (training and held-out) exists and that the records match this code's schema
-(``beam_jobs.features``).
+(``beam_jobs.features``). Pre-training also calls :meth:`Manifest.check_shard_files`: the shards'
+lengths (and, when asked, CRC-32Cs) against the ones the job recorded.
 Plain Python (no TensorFlow, no Beam), so the Beam driver and the tf.data input both import it.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import storage
 from beam_jobs import features
+from beam_jobs.checksums import file_crc32c
 from configs.errors import TrimbertError
 
 FILE_NAME = "manifest.json"
@@ -32,11 +34,16 @@ class Shard:
         name: file name inside the data folder.
         examples: records in the shard.
         tokens: real tokens in those records ([CLS] and [SEP] included).
+        bytes: the file's length as written; None when unknown (a manifest written before the Beam job
+            recorded it: no check then). Keys ``bytes`` and ``crc32c`` are written only when known.
+        crc32c: the CRC-32C of the file's bytes as 8 hex digits (``beam_jobs.checksums``); None when unknown.
     """
 
     name: str
     examples: int
     tokens: int
+    bytes: int | None = None
+    crc32c: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +242,25 @@ class Manifest:
                                 f"match this reader's {expected[:12]} for format {manifest.format}")
         return manifest
 
+    def check_shard_files(self, checksums: bool = False) -> None:
+        """Fails at the first listed shard (training, then held-out) whose file differs from the record.
+
+        One stat per shard compares its length; with ``checksums``, every shard is also read whole and
+        its CRC-32C compared (all the data read once). A shard whose figure is unknown (an older
+        manifest) is not checked for it.
+
+        Raises:
+            TrimbertError: naming the shard, the recorded and the actual length (or CRC-32C).
+        """
+        shards = self.shards + (self.heldout.shards if self.heldout else ())
+        for shard, path in zip(shards, self.shard_paths + self.heldout_paths, strict=True):
+            if shard.bytes is not None and (actual := storage.size(path)) != shard.bytes:
+                raise TrimbertError(f"{path}: {actual} bytes, but {FILE_NAME} lists {shard.bytes}; the shard was "
+                                    f"truncated or changed after preprocessing (restore it or preprocess again)")
+            if checksums and shard.crc32c is not None and (crc := file_crc32c(path)) != shard.crc32c:
+                raise TrimbertError(f"{path}: CRC-32C {crc}, but {FILE_NAME} lists {shard.crc32c}; the shard was "
+                                    f"corrupted or changed after preprocessing (restore it or preprocess again)")
+
     def check_enough_examples(self, batch_size: int, where: str) -> None:
         """Fails unless one global batch can be drawn: the stream repeats, so an empty one would spin."""
         if self.examples < batch_size:
@@ -283,11 +309,18 @@ def _heldout(raw: dict[str, Any]) -> Heldout:
 
 def _shards(raw: list[Any]) -> tuple[Shard, ...]:
     return tuple(Shard(name=_field(shard, "name"), examples=_field(shard, "examples", int),
-                       tokens=_field(shard, "tokens", int)) for shard in raw)
+                       tokens=_field(shard, "tokens", int),
+                       bytes=_field(shard, "bytes", int) if "bytes" in shard else None,
+                       crc32c=_field(shard, "crc32c", str) if "crc32c" in shard else None) for shard in raw)
 
 
 def _shards_json(shards: tuple[Shard, ...]) -> list[dict[str, Any]]:
-    return [{"name": shard.name, "examples": shard.examples, "tokens": shard.tokens} for shard in shards]
+    written = []
+    for shard in shards:
+        known = {"bytes": shard.bytes, "crc32c": shard.crc32c}
+        written.append({"name": shard.name, "examples": shard.examples, "tokens": shard.tokens,
+                        **{key: value for key, value in known.items() if value is not None}})
+    return written
 
 
 def _field(mapping: dict[str, Any], key: str, convert: Callable[[Any], Any] = lambda value: value) -> Any:

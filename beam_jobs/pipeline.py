@@ -31,7 +31,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 import storage
-from beam_jobs import features
+from beam_jobs import checksums, features
 from beam_jobs.manifest import FILE_NAME as MANIFEST_FILE
 from beam_jobs.manifest import GZIP, Heldout, Inputs, Manifest, Shard, Vocabulary
 from beam_jobs.pool import UnitsAfterPool, pool_file
@@ -272,18 +272,20 @@ def _commit(job: PreprocessJob, units: Sequence[ReadUnit], tokens: list[str], vo
 def _place_shards(job: PreprocessJob, prefix: str, count: int, written: dict[str, dict],
                   scratch: str) -> tuple[Shard, ...]:
     """Moves the merged shards named ``prefix-*`` into the output (writing a valid empty file for a
-    shard no record hashed to); returns them in order."""
+    shard no record hashed to); returns them in order, with their lengths and CRC-32Cs."""
     shards = []
     for index in range(count):
         name = shard_name(prefix, index, count, job.compress)
         source = posixpath.join(scratch, "shards", name)
         if name not in written:
+            empty = gzip.compress(b"", mtime=0) if job.compress else b""
             with create_raw(source) as handle:
-                if job.compress:
-                    handle.write(gzip.compress(b"", mtime=0))
+                handle.write(empty)
+            written[name] = {"examples": 0, "tokens": 0, "bytes": len(empty), "crc32c": checksums.crc32c(empty)}
         FileSystems.rename([source], [posixpath.join(job.output, name)])
-        shard = written.get(name, {"examples": 0, "tokens": 0})
-        shards.append(Shard(name=name, examples=shard["examples"], tokens=shard["tokens"]))
+        shard = written[name]
+        shards.append(Shard(name=name, examples=shard["examples"], tokens=shard["tokens"], bytes=shard["bytes"],
+                            crc32c=shard["crc32c"]))
     return tuple(shards)
 
 

@@ -25,6 +25,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 import storage
+from beam_jobs.checksums import CountingWriter
 from beam_jobs.instances import Records
 from beam_jobs.records import Stats
 
@@ -95,7 +96,8 @@ class _MergeShardFn(beam.DoFn):
         shard, fragments = element
         name = shard_name(self._prefix, shard, self._shards, self._compressed)
         stats = Stats()
-        with create_raw(posixpath.join(self._shard_dir, name)) as raw:
+        with create_raw(posixpath.join(self._shard_dir, name)) as handle:
+            raw = CountingWriter(handle)  # the file's length and CRC-32C, as stored (after gzip)
             # mtime=0 and no file name keep gzip output byte-identical across runs.
             out = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") if self._compressed else raw
             # A fragment's name is a function of (unit, shard): should a runner hand the same fragment
@@ -108,14 +110,16 @@ class _MergeShardFn(beam.DoFn):
                         out.write(block)
             if self._compressed:
                 out.close()
-        yield {"shard": {"name": name, "examples": stats["examples"], "tokens": stats["example_tokens"]},
+        yield {"shard": {"name": name, "examples": stats["examples"], "tokens": stats["example_tokens"],
+                         "bytes": raw.bytes, "crc32c": raw.crc32c},
                "stats": dict(stats) if self._report_stats else {}}
 
 
 class MergeShards(beam.PTransform):
-    """PCollection[(shard, (unit, fragment path, stats))] -> one ``{"shard": {name, examples, tokens},
-    "stats": ...}`` per non-empty shard; the shard is the concatenation of its fragments in unit
-    order, written to ``temporary_dir/shards``.
+    """PCollection[(shard, (unit, fragment path, stats))] -> one ``{"shard": {name, examples, tokens,
+    bytes, crc32c}, "stats": ...}`` per non-empty shard; the shard is the concatenation of its fragments
+    in unit order, written to ``temporary_dir/shards``; ``bytes`` and ``crc32c`` are the file's as
+    written (``beam_jobs.checksums``), which the driver's rename into place keeps.
 
     Args:
         temporary_dir: the job's scratch directory (deleted by the driver on commit).

@@ -156,6 +156,18 @@ def open_binary(path: PathLike):
     return open(path, "rb")
 
 
+def size(path: PathLike) -> int:
+    """A file's length in bytes (one stat; on object storage the object's metadata, not its bytes)."""
+    return _gfile().stat(os.fspath(path)).length if is_url(path) else os.path.getsize(path)
+
+
+def read_chunks(path: PathLike, chunk_bytes: int = 1 << 22):
+    """A file's bytes in pieces of at most ``chunk_bytes``, for a pass over a file too large to hold."""
+    with open_binary(path) as handle:
+        while chunk := handle.read(chunk_bytes):
+            yield chunk
+
+
 def read_bytes(path: PathLike) -> bytes:
     if is_url(path):
         with _gfile().GFile(os.fspath(path), "rb") as handle:
@@ -236,6 +248,19 @@ def copy_tree(source: PathLike, destination: PathLike) -> str:
         makedirs(parent(target))
         copy_file(path, target)
     return os.fspath(destination)
+
+
+def move(source: PathLike, destination: PathLike) -> str:
+    """Renames a file, refusing to replace an existing ``destination`` (on object storage a copy and a
+    delete, so not atomic)."""
+    source, destination = os.fspath(source), os.fspath(destination)
+    if is_url(source) or is_url(destination):
+        _gfile().rename(source, destination, overwrite=False)
+    elif os.path.exists(destination):
+        raise FileExistsError(destination)
+    else:
+        os.rename(source, destination)
+    return destination
 
 
 def remove_file(path: PathLike) -> None:

@@ -136,3 +136,24 @@ def test_config_with_a_base_loads_from_a_url():
     storage.write_text(storage.join(folder, "sub", "child.yaml"), "base: ../base.yaml\nname: child\n")
     config = config_lib.load(storage.join(folder, "sub", "child.yaml"), ["model.num_layers=1"])
     assert config.name == "child" and config.model.num_layers == 1 and config.model.hidden_dim == 128
+
+
+@pytest.mark.parametrize("on_url", [False, True])
+def test_size_read_chunks_and_a_move_that_replaces_nothing(tmp_path, on_url):
+    from beam_jobs import checksums
+
+    folder = f"ram://storage-test-{uuid.uuid4().hex}" if on_url else str(tmp_path)
+    storage.makedirs(storage.join(folder, "aside"))
+    path, other = storage.join(folder, "shard"), storage.join(folder, "other")
+    content = bytes(range(256)) * 41
+    storage.write_bytes(path, content)
+    storage.write_bytes(other, b"other")
+    assert storage.size(path) == len(content)
+    assert b"".join(storage.read_chunks(path, 1000)) == content
+    assert [len(chunk) for chunk in storage.read_chunks(path, 4096)] == [4096, 4096, len(content) - 8192]
+    assert checksums.file_crc32c(path) == checksums.crc32c(content)
+    moved = storage.move(path, storage.join(folder, "aside", "shard"))
+    assert storage.read_bytes(moved) == content and not storage.exists(path)
+    with pytest.raises((FileExistsError, *storage.url_errors(folder))):
+        storage.move(other, moved)
+    assert storage.read_bytes(moved) == content and storage.read_bytes(other) == b"other"

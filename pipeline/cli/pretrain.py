@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --init: the checkpoint may be larger than the config's shape; start from the "
                              "first blocks and the leading rows and columns of each weight (weight selection)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop at this global step")
+    parser.add_argument("--verify-checksums", action="store_true",
+                        help="before training, read every shard and compare its CRC-32C with the manifest's "
+                             "(reads all the data once; shard lengths are always compared)")
     parser.add_argument("--allow-changes", action="store_true",
                         help="resume although the pretrain section, data folders or strategy differ from the "
                              "recorded run (the changes are recorded in run.json)")
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         data_dirs=data_dirs, model_dir=args.model_dir, strategy=args.strategy,
         num_cpu_replicas=args.num_cpu_replicas, tpu=args.tpu,
         vocabulary=Manifest.read(data_dirs[0]).readable_vocabulary, max_steps=args.max_steps,
-        allow_changes=args.allow_changes, init=args.init, select_weights=args.select_weights)
+        allow_changes=args.allow_changes, init=args.init, select_weights=args.select_weights,
+        verify_checksums=args.verify_checksums)
     try:
         pretrain.run(config, options, log=lambda line: print(line, flush=True))
     except pretrain.Preempted:

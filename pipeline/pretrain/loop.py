@@ -34,7 +34,7 @@ from models import params
 from pipeline import clock as clock_lib
 from pipeline import model_dir as model_dir_lib
 from pipeline.clock import TrainingClock
-from pipeline.pretrain import distribution, heldout, starting_points
+from pipeline.pretrain import checkpoints, corrupt_records, distribution, heldout, starting_points
 from pipeline.pretrain.input import pretraining_dataset
 from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer
@@ -74,6 +74,8 @@ class RunOptions:
             a fresh run from; ignored when the model directory already has a checkpoint to resume.
         select_weights: ``init`` may be larger than the config's shape: start from a leading slice of
             each of its weights (weight selection, ``models.pretrained.assign_matching``).
+        verify_checksums: before training, read every listed shard whole and compare its CRC-32C with
+            the manifest's (lengths are always compared: ``Manifest.check_shard_files``).
     """
 
     data_dirs: tuple[str, ...]
@@ -86,6 +88,7 @@ class RunOptions:
     allow_changes: bool = False
     init: str | None = None
     select_weights: bool = False
+    verify_checksums: bool = False
 
 
 def run(config: Config, options: RunOptions, log: Callable[[str], None] = print) -> dict:
@@ -114,7 +117,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     replicas = strategy.num_replicas_in_sync
     devices = clock_lib.strategy_devices(strategy)
     phases = config.pretrain.phases
-    manifests = _phase_manifests(config, options.data_dirs)
+    manifests = _phase_manifests(config, options.data_dirs, options.verify_checksums)
     for manifest in manifests:
         manifest.check_vocabulary(config.model.vocabulary_size)
     vocabulary_sha256 = manifests[0].vocabulary.sha256
@@ -151,7 +154,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
 
     # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
-    latest = tf.train.latest_checkpoint(storage.join(model_dir, model_dir_lib.CHECKPOINTS_DIR))
+    # The newest checkpoint that reads whole; unreadable newer ones are moved aside (pipeline.pretrain.checkpoints).
+    latest = checkpoints.newest_readable(storage.join(model_dir, model_dir_lib.CHECKPOINTS_DIR), chief, log)
     restored_step = model_dir_lib.checkpoint_step(latest) if latest else 0
     if options.init and not latest:
         # Only a fresh run starts from --init; a resumed one continues from its own checkpoint.
@@ -215,7 +219,12 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         watchdog = Watchdog(int(step.numpy()), f"the first step of phase {phase_index} (input start-up, tracing, "
                             f"compiling, the first batch)", config.pretrain.stall_timeout_seconds,
                             config.pretrain.sigterm_grace_seconds, lambda: _describe_last_checkpoint(write_dir))
-        with stop, watchdog:
+        # A corrupt record stops the run in one line naming its shard and the last step that returned (a
+        # failed train_step may have counted itself); nothing is saved after it. Outermost: the shards are
+        # read again to name the bad one after the watchdog and the SIGTERM flag have ended.
+        corrupt = corrupt_records.reported(manifest, watchdog.completed_step, lambda: _describe_last_checkpoint(
+            write_dir), log)
+        with corrupt, stop, watchdog:
             clock.start()  # every step counts, the first (tracing, compiling) included
             first_step_started = time.perf_counter()
             while int(step.numpy()) < phase_end:
@@ -367,12 +376,14 @@ def _log_heldout(current, phase_index, result, model_dir, writer, chief, log) ->
                 tf.summary.scalar(name, record[name])
 
 
-def _phase_manifests(config: Config, data_dirs: tuple[str, ...]) -> list[Manifest]:
+def _phase_manifests(config: Config, data_dirs: tuple[str, ...], verify_checksums: bool) -> list[Manifest]:
     phases = config.pretrain.phases
     if len(data_dirs) not in (1, len(phases)):
         raise TrimbertError(f"--data lists {len(data_dirs)} folders for {len(phases)} phases; give one or "
                             f"one per phase")
     manifests = [Manifest.read(d) for d in data_dirs]
+    for manifest in {m.directory: m for m in manifests}.values():
+        manifest.check_shard_files(checksums=verify_checksums)  # a stat per shard; CRC-32Cs read all if asked
     manifests = manifests * len(phases) if len(manifests) == 1 else manifests
     for index, (phase, manifest) in enumerate(zip(phases, manifests, strict=True)):
         if manifest.format == "bert" and manifest.seq_len != phase.seq_len:

@@ -84,6 +84,10 @@ class Watchdog:
         """A step boundary: resets the stall clock and ends any SIGTERM countdown (the loop saves now)."""
         self._progress = _Progress(step, waiting_on, time.monotonic())
 
+    def completed_step(self) -> int:
+        """The last step :meth:`step_done` reported (the phase's first step until then)."""
+        return self._progress.step
+
     def _watch(self) -> None:
         while not self._finished.is_set():
             readable, _, _ = select.select([self._receiver], [], [], POLL_SECONDS)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import google_crc32c
 import pytest
 
-from beam_jobs import features
+from beam_jobs import checksums, features
 from beam_jobs.manifest import FILE_NAME, Heldout, Inputs, Manifest, Shard, Vocabulary
 from configs.errors import TrimbertError
 from configs.schema import DataConfig
@@ -17,7 +18,7 @@ WRITTEN_KEYS = ["format", "schema", "schema_fingerprint", "seq_len", "max_predic
                 "compression", "gzip", "vocab", "inputs", "examples", "tokens", "fill", "shards", "stats"]
 VOCAB_KEYS = ["path", "size", "sha256", "learned"]
 INPUTS_KEYS = ["patterns", "sources"]
-SHARD_KEYS = ["name", "examples", "tokens"]
+SHARD_KEYS = ["name", "examples", "tokens"]  # "bytes" and "crc32c" follow when known (not in older manifests)
 TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello"]
 
 
@@ -131,6 +132,63 @@ def test_the_beam_jobs_manifest_reads_back_to_its_own_bytes(bert_data):
     text = (bert_data / FILE_NAME).read_text()
     assert list(json.loads(text)) == sorted(WRITTEN_KEYS)
     assert Manifest.read(bert_data).to_text() == text
+    assert all(sorted(shard) == sorted(SHARD_KEYS + ["bytes", "crc32c"]) for shard in json.loads(text)["shards"])
+
+
+def _with_real_shards(directory, contents: list[bytes], heldout: list[bytes]) -> Manifest:
+    """A manifest whose training and held-out shards hold ``contents`` and ``heldout``, their lengths and
+    CRC-32Cs recorded as the Beam job records them."""
+    manifest = _with_heldout(_manifest(directory, shard_examples=(1,) * len(contents)),
+                             shard_examples=(1,) * len(heldout))
+
+    def recorded(shards, data):
+        for shard, content in zip(shards, data, strict=True):
+            (directory / shard.name).write_bytes(content)
+        return tuple(dataclasses.replace(shard, bytes=len(content), crc32c=checksums.crc32c(content))
+                     for shard, content in zip(shards, data, strict=True))
+
+    heldout_shards = recorded(manifest.heldout.shards, heldout)
+    return dataclasses.replace(manifest, shards=recorded(manifest.shards, contents),
+                               heldout=dataclasses.replace(manifest.heldout, shards=heldout_shards))
+
+
+def test_shard_lengths_and_checksums_read_back_and_older_manifests_still_load(tmp_path):
+    manifest = _with_real_shards(tmp_path, [b"first shard", b"second"], [b"held out"])
+    _write(manifest)
+    assert Manifest.read(tmp_path) == manifest
+    written = json.loads((tmp_path / FILE_NAME).read_text())
+    assert written["shards"][1] == {"name": manifest.shards[1].name, "examples": 1, "tokens": 60, "bytes": 6,
+                                    "crc32c": f"{google_crc32c.value(b'second'):08x}"}
+    assert written["heldout"]["shards"][0]["bytes"] == len(b"held out")
+    # A manifest from before the job recorded them: read with None, and nothing to compare.
+    for shard in written["shards"] + written["heldout"]["shards"]:
+        del shard["bytes"], shard["crc32c"]
+    (tmp_path / FILE_NAME).write_text(json.dumps(written))
+    (tmp_path / manifest.shards[0].name).write_bytes(b"changed, and longer")
+    old = Manifest.read(tmp_path)
+    assert all(shard.bytes is None and shard.crc32c is None for shard in old.shards + old.heldout.shards)
+    old.check_shard_files(checksums=True)
+    assert list(old.to_json()["shards"][0]) == SHARD_KEYS
+
+
+def test_a_shard_of_another_length_or_checksum_is_named_with_both_figures(tmp_path):
+    manifest = _with_real_shards(tmp_path, [b"first shard", b"second"], [b"held out", b"also held out"])
+    _write(manifest)
+    manifest = Manifest.read(tmp_path)
+    manifest.check_shard_files(checksums=True)
+    held = tmp_path / manifest.heldout.shards[1].name
+    held.write_bytes(b"also held")  # truncated
+    with pytest.raises(TrimbertError) as error:
+        manifest.check_shard_files()
+    assert str(error.value).startswith(f"{held}: 9 bytes, but {FILE_NAME} lists 13; the shard was truncated")
+    held.write_bytes(b"also held out")
+    second = tmp_path / manifest.shards[1].name
+    second.write_bytes(b"SECOND")  # the same length: only the checksum sees it
+    manifest.check_shard_files()
+    with pytest.raises(TrimbertError) as error:
+        manifest.check_shard_files(checksums=True)
+    assert str(error.value).startswith(f"{second}: CRC-32C {google_crc32c.value(b'SECOND'):08x}, but {FILE_NAME} "
+                                       f"lists {google_crc32c.value(b'second'):08x}; the shard was corrupted")
 
 
 def _edit(tmp_path, change) -> str:

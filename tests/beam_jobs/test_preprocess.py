@@ -569,3 +569,17 @@ def test_binary_check_counts_replacement_and_control_characters_only():
     assert [looks_binary(text) for text in texts] == [reference(text) for text in texts]
     assert sum(map(looks_binary, texts)) > 100 and not looks_binary("prose\twith\ttabs\r\nand lines\n")
     assert looks_binary("\ufffd" * 2 + "x" * 18) is False and looks_binary("\x00" * 3 + "x" * 17) is True
+
+
+def test_the_manifest_records_each_shards_real_length_and_crc32c(tmp_path, bert_vocab):
+    """Training and held-out shards, gzipped, some of them empty (written by the driver, not the merge)."""
+    import google_crc32c
+
+    job = _job(tmp_path, bert_vocab, format="packed", compress=True, shards=12, heldout_fraction=0.3)
+    manifest = preprocess.run(job, IN_PROCESS)
+    shards = manifest["shards"] + manifest["heldout"]["shards"]
+    assert {shard["examples"] == 0 for shard in shards} == {True, False}
+    assert any(shard["name"].startswith("heldout-") and shard["examples"] for shard in shards)
+    for shard in shards:
+        content = (tmp_path / "out" / shard["name"]).read_bytes()
+        assert (shard["bytes"], shard["crc32c"]) == (len(content), f"{google_crc32c.value(content):08x}")
