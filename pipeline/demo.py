@@ -4,7 +4,9 @@ Each step is a real ``trimbert`` command run as a subprocess, printed before it 
 demo does is exactly what a user can type. To finish in minutes it shrinks what must shrink, and
 says so: sequences of length 64, a short pre-training, and fine-tuning on a fixed subset of the
 task's training examples. At the start it measures this machine's matmul speed and estimates its
-own duration from a run on a machine of known speed.
+own duration from a run on a machine of known speed. It ends as a user's work ends: the fine-tuned
+pruned MiniLM (the model ``finetune`` kept) exported as a SavedModel for TF Serving, and that
+SavedModel run on a few sentences by a script that imports only TensorFlow and tensorflow-text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import pathlib
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -31,10 +34,13 @@ STUDY_RECIPE = (f"data.seq_len={SEQ_LEN}", f"pretrain.phases=[{{steps: {PRETRAIN
 # matmul speed its start measured on that machine (2 cores shared with other jobs, so both were low).
 REFERENCE_SECONDS = 1096.2
 REFERENCE_GFLOPS = 41.0
+SERVING_SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "examples" / "serve_saved_model.py"
+DEMO_SENTENCES = ("a gripping , beautifully acted film", "dull , predictable and far too long",
+                  "not the best of the year , but worth seeing")
 
 
 def demo_steps(out: pathlib.Path, cache: pathlib.Path) -> list[tuple[str, list[str]]]:
-    """(title, trimbert arguments) for each stage, in pipeline order."""
+    """(title, command) for each stage, in pipeline order: ``trimbert`` arguments, or a ``python`` command."""
     vocab = cache / "vocab" / "bert-base-uncased.txt"
     minilm = cache / "minilm-l6"
     subset = ["--max-train-examples", str(TRAIN_EXAMPLES)]
@@ -63,6 +69,12 @@ def demo_steps(out: pathlib.Path, cache: pathlib.Path) -> list[tuple[str, list[s
         ("report: accuracy against parameters and accelerator-hours",
          ["report", str(out / "study" / "runs"), str(out / "finetune"), "--out", str(out / "report"),
           "--title", "trimbert demo"]),
+        ("export the fine-tuned pruned MiniLM (finetune kept its best seed) as a SavedModel in TF Serving's "
+         "layout; its signature takes raw text",
+         ["export", "--model", str(out / "finetune" / "minilm-top2" / "model"), "--format", "saved_model",
+          "--out", str(out / "serving" / "minilm-top2")]),
+        ("serve it: load the SavedModel in a process that imports only TensorFlow and tensorflow-text",
+         ["python", str(SERVING_SCRIPT), str(out / "serving" / "minilm-top2" / "1"), *DEMO_SENTENCES]),
     ]
 
 
@@ -109,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.assets import cache as assets
 
     steps = demo_steps(args.out.resolve(), assets.cache_dir())
+    if (args.out / "serving").exists():
+        shutil.rmtree(args.out / "serving")  # an export never overwrites a version: a rerun exports afresh
     for number, (title, arguments) in enumerate(steps, start=1):
-        command = [sys.executable, "-m", "pipeline.cli", *arguments]
-        print(f"\n=== [{number}/{len(steps)}] {title}\n$ trimbert {shlex.join(arguments)}", flush=True)
+        if arguments[0] == "python":
+            command, shown = [sys.executable, *arguments[1:]], shlex.join(arguments)
+        else:
+            command, shown = [sys.executable, "-m", "pipeline.cli", *arguments], f"trimbert {shlex.join(arguments)}"
+        print(f"\n=== [{number}/{len(steps)}] {title}\n$ {shown}", flush=True)
         step_started = time.monotonic()
         completed = subprocess.run(command, env=dict(os.environ))
         if completed.returncode != 0:
@@ -125,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
           f"  study                {out / 'study'} (trims.md, pretrain/, runs/)\n"
           f"  pruned MiniLM-L6     {out / 'pruned' / 'minilm-top2'}\n"
           f"  fine-tune results    {out / 'finetune'}/*/result.json\n"
-          f"  report               {out / 'report'} (report.md, report.csv, *.png)")
+          f"  report               {out / 'report'} (report.md, report.csv, *.png)\n"
+          f"  kept model           {out / 'finetune' / 'minilm-top2' / 'model'} (README.md: its model card)\n"
+          f"  SavedModel           {out / 'serving' / 'minilm-top2'} (TF Serving's model base path)")
     print((out / "report" / "report.md").read_text())
     print("What the numbers mean:\n" + "\n".join(f"- {line}" for line in study_verdict(out / "study")))
     return 0
