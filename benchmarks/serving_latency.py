@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     from pipeline.serving.latency import measure_latency as served_latency
     from pipeline.serving.saved_model import export_saved_model
 
-    vocabulary = assets.ensure("vocab") / "bert-base-uncased.txt"
+    vocabulary = assets.ensure("vocab")
     tokens = vocabulary.read_text(encoding="utf-8").splitlines()
     examples = sources.load_examples("sentiment-movies", "validation")[:256]
     texts = [example.text_a for example in examples]

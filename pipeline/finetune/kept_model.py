@@ -14,7 +14,8 @@ A folder is complete once ``model.json`` exists: on a local disk the files are w
 temporary sibling folder renamed into place at the end (an older folder of the name is replaced);
 on object storage (where a rename is a copy) ``model.json`` is written last and removed first when
 a folder is overwritten. :func:`load` refuses a folder without it, or of a format version it does
-not know. Loading needs ``import models``, which registers the encoder's layers with Keras.
+not know. Loading imports ``models.encoder`` and ``models.tasks``, which register the classifier's classes
+with Keras (the ``models`` package itself imports them lazily).
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def load(folder: str | os.PathLike) -> KeptModel:
     """
     import keras
 
-    import models  # noqa: F401  registers the encoder's layers for keras.saving
+    import models.encoder  # noqa: F401  (the lazy package registers nothing: these modules register the
+    import models.tasks  # noqa: F401   encoder, its layers and the heads with keras.saving)
 
     folder = os.fspath(folder)
     path = storage.join(folder, MANIFEST_FILE)

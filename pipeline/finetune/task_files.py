@@ -62,9 +62,8 @@ def signature(files: TaskFiles) -> dict:
 def file_sha256(path: str) -> str:
     """The sha256 of a file's bytes, read in 1 MiB pieces."""
     digest = hashlib.sha256()
-    with storage.open_binary(path) as handle:
-        for piece in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(piece)
+    for piece in storage.read_chunks(path, 1 << 20):
+        digest.update(piece)
     return digest.hexdigest()
 
 

@@ -150,3 +150,62 @@ def test_an_incomplete_model_folder_is_a_clean_error(models_by_task, tmp_path, c
     assert _predict("--model", str(folder), "--input", str(source), "--out", str(tmp_path / "o.csv")) == 2
     assert "incomplete model folder: no model.json" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+SERVE_SCRIPT = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+texts = json.load(open(sys.argv[2]))
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+inputs = {name: tf.constant(values) for name, values in texts.items()}
+outputs = serve(**inputs)
+loaded = [name for name in sys.modules if name.split(".")[0] in ("pipeline", "models", "beam_jobs", "configs")]
+print(json.dumps({"loaded": loaded, **{name: value.numpy().tolist() for name, value in outputs.items()
+                                       if name != "label"}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_name", ["sst2", "mrpc"])
+def test_predict_and_the_exported_saved_model_agree_on_dev_texts_in_fresh_processes(
+        models_by_task, sentiment_dir, tmp_path, task_name):
+    """`trimbert predict` and `trimbert export` each in a new process (so the kept model is loaded with
+    nothing registered beforehand), then the SavedModel in a process importing only TensorFlow and
+    tensorflow-text: the same probabilities within 1e-5 on real dev sentences."""
+    import subprocess
+    import sys
+
+    from pipeline.assets.corpora import read_tsv
+
+    folder, _ = models_by_task[task_name]
+    sentences = [sentence for sentence, _ in read_tsv(sentiment_dir / "sentiment-movies" / "dev.tsv")][:48]
+    columns = list(TASKS[task_name].text_features)
+    rows = [dict(zip(columns, (sentence, sentences[-1 - index]), strict=False))
+            for index, sentence in enumerate(sentences)]
+    with open(tmp_path / "dev.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    cli = [sys.executable, "-m", "pipeline.cli"]
+    subprocess.run([*cli, "predict", "--model", str(folder), "--input", str(tmp_path / "dev.csv"),
+                    "--out", str(tmp_path / "predictions.csv"), "--batch-size", "5"], check=True)
+    subprocess.run([*cli, "export", "--model", str(folder), "--format", "saved_model",
+                    "--out", str(tmp_path / "serving")], check=True)
+    with open(os.path.join(folder, "README.md"), encoding="utf-8") as card:
+        assert (tmp_path / "serving" / "README.md").read_text(encoding="utf-8") == card.read()  # the card goes along
+    names = {"text": [row[columns[0]] for row in rows]}
+    if len(columns) == 2:
+        names["text_pair"] = [row[columns[1]] for row in rows]
+    (tmp_path / "texts.json").write_text(json.dumps(names))
+    served = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(tmp_path / "serving" / "1"),
+                             str(tmp_path / "texts.json")], check=True, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path)
+    result = json.loads(served.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []  # no project module in the serving process
+    with open(tmp_path / "predictions.csv", newline="", encoding="utf-8") as handle:
+        predicted = list(csv.DictReader(handle))
+    labels = TASKS[task_name].label_names
+    expected = np.array([[float(row[f"probability_{name}"]) for name in labels] for row in predicted])
+    assert expected.shape == (len(rows), len(labels))
+    np.testing.assert_allclose(np.array(result["probabilities"]), expected, atol=1e-5)
