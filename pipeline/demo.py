@@ -130,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             command, shown = [sys.executable, "-m", "pipeline.cli", *arguments], f"trimbert {shlex.join(arguments)}"
         print(f"\n=== [{number}/{len(steps)}] {title}\n$ {shown}", flush=True)
         step_started = time.monotonic()
-        completed = subprocess.run(command, env=dict(os.environ))
+        # The serving script is TensorFlow alone, without trimbert's start-up quieting: its notices are
+        # shown only if it fails.
+        completed = subprocess.run(command, env=dict(os.environ),
+                                   stderr=subprocess.PIPE if arguments[0] == "python" else None, text=True)
         if completed.returncode != 0:
+            if completed.stderr:
+                print(completed.stderr, file=sys.stderr)
             print(f"demo: step {number} ({title}) failed with exit code {completed.returncode}",
                   file=sys.stderr)
             return completed.returncode

@@ -420,7 +420,8 @@ def serving_latency(classifier: keras.Model, tokenizer: data.Tokenizer, seq_len:
     tokens = storage.read_text(tokenizer.vocabulary_path).splitlines()
     pairs = [example.text_b or "" for example in examples] if task.is_pair else None
     return saved_model_latency(classifier, tokens, tokenizer.lowercase, seq_len, task.label_names,
-                               [example.text_a for example in examples], pairs, SERVING_LATENCY_BATCHES)
+                               [example.text_a for example in examples], pairs, SERVING_LATENCY_BATCHES,
+                               repeats=LATENCY_REPEATS)
 
 
 def _path(value: str | None) -> pathlib.Path | None:
