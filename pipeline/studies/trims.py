@@ -109,6 +109,9 @@ class TrimStudy:
             needs_data = spec.heal or spec.student or (self.source is None and not spec.random_init)
             if needs_data and not self.data_dirs:
                 raise TrimbertError(f"trim spec {spec.name!r} pre-trains: give --data (a trimbert preprocess folder)")
+            if spec.random_init and self.source is None and not self.data_dirs:
+                raise TrimbertError(f"trim spec {spec.name!r} needs a vocabulary: give --data (its manifest names "
+                                    f"the vocabulary) or --from")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,4 +151,6 @@ def test_rows_that_need_data_or_a_source_are_refused_before_anything_runs(tmp_pa
     assert "give --from" in capsys.readouterr().err
     assert cli.main([*base, "--trims", "trimbert"]) == 2
     assert "give --data" in capsys.readouterr().err
+    assert cli.main([*base, "--trims", "random-init"]) == 2  # no pre-training, but no vocabulary either
+    assert "needs a vocabulary: give --data" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
