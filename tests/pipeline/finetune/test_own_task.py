@@ -38,24 +38,6 @@ def _write_csv(path: pathlib.Path, rows: list[dict]) -> str:
     return str(path)
 
 
-@pytest.fixture
-def seed_predictions(monkeypatch):
-    """Per seed, the trained classifier's predictions on each dev and test split (predicted again beside
-    ``evaluate_seed``; inference is deterministic)."""
-    from pipeline.finetune import run
-
-    recorded: dict[int, dict[str, np.ndarray]] = {}
-    evaluate_seed = run.evaluate_seed
-
-    def spy(classifier, task, dev, test, batch_size, seed, *rest):
-        recorded[seed] = {split: run.predict(classifier, encoded, batch_size, task.is_regression)
-                          for split, encoded in {**dev, **test}.items()}
-        return evaluate_seed(classifier, task, dev, test, batch_size, seed, *rest)
-
-    monkeypatch.setattr(run, "evaluate_seed", spy)
-    return recorded
-
-
 def _cli(arguments: list[str]) -> int:
     from pipeline.cli import main as cli
 
