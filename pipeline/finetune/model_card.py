@@ -185,7 +185,8 @@ def _encoder_section(config: Config, seq_len: int, base_model: str | None) -> li
              f"- encoder parameters (pooler included): {output.thousands(params.count_parameters(config).total)}",
              f"- forward FLOPs per token at length {seq_len}: {output.thousands(flops)}"
              f" (matrix multiplies, `models.params.flops_per_token`)",
-             "- trims: " + ("none (the untrimmed architecture)" if not changes else "")]
+             "- trims: " + ("none in this architecture (layers dropped before it was saved, as `trimbert prune` "
+                            "does, leave a plain shallower encoder)" if not changes else "")]
     lines += [f"  - {sentence}" for _, sentence in changes]
     return lines + [""]
 
@@ -209,7 +210,8 @@ def _scores_section(task: Task | None, record: ResultRecord) -> list[str]:
     best = record.best
     lines = ["## Scores", "",
              f"Seeds {', '.join(str(seed) for seed in record.seeds)}; this model is seed {record.best_seed}, "
-             f"the best on dev by `score`, the task's single score (the mean of its GLUE metrics). Percent; "
+             f"the best on dev by `score`, the task's single score (the mean of "
+             f"{', '.join(task.metrics.score) if task is not None else 'its metrics'} over its dev splits). Percent; "
              f"the mean over seeds shows a ± standard deviation only over 3 or more seeds.", "",
              f"| split | metric | this model (seed {record.best_seed}) | mean over {output.seed_count(seeds)} |",
              "|---|---|---|---|"]
