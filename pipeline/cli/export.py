@@ -42,18 +42,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tokens(vocabulary_path) -> list[str]:
-    import storage
-
-    return storage.read_text(vocabulary_path).splitlines()
-
-
 def _saved_model(model, out: str, version: int) -> str:
     import storage
     from pipeline.finetune import model_card
     from pipeline.serving.saved_model import export_saved_model
 
-    path = export_saved_model(model.classifier, _tokens(model.tokenizer.vocabulary_path), model.tokenizer.lowercase,
+    path = export_saved_model(model.classifier, model.tokenizer.tokens, model.tokenizer.lowercase,
                               model.seq_len, model.label_names, len(model.text_columns) == 2, out, version)
     storage.copy_file(storage.join(model.folder, model_card.FILENAME), storage.join(out, model_card.FILENAME))
     return str(path)
@@ -64,7 +58,7 @@ def _keras_hub_classifier(model, out: str) -> str:
     from pipeline.finetune import model_card
     from pipeline.serving.keras_hub_preset import export_keras_hub_classifier
 
-    path = export_keras_hub_classifier(model.classifier, _tokens(model.tokenizer.vocabulary_path),
+    path = export_keras_hub_classifier(model.classifier, model.tokenizer.tokens,
                                        model.tokenizer.lowercase, model.classifier.output_shape[-1], out,
                                        sequence_length=model.seq_len)
     storage.copy_file(storage.join(model.folder, model_card.FILENAME), storage.join(out, model_card.FILENAME))
@@ -81,7 +75,7 @@ def _keras_hub_backbone(source_path: str, out: str) -> str:
     source = ModelSource.open(source_path, "--model")
     vocabulary, lowercase = source.vocabulary()
     encoder = source.encoder()
-    path = export_keras_hub_backbone(encoder, _tokens(vocabulary), lowercase, out)
+    path = export_keras_hub_backbone(encoder, storage.read_text(vocabulary).splitlines(), lowercase, out)
     config = encoder.to_config()
     card = model_card.render(config, config.model.max_sequence_length, base_model=str(source.path),
                              pretrain_accelerator_hours=read_pretrain_accelerator_hours(source.path))

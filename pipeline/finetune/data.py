@@ -84,6 +84,7 @@ class Tokenizer:
         self._tokenizer = wordpiece.build_tokenizer(tokens)
         self.lowercase = lowercase
         self.cls_id, self.sep_id, self.pad_id = special["[CLS]"], special["[SEP]"], special["[PAD]"]
+        self.tokens = tokens  # the vocabulary, one token per id
         self.vocabulary_size = len(tokens)
 
     def pieces(self, texts: Sequence[str]) -> list[list[int]]:

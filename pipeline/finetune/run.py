@@ -74,7 +74,7 @@ class FinetuneOptions:
         sentiment_dir: the sentiment asset folder; ``None`` uses the cache.
         vocabulary: the model's vocab.txt when it cannot be found from ``init``.
         keep_model: save the best seed's classifier as ``out/model`` (``pipeline.finetune.kept_model``);
-            ``trimbert finetune`` keeps it, evaluations of many checkpoints and studies do not.
+            ``trimbert finetune`` asks for it; evaluations of many checkpoints and studies do not.
     """
 
     init: str | ModelSource
@@ -84,7 +84,7 @@ class FinetuneOptions:
     tfds_data_dir: str | None = None
     sentiment_dir: str | None = None
     vocabulary: str | None = None
-    keep_model: bool = True
+    keep_model: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,7 +200,7 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         best_weights.offer(classifier, runs[-1].result)
 
     # === 5. Evals: submissions of the best seed, latency ===
-    best = max(runs, key=lambda seed_run: seed_run.result.dev_metrics["score"])
+    best = next(seed_run for seed_run in runs if seed_run.result.seed == best_weights.seed)
     for split, predictions in best.submissions.items():
         path = task_registry.write_submission(task, split, test[split].indices, predictions,
                                               storage.join(out, SUBMISSION_DIR))
@@ -211,7 +211,8 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
     # Timed apart, so "CPU latency" never silently means the GPU's.
     accelerator_latency = (measure_latency(classifier, next(iter(dev.values())), finetune.seq_len,
                                            device=accelerators[0].name) if accelerators else None)
-    serving = serving_latency(classifier, tokenizer, finetune.seq_len, task, next(iter(dev_examples.values())))
+    serving = serving_latency(classifier, tokenizer, finetune.seq_len, task, next(iter(dev_examples.values())),
+                              log)
 
     # === 6. Record ===
     record = result_record.make_record(
@@ -219,11 +220,13 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         task=task, seed_results=[seed_run.result for seed_run in runs], finetune_seconds=clock.seconds,
         devices=devices.count, device_kind=devices.kind, started_at=started_at, inference_latency_ms=latency,
         serving_latency_ms=serving)
+    if record.best_seed != best_weights.seed:  # one rule, two places: make_record's and BestWeights'
+        raise AssertionError(f"best seed {record.best_seed} in the record, {best_weights.seed} kept")
 
     # === 7. Keep the best seed (before result.json, which marks the run done) ===
     if options.keep_model:
         latencies = [model_card.Latency("SavedModel", "CPU", batch, finetune.seq_len, milliseconds)
-                     for batch, milliseconds in serving.items()]
+                     for batch, milliseconds in (serving or {}).items()]
         folder = kept_model.save(
             storage.join(out, kept_model.FOLDER), classifier, vocabulary, lowercase, finetune.seq_len, task,
             kept_model.model_config(source.config, source.config_name, config), record, base_model=source.path,
@@ -244,9 +247,9 @@ def run(config: Config, options: FinetuneOptions, log: Callable[[str], None] = p
         log("test: " + ", ".join(f"{name} {value:.4f}" for name, value in record.test_metric_mean.items()))
     log(f"fine-tune {record.finetune_seconds:.1f} s ({record.finetune_accelerator_hours:.5f} accelerator-hours); "
         f"pre-train accelerator-hours {record.pretrain_accelerator_hours}; SavedModel CPU latency "
-        + ", ".join(f"batch {batch} {milliseconds:.3f}" for batch, milliseconds in serving.items())
-        + f" ms/example (raw text in, length {finetune.seq_len}); Keras {latency:.3f} ms/example "
-        f"(batch {LATENCY_BATCH})"
+        + (", ".join(f"batch {batch} {milliseconds:.3f}" for batch, milliseconds in serving.items())
+           + f" ms/example (raw text in, length {finetune.seq_len})" if serving else "not measured")
+        + f"; Keras {latency:.3f} ms/example (batch {LATENCY_BATCH})"
         + (f"; {accelerators[0].name} latency {accelerator_latency:.3f} ms/example" if accelerators else "")
         + f"; wrote {path}")
     return record
@@ -404,9 +407,12 @@ def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_
 
 
 def serving_latency(classifier: keras.Model, tokenizer: data.Tokenizer, seq_len: int, task: task_registry.Task,
-                    examples: list[task_registry.Example]) -> dict[int, float]:
+                    examples: list[task_registry.Example], log: Callable[[str], None]) -> dict[int, float] | None:
     """CPU milliseconds per example through the classifier's SavedModel at batch sizes
     ``SERVING_LATENCY_BATCHES``, raw text in (``pipeline.serving.latency.saved_model_latency``).
+
+    The export goes to a temporary folder. A failure there (a full temporary disk, say) costs the figure,
+    not the trained seeds: it is logged as a warning and the latency recorded as not measured.
 
     Args:
         classifier: the kept (best-seed) classifier.
@@ -414,14 +420,19 @@ def serving_latency(classifier: keras.Model, tokenizer: data.Tokenizer, seq_len:
         seq_len: the export's fixed length.
         task: its label names and whether it reads pairs.
         examples: texts to time on (the task's first dev split).
+        log: where the warning goes.
     """
     from pipeline.serving.latency import saved_model_latency
 
-    tokens = storage.read_text(tokenizer.vocabulary_path).splitlines()
     pairs = [example.text_b or "" for example in examples] if task.is_pair else None
-    return saved_model_latency(classifier, tokens, tokenizer.lowercase, seq_len, task.label_names,
-                               [example.text_a for example in examples], pairs, SERVING_LATENCY_BATCHES,
-                               repeats=LATENCY_REPEATS)
+    try:
+        return saved_model_latency(classifier, tokenizer.tokens, tokenizer.lowercase, seq_len, task.label_names,
+                                   [example.text_a for example in examples], pairs, SERVING_LATENCY_BATCHES,
+                                   repeats=LATENCY_REPEATS)
+    except (OSError, tf.errors.OpError, TrimbertError) as error:
+        log(f"warning: the SavedModel latency was not measured ({type(error).__name__}: {error}); the run's "
+            f"results are kept")
+        return None
 
 
 def _path(value: str | None) -> pathlib.Path | None:

@@ -7,8 +7,15 @@ The format comes from the file name: ``.csv``; ``.tsv`` or ``.tab``; ``.jsonl``,
   may hold commas, quotes and line breaks.
 - TSV: the first line names the columns; fields are split on tabs with no quoting, as GLUE's files
   are written, so a quote is text.
+- In both, every line after the header is a row, a blank one too (an empty value in every column: a
+  one-column file writes an empty text so), so output rows stay aligned with input lines; only blank
+  lines at the end of the file are not rows. A row with
+  fewer fields than the header, or more that are not empty (an unquoted comma inside a text shifts
+  the columns), is an error naming its line; so is a header naming a requested column twice.
 - JSON Lines: one object per non-blank line; its keys are the columns. The first object's keys are
-  the file's columns, and a later object that lacks a requested key is an error naming its line.
+  the file's columns, and a later object that lacks a requested key, or holds a string with a lone
+  surrogate escape (``"\\ud83d"``: half a character, which no text encoding can carry), is an error
+  naming its line.
 - Parquet: the schema's columns, read one record batch at a time.
 
 Values come back as stored: strings from CSV and TSV, JSON values from JSON Lines, Python values
@@ -67,12 +74,15 @@ def read_columns(path: str) -> list[str]:
         with handle:
             return list(parquet.schema_arrow.names)
     with _text(path) as text:
-        if kind == JSON_LINES:
-            for number, line in enumerate(text, start=1):
-                if line.strip():
-                    return list(_json_object(line, f"{path} line {number}"))
-            raise TrimbertError(f"{path} is empty")
-        header = next(_csv_reader(text, kind), None)
+        try:
+            if kind == JSON_LINES:
+                for number, line in enumerate(text, start=1):
+                    if line.strip():
+                        return list(_json_object(line, f"{path} line {number}"))
+                raise TrimbertError(f"{path} is empty")
+            header = next(_csv_reader(text, kind), None)
+        except UnicodeDecodeError as error:
+            raise TrimbertError(f"{path}: not UTF-8 text ({error})") from error
         if not header:
             raise TrimbertError(f"{path} is empty")
         return [name.lstrip("\ufeff") if position == 0 else name for position, name in enumerate(header)]
@@ -95,6 +105,10 @@ def iter_rows(path: str, columns: Sequence[str], batch_rows: int = BATCH_ROWS) -
     if missing:
         raise TrimbertError(f"{path} has no column {', '.join(repr(name) for name in missing)}; its columns: "
                             f"{', '.join(available) or 'none'}")
+    repeated = [column for column in dict.fromkeys(columns) if available.count(column) > 1]
+    if repeated:
+        raise TrimbertError(f"{path}: the header names column {', '.join(repr(name) for name in repeated)} "
+                            f"more than once")
     rows = {PARQUET: _parquet_rows, JSON_LINES: _json_rows}.get(table_format(path), _delimited_rows)
     batch: list[Row] = []
     for row in rows(path, list(columns), available):
@@ -123,19 +137,24 @@ def _csv_reader(text, kind: str):
 
 def _delimited_rows(path: str, columns: list[str], available: list[str]) -> Iterator[Row]:
     positions = [available.index(column) for column in columns]
-    needed = max(positions) + 1
+    width = len(available)
     with _text(path) as text:
         reader = _csv_reader(text, table_format(path))
         next(reader)
         start = reader.line_num + 1
+        blank: list[str] = []  # blank lines not yet followed by a row: rows unless the file ends first
         try:
             for fields in reader:
                 where, start = f"{path} line {start}", reader.line_num + 1
                 if not fields:
-                    continue  # a blank line
-                if len(fields) < needed:
-                    raise TrimbertError(f"{where}: {len(fields)} field(s), but the columns read need {needed} "
-                                        f"({', '.join(columns)})")
+                    blank.append(where)
+                    continue
+                for blank_where in blank:  # an empty value in every column
+                    yield Row(blank_where, tuple("" for _ in positions))
+                blank = []
+                if len(fields) < width or any(field.strip() for field in fields[width:]):
+                    raise TrimbertError(f"{where}: {len(fields)} field(s) where the header has {width} (an "
+                                        f"unquoted separator inside a value?)")
                 yield Row(where, tuple(fields[position] for position in positions))
         except csv.Error as error:
             raise TrimbertError(f"{path} line {reader.line_num}: not valid CSV: {error}") from error
@@ -164,9 +183,23 @@ def _json_rows(path: str, columns: list[str], available: list[str]) -> Iterator[
                 missing = [column for column in columns if column not in record]
                 if missing:
                     raise TrimbertError(f"{where}: no key {', '.join(repr(name) for name in missing)}")
-                yield Row(where, tuple(record[column] for column in columns))
+                values = tuple(record[column] for column in columns)
+                for column, value in zip(columns, values, strict=True):
+                    if isinstance(value, str) and not _encodable(value):
+                        raise TrimbertError(f"{where}: key {column!r} holds a lone UTF-16 surrogate escape "
+                                            f"(half of a character cut in two?)")
+                yield Row(where, values)
         except UnicodeDecodeError as error:
             raise TrimbertError(f"{path}: not UTF-8 text ({error})") from error
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: JSON's ``\\ud83d`` escape alone decodes to an unpaired surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _open_parquet(path: str):

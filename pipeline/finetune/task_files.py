@@ -157,7 +157,8 @@ def _text(value, column: str, where: str) -> str:
 def _class_name(value, where: str, column: str) -> str:
     """A label as its class name: strings stripped, integers (and whole floats) in decimal, booleans
     as ``true``/``false``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not value.strip()) or (
+            isinstance(value, float) and math.isnan(value)):  # pandas writes a missing label as NaN
         raise TrimbertError(f"{where}: blank label in column {column!r}")
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -174,7 +175,8 @@ def _class_name(value, where: str, column: str) -> str:
 
 
 def _score(value, where: str, column: str) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and not value.strip()) or (
+            isinstance(value, float) and math.isnan(value)):
         raise TrimbertError(f"{where}: blank label in column {column!r}")
     try:
         if isinstance(value, bool):

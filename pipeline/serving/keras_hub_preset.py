@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+import storage
 from configs.errors import TrimbertError
 from models.build import compact_config
 from models.encoder import Encoder
@@ -92,6 +93,9 @@ def _tokenizer(vocabulary_tokens: Sequence[str], lowercase: bool):
 
 def _write_atomically(out_dir: str | os.PathLike, save) -> pathlib.Path:
     """Runs ``save(folder)`` in a hidden sibling of ``out_dir`` and renames it into place; never overwrites."""
+    if storage.is_url(out_dir):
+        raise TrimbertError(f"{out_dir}: write the preset to a local folder (the final rename is not atomic on "
+                            f"object storage), then copy it")
     out_dir = pathlib.Path(out_dir)
     if out_dir.exists():
         raise TrimbertError(f"{out_dir} already exists; choose a new preset folder")

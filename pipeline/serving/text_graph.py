@@ -211,5 +211,10 @@ class TextToIds(tf.Module):
         if (text_pair is not None) != self.pair:
             raise TrimbertError("a pair model needs text_pair" if self.pair
                                 else "a single-text model takes no text_pair")
-        second = self.pieces(text_pair) if self.pair else None
+        second = None
+        if self.pair:
+            check = tf.debugging.assert_equal(tf.shape(text)[0], tf.shape(text_pair)[0], message=(
+                "text and text_pair must hold as many strings each (one pair per example)"))
+            with tf.control_dependencies([check]):
+                second = self.pieces(tf.identity(text_pair))
         return pack(self.pieces(text), second, self.seq_len, self.cls_id, self.sep_id, self.pad_id)

@@ -216,3 +216,24 @@ def test_an_empty_split_exits_non_zero_naming_the_file(tiny_encoder_dir, tmp_pat
     assert code == 2, errors
     assert f"MRPC train: {train} holds no examples" in errors
     assert not (tmp_path / "out" / "result.json").exists()
+
+
+def test_a_failed_latency_export_costs_the_figure_not_the_run(monkeypatch, tiny_config, vocab_path):
+    """The SavedModel is written to a temporary folder after every seed has trained: a full disk there
+    must not throw the trained seeds away."""
+    import models
+    from pipeline.finetune import run
+    from pipeline.finetune.tasks import TASKS
+    from pipeline.serving import latency
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(latency, "saved_model_latency", full_disk)
+    classifier = models.build_classifier(models.build_encoder(tiny_config), 2)
+    lines = []
+    figures = run.serving_latency(classifier, finetune_data.Tokenizer(vocab_path), 32, TASKS["sst2"],
+                                  [Example("a film", None, 1, 0)], lines.append)
+    assert figures is None
+    assert lines == ["warning: the SavedModel latency was not measured (OSError: [Errno 28] No space left on "
+                     "device); the run's results are kept"]

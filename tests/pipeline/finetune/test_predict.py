@@ -80,6 +80,20 @@ def test_csv_rows_are_the_classifiers_softmax_in_input_order(models_by_task, voc
     assert "; 2 truncated to the model's 32 tokens" in capsys.readouterr().out
 
 
+def test_a_blank_line_of_a_one_column_file_is_a_row(models_by_task, vocab_path, tmp_path):
+    """Editors write an empty one-column cell as an empty line: skipping it would shift every later row."""
+    folder, classifier = models_by_task["sst2"]
+    source = tmp_path / "in.csv"
+    source.write_text("sentence\ngood film\n\nbad film\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    assert _predict("--model", str(folder), "--input", str(source), "--out", str(out)) == 0
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = _softmax(_expected_logits(classifier, vocab_path, [("good film",), ("",), ("bad film",)]))
+    written = np.array([[float(row["probability_negative"]), float(row["probability_positive"])] for row in rows])
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_jsonl_pairs_across_chunks_keep_input_order_and_count_truncation(models_by_task, vocab_path, tmp_path):
     folder, classifier = models_by_task["mrpc"]
     model = kept_model.load(folder)

@@ -21,17 +21,20 @@ def test_csv_quoted_fields_hold_commas_quotes_and_line_breaks(tmp_path):
     path.write_bytes('\ufefftext,label\n"one, two",a\n"say ""hi""\nthen go",b\n\nplain,c\n'.encode())
     assert table_files.read_columns(str(path)) == ["text", "label"]  # the byte-order mark is not a name
     rows = _all_rows(path, ["label", "text"])
-    assert [row.values for row in rows] == [("a", "one, two"), ("b", 'say "hi"\nthen go'), ("c", "plain")]
-    # The quoted field spans lines 3-4; the blank line 5 is skipped; the last row is on line 6.
-    assert [row.where for row in rows] == [f"{path} line 2", f"{path} line 3", f"{path} line 6"]
+    assert [row.values for row in rows] == [("a", "one, two"), ("b", 'say "hi"\nthen go'), ("", ""),
+                                            ("c", "plain")]
+    # The quoted field spans lines 3-4; the blank line 5 is a row of empty values (output rows stay aligned
+    # with input lines); the last row is on line 6.
+    assert [row.where for row in rows] == [f"{path} line {line}" for line in (2, 3, 5, 6)]
 
 
 def test_tsv_takes_quotes_as_text(tmp_path):
     path = tmp_path / "dev.tsv"
-    path.write_text('sentence\tlabel\n"quoted\tx\nit\'s "fine"\ty\n\n\nlast\tz\n', encoding="utf-8")
+    path.write_text('sentence\tlabel\n"quoted\tx\nit\'s "fine"\ty\n\n\nlast\tz\n\n\n', encoding="utf-8")
     rows = _all_rows(path, ["sentence", "label"])
-    assert [row.values for row in rows] == [('"quoted', "x"), ('it\'s "fine"', "y"), ("last", "z")]
-    assert [row.where for row in rows] == [f"{path} line 2", f"{path} line 3", f"{path} line 6"]
+    assert [row.values for row in rows] == [('"quoted', "x"), ('it\'s "fine"', "y"), ("", ""), ("", ""),
+                                            ("last", "z")]
+    assert [row.where for row in rows] == [f"{path} line {line}" for line in (2, 3, 4, 5, 6)]  # not the last two
 
 
 def test_json_lines_keeps_json_values_and_names_lines(tmp_path):
@@ -96,7 +99,7 @@ def test_short_rows_bad_files_and_unknown_suffixes_are_named(tmp_path):
     short = tmp_path / "short.csv"
     short.write_text("a,b\n1,2\n3\n", encoding="utf-8")
     with pytest.raises(TrimbertError,
-                       match=rf"^{re.escape(str(short))} line 3: 1 field\(s\), but the columns read need 2"):
+                       match=rf"^{re.escape(str(short))} line 3: 1 field\(s\) where the header has 2"):
         _all_rows(short, ["a", "b"])
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
@@ -114,3 +117,25 @@ def test_short_rows_bad_files_and_unknown_suffixes_are_named(tmp_path):
     not_json.write_text('{"a": 1}\n[1, 2]\n', encoding="utf-8")
     with pytest.raises(TrimbertError, match=rf"^{re.escape(str(not_json))} line 2: expected a JSON object, got list$"):
         _all_rows(not_json, ["a"])
+
+
+def test_shifted_columns_repeated_names_bad_bytes_and_half_characters_are_named(tmp_path):
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text("text,label\nfine,pos\nhello, world,pos\n", encoding="utf-8")
+    with pytest.raises(TrimbertError, match=r"shifted.csv line 3: 3 field\(s\) where the header has 2"):
+        _all_rows(shifted, ["text", "label"])
+    trailing = tmp_path / "trailing.tsv"  # empty fields past the header's are harmless
+    trailing.write_text("text\tlabel\nfine\tpos\t\t\n", encoding="utf-8")
+    assert [row.values for row in _all_rows(trailing, ["text", "label"])] == [("fine", "pos")]
+    repeated = tmp_path / "repeated.csv"
+    repeated.write_text("text,text,label\na,b,c\n", encoding="utf-8")
+    with pytest.raises(TrimbertError, match="names column 'text' more than once"):
+        _all_rows(repeated, ["text", "label"])
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("text,label\ncaf\u00e9,pos\n".encode("latin-1"))  # the bad byte is in the first block read
+    with pytest.raises(TrimbertError, match="latin1.csv: not UTF-8 text"):
+        table_files.read_columns(str(latin))
+    half = tmp_path / "half.jsonl"
+    half.write_text('{"text": "ok", "label": 1}\n{"text": "cut \\ud83d", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(TrimbertError, match=r"half.jsonl line 2: key 'text' holds a lone UTF-16 surrogate"):
+        _all_rows(half, ["text", "label"])
