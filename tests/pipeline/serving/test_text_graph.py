@@ -141,3 +141,5 @@ def test_bad_arguments_are_refused(tokens):
     graph = text_graph.TextToIds(tokens, True, 16, pair=True)
     with pytest.raises(TrimbertError, match="needs text_pair"):
         graph(tf.constant(["a"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="text and text_pair must hold as many strings"):
+        graph(tf.constant(["a", "b", "c"]), tf.constant(["x"]))
