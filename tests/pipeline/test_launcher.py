@@ -22,7 +22,8 @@ from pipeline.launcher import Supervisor, tf_config
 
 FAKE_WORKER = """\
 import json, os, pathlib, signal, sys, time
-index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+config = json.loads(os.environ["TF_CONFIG"])
+index, workers = config["task"]["index"], len(config["cluster"]["worker"])
 folder, plan = pathlib.Path(sys.argv[1]), json.loads(sys.argv[2])[str(index)]
 start = len(list(folder.glob(f"start-{index}-*")))
 action = plan[min(start, len(plan) - 1)]
@@ -34,6 +35,10 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN if action == "ignore" else stopped)
 print(f"out from {index}", flush=True)
 sys.stderr.write(f"err from {index} (no newline)")
 sys.stderr.flush()
+# Whatever it does, a worker first waits until every worker of its group is up, with its SIGTERM handler.
+deadline = time.monotonic() + 20
+while not all((folder / f"start-{peer}-{start}").exists() for peer in range(workers)) and time.monotonic() < deadline:
+    time.sleep(0.01)
 if action == "kill":
     os.kill(os.getpid(), signal.SIGKILL)
 if action in ("sleep", "ignore"):
