@@ -18,26 +18,31 @@ from configs.errors import TrimbertError
 STRATEGY_FLAG = "--strategy"
 WORKER_STRATEGY = "multi_worker"
 DEFAULT_KUBERNETES_PORT = 2222
+DEFAULT_NAME = "trimbert-pretrain"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, required=True, help="how many worker processes (or pods)")
-    parser.add_argument("--max-restarts", type=int, default=3,
-                        help="how many times all workers are started again after one fails (exit 2, a "
+    parser.epilog = ("exit code: 0 when every worker finished; 2 for a configuration or data error (never restarted) "
+                     "or a bad launch command; else the failing worker's code once no restart is left (128+N for a "
+                     "death by signal N); after SIGTERM or Ctrl-C to launch, the workers' (143: they checkpointed)")
+    parser.add_argument("--workers", type=int, required=True, metavar="N", help="how many worker processes (or pods)")
+    parser.add_argument("--max-restarts", type=int, default=3, metavar="K",
+                        help="how many times all workers are started again after one fails (default 3) (exit 2, a "
                              "configuration or data error, is never restarted); with --emit kubernetes, the "
                              "Job's backoffLimit")
-    parser.add_argument("--port-base", type=int, default=None,
+    parser.add_argument("--port-base", type=int, default=None, metavar="P",
                         help="worker i listens on port P+i (default: free ports, new ones at each restart); "
                              f"with --emit kubernetes, every pod's port (default {DEFAULT_KUBERNETES_PORT})")
-    parser.add_argument("--grace-seconds", type=float, default=30.0,
-                        help="between SIGTERM and SIGKILL when workers are stopped; with --emit kubernetes, "
-                             "the pods' terminationGracePeriodSeconds")
+    parser.add_argument("--grace-seconds", type=float, default=30.0, metavar="SECONDS",
+                        help="between SIGTERM and SIGKILL when workers are stopped (default 30); with --emit "
+                             "kubernetes, the pods' terminationGracePeriodSeconds")
     parser.add_argument("--emit", choices=("kubernetes",), default=None,
                         help="print a manifest instead of running: an Indexed Job and its headless Service")
     parser.add_argument("--image", default=None, help="with --emit kubernetes: a container image with trimbert "
                                                       "installed (the `trimbert` command on its PATH)")
-    parser.add_argument("--name", default="trimbert-pretrain",
-                        help="with --emit kubernetes: the Job's name (its pods are NAME-0, NAME-1, ...)")
+    parser.add_argument("--name", default=None,
+                        help=f"with --emit kubernetes: the Job's name (its pods are NAME-0, NAME-1, ...; default "
+                             f"{DEFAULT_NAME})")
     parser.add_argument("--namespace", default=None, help="with --emit kubernetes: the namespace")
     parser.add_argument("worker_arguments", nargs=argparse.REMAINDER, metavar="-- pretrain ARGS",
                         help="the command every worker runs")
@@ -53,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     arguments = worker_arguments(args.worker_arguments, verbose=args.show_tensorflow_logs)
     if args.emit == "kubernetes":
         return _emit_kubernetes(args, arguments)
-    for option in ("image", "namespace"):
+    for option in ("image", "name", "namespace"):
         if getattr(args, option) is not None:
             raise TrimbertError(f"--{option} is for --emit kubernetes only")
     if args.port_base is not None and not 0 < args.port_base <= 65536 - args.workers:
@@ -110,7 +115,7 @@ def _emit_kubernetes(args: argparse.Namespace, arguments: list[str]) -> int:
         raise TrimbertError("--emit kubernetes needs --image (a container image with trimbert installed)")
     port = DEFAULT_KUBERNETES_PORT if args.port_base is None else args.port_base
     documents = kubernetes_job.manifest(
-        name=args.name, namespace=args.namespace, image=args.image, workers=args.workers, port=port,
+        name=args.name or DEFAULT_NAME, namespace=args.namespace, image=args.image, workers=args.workers, port=port,
         max_restarts=args.max_restarts, grace_seconds=args.grace_seconds, arguments=arguments)
     print(kubernetes_job.to_yaml(documents), end="")
     return 0

@@ -191,9 +191,11 @@ def test_launch_adds_the_multi_worker_strategy_and_refuses_any_other():
     (["launch", "--workers", "0", "--", "pretrain"], "--workers must be at least 1"),
     (["launch", "--workers", "2", "--", "pretrain", "--strategy", "tpu"], "leave --strategy out"),
     (["launch", "--workers", "2", "--image", "x", "--", "pretrain"], "--image is for --emit kubernetes only"),
+    (["launch", "--workers", "2", "--name", "x", "--", "pretrain"], "--name is for --emit kubernetes only"),
     (["launch", "--workers", "2", "--port-base", "65535", "--", "pretrain"], "are not all valid ports"),
     (["launch", "--emit", "kubernetes", "--workers", "2", "--", "pretrain"], "needs --image"),
-], ids=["no-command", "not-pretrain", "no-workers", "other-strategy", "image-locally", "ports", "no-image"])
+], ids=["no-command", "not-pretrain", "no-workers", "other-strategy", "image-locally", "name-locally", "ports",
+        "no-image"])
 def test_launch_errors_are_one_line_and_exit_2(argv, message, capsys):
     from pipeline.cli import main as cli
 
