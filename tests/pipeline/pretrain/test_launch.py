@@ -35,7 +35,7 @@ def _checkpoint(path) -> dict[str, np.ndarray]:
             if not name.startswith(TIMINGS)}
 
 
-@pytest.mark.slow  # about 60 s (two launches of two pretrain workers, one restarted)
+@pytest.mark.slow  # 44 to 93 s measured (two launches of two pretrain workers, one group restarted)
 def test_a_killed_worker_restarts_the_group_and_the_run_ends_with_the_uninterrupted_weights(
         packed_data, tmp_path, pretrain_command, read_metrics):
     command, env = _launch_command(pretrain_command, packed_data, tmp_path / "reference", 0)
