@@ -28,8 +28,9 @@ DASK_REQUIREMENTS = ["dask[bag]>=2026.8.0", "distributed>=2026.8.0"]
 
 # apache-beam[gcp] and gcp-storage-emulator: the Beam job is tested on gs:// against a local emulator.
 # pytest-xdist: `make test` runs the suite in two worker processes; coverage: `make coverage`.
+# kubernetes-validate: the manifest of `trimbert launch --emit kubernetes` is checked against the API schemas offline.
 TEST_REQUIREMENTS = ["pytest", "pytest-xdist", "coverage", "ruff", "psutil", "apache-beam[gcp]==2.77.0",
-                     "gcp-storage-emulator", *DASK_REQUIREMENTS]
+                     "gcp-storage-emulator", "kubernetes-validate", *DASK_REQUIREMENTS]
 
 # Dataflow workers need the GCP extras; kept optional so a local install stays small.
 DATAFLOW_REQUIREMENTS = ["apache-beam[gcp]==2.77.0"]

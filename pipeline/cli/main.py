@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("pipeline.cli.config", "show a resolved config and its parameter count"),
     "preprocess": ("pipeline.cli.preprocess", "corpus -> WordPiece tokens -> pre-training TFRecords (Apache Beam)"),
     "pretrain": ("pipeline.cli.pretrain", "pre-train an encoder under tf.distribute (resumable)"),
+    "launch": ("pipeline.cli.launch", "run `pretrain` as N workers here, restarted together on a failure, or print "
+                                      "them as a Kubernetes Indexed Job (--emit kubernetes)"),
     "prune": ("pipeline.cli.prune", "drop whole blocks from a pre-trained encoder (Poor Man's BERT)"),
     "finetune": ("pipeline.cli.finetune", "fine-tune an encoder on a GLUE or sentiment task over several seeds"),
     "predict": ("pipeline.cli.predict", "run a fine-tuned model kept by finetune (OUT/model) on a CSV, TSV, JSONL "
