@@ -39,7 +39,7 @@ from models import params
 from pipeline import clock as clock_lib
 from pipeline import model_dir as model_dir_lib
 from pipeline.clock import TrainingClock
-from pipeline.pretrain import checkpoints, corrupt_records, distribution, heldout, peers, starting_points
+from pipeline.pretrain import checkpoints, corrupt_records, distribution, heldout, peers, preemption, starting_points
 from pipeline.pretrain.input import pretraining_dataset
 from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer
@@ -144,6 +144,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None], startu
     startup.step_done(0, f"the other workers to join the cluster: {peers_named}" if multi_worker else
                       f"the tf.distribute strategy ({options.strategy}) to start")
     strategy = distribution.make_strategy(options.strategy, options.num_cpu_replicas, options.tpu)
+    if multi_worker:
+        preemption.remember_sigterm()  # TensorFlow's own handler would only record it
     if options.verify_checksums:  # reads all the data: as long as it takes
         startup.unwatched(0, "reading every shard to compare its CRC-32C")
     else:

@@ -16,6 +16,13 @@ watchdog, ``pipeline.pretrain.watchdog``, covers a main thread stuck inside Tens
   tasks that got the signal. Between held-out batches the same sum decides, so an evaluation is cut
   short at the same batch everywhere.
 
+Once MultiWorkerMirroredStrategy exists, TensorFlow's coordination agent has its own C++ SIGTERM
+handler, which only records the signal: the process would no longer end on SIGTERM during the rest
+of the start-up. :func:`remember_sigterm` installs a Python handler right after the strategy is
+built; a signal it records reaches the first :class:`SigtermStop`, so the first step's agreement
+stops every worker with a checkpoint (the start-up's watchdog exits 143 without one if a start-up
+stage goes on for ``pretrain.sigterm_grace_seconds`` after the signal).
+
 ``tf.distribute.experimental.PreemptionCheckpointHandler`` does the same through the coordination
 service, but it owns the checkpoint manager and restores on its own at construction; here the loop
 keeps choosing what to resume from (``pipeline.pretrain.checkpoints``) and where each worker writes.
@@ -28,6 +35,16 @@ import signal
 import tensorflow as tf
 
 from pipeline.pretrain import distribution
+
+_EARLY_SIGTERMS: list[int] = []  # signals remember_sigterm's handler recorded, not yet taken by a SigtermStop
+
+
+def remember_sigterm() -> None:
+    """From now on, SIGTERM is recorded for the next :class:`SigtermStop` (main thread only)."""
+    try:
+        signal.signal(signal.SIGTERM, lambda signum, frame: _EARLY_SIGTERMS.append(signum))
+    except ValueError:  # not the main thread: leave signals alone
+        pass
 
 
 class Preempted(Exception):
@@ -56,6 +73,8 @@ class SigtermStop:
             self._tasks = []
 
     def __enter__(self) -> SigtermStop:
+        self._signalled_here = self._signalled_here or bool(_EARLY_SIGTERMS)
+        _EARLY_SIGTERMS.clear()
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread: leave signals alone

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from configs.errors import TrimbertError
 from pipeline.pretrain import distribution, peers
 from pipeline.pretrain import watchdog as watchdog_lib
 
@@ -269,3 +270,50 @@ def test_the_cluster_is_read_from_tf_config(two_workers, monkeypatch):
     monkeypatch.delenv("TF_CONFIG")
     assert distribution.cluster_tasks() == [] and distribution.this_task() is None
     assert not distribution.runs_multi_worker("multi_worker")
+
+
+def test_waiting_for_a_silent_peer_ends_in_time_naming_it(monkeypatch, tmp_path):
+    ports = _free_ports(2)
+    monkeypatch.setenv("TF_CONFIG", _tf_config(ports, 0))
+    started = time.monotonic()
+    with pytest.raises(peers.PeerLost) as raised:
+        peers.wait_for_peers(1.0, str(tmp_path), poll_seconds=0.1)
+    assert 1.0 <= time.monotonic() - started < 5
+    assert str(raised.value) == (
+        f"trimbert pretrain: task 1 at localhost:{ports[1]} ({WORKER_1}) did not answer within 1 s "
+        f"(pretrain.stall_timeout_seconds), the peers from TF_CONFIG this worker waited for; no checkpoint yet in "
+        f"{tmp_path / 'checkpoints'}; exit 75: restart every worker once they can reach each other")
+
+
+def test_peers_that_listen_are_waited_for_and_this_task_listens_meanwhile(monkeypatch, tmp_path):
+    """Worker 1 listens on its port (as its own wait does); worker 0's wait returns and frees its port."""
+    ports = _free_ports(2)
+    monkeypatch.setenv("TF_CONFIG", _tf_config(ports, 0))
+    with socket.create_server(("", ports[1])):
+        peers.wait_for_peers(5.0, str(tmp_path), poll_seconds=0.1)
+    with socket.create_server(("", ports[0])):  # worker 0's port is free again for its gRPC server
+        pass
+    monkeypatch.setenv("TF_CONFIG", _tf_config(ports, 1))
+    with socket.create_server(("", ports[1])), pytest.raises(TrimbertError, match=f"its port {ports[1]}"):
+        peers.wait_for_peers(5.0, str(tmp_path))  # this task's own port is taken by another process
+
+
+def test_a_sigterm_during_the_start_up_reaches_the_first_loop_once():
+    """After the strategy exists TensorFlow's own handler would swallow SIGTERM; remember_sigterm keeps it
+    for the first phase's stop (the first step's agreement then checkpoints every worker)."""
+    import os
+
+    import tensorflow as tf
+
+    from pipeline.pretrain import preemption
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        preemption.remember_sigterm()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with preemption.SigtermStop(tf.distribute.get_strategy()) as first:
+            assert first.raised and first.agree()
+        with preemption.SigtermStop(tf.distribute.get_strategy()) as second:
+            assert not second.raised
+    finally:
+        signal.signal(signal.SIGTERM, previous)
