@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 
 from pipeline.pretrain.distribution import STRATEGIES
+from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE, RESTART_EXIT_CODE, STALLED_EXIT_CODE
+
+EXIT_CODES = (f"exit codes: 0 done; 1 a crash (a traceback); {STALLED_EXIT_CODE} a configuration or data error, or "
+              f"no progress within pretrain.stall_timeout_seconds (do not restart unchanged); {RESTART_EXIT_CODE} "
+              f"restartable: under several workers a peer was lost, or did not join within "
+              f"pretrain.stall_timeout_seconds (restart every worker: they resume from the last checkpoint); "
+              f"{PREEMPTED_EXIT_CODE} stopped by SIGTERM, normally after saving a checkpoint (under several "
+              f"workers every worker saves the same step); rerun to resume.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXIT_CODES
     parser.add_argument("--config", required=True, help="a YAML config or a shipped name (tiny, bert_base ...)")
     parser.add_argument("--data", required=True,
                         help="a `trimbert preprocess` output folder, or one per phase separated by commas")
@@ -36,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
+    import traceback
 
     from beam_jobs.manifest import Manifest
     from configs import schema as config_lib
@@ -54,4 +64,9 @@ def run(args: argparse.Namespace) -> int:
     except pretrain.Preempted:
         print("pretrain: stopped by SIGTERM after saving a checkpoint", file=sys.stderr)
         return pretrain.PREEMPTED_EXIT_CODE
+    except pretrain.PeerLost as lost:
+        if getattr(args, "show_tensorflow_logs", False):  # --verbose: TensorFlow's own error too
+            traceback.print_exception(lost.__cause__ or lost, file=sys.stderr)
+        print(lost, file=sys.stderr, flush=True)
+        return pretrain.RESTART_EXIT_CODE
     return 0

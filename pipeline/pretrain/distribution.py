@@ -45,6 +45,31 @@ def cluster_worker_count() -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
+def runs_multi_worker(kind: str, tpu_address: str | None = None) -> bool:
+    """Whether :func:`make_strategy` will build MultiWorkerMirroredStrategy over more than one task,
+    known before it is built (from ``kind`` and TF_CONFIG; ``auto`` reads no device for this)."""
+    several = cluster_worker_count() > 1
+    return several and (kind == "multi_worker" or (kind == "auto" and tpu_address is None))
+
+
+def cluster_tasks() -> list[tuple[str, str]]:
+    """Every task TF_CONFIG lists as ``(name, address)``, the chief first then the workers in order;
+    the name is TensorFlow's (``/job:worker/replica:0/task:1``), as its errors name a lost task."""
+    raw = os.environ.get("TF_CONFIG")
+    cluster = json.loads(raw).get("cluster", {}) if raw else {}
+    return [(f"/job:{job}/replica:0/task:{index}", address)
+            for job in ("chief", "worker") for index, address in enumerate(cluster.get(job, []))]
+
+
+def this_task() -> str | None:
+    """This process's task name from TF_CONFIG (``/job:worker/replica:0/task:0``); None without one."""
+    raw = os.environ.get("TF_CONFIG")
+    task = json.loads(raw).get("task", {}) if raw else {}
+    if "type" not in task:
+        return None
+    return f"/job:{task['type']}/replica:0/task:{int(task.get('index', 0))}"
+
+
 def make_strategy(kind: str = "auto", num_cpu_replicas: int = 1,
                   tpu_address: str | None = None) -> tf.distribute.Strategy:
     """Builds the strategy named ``kind`` (see the module docstring)."""

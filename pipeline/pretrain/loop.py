@@ -10,15 +10,20 @@ one device, mirrored replicas, several workers and TPU. Sections:
 4. input: one tf.data pipeline per phase, distributed per replica
 5. step: losses normalised by global counts, gradient accumulation
 6. loop: progress, metrics, held-out evaluation (clock paused), checkpoints every N steps and on SIGTERM
+   (``pipeline.pretrain.preemption``: under several workers, all of them at the same step)
 7. summary: wall-clock and accelerator-hours per phase, the held-out figures
+
+Watchdogs (``pipeline.pretrain.watchdog``) bound the time without progress: one over the start-up
+(strategy, model, restore, the first phase's input: :func:`run`), then one per phase's loop. Under
+several workers, a lost peer ends the run with one line and exit 75 (``pipeline.pretrain.peers``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-import signal
 import time
 from collections.abc import Callable
 
@@ -34,13 +39,17 @@ from models import params
 from pipeline import clock as clock_lib
 from pipeline import model_dir as model_dir_lib
 from pipeline.clock import TrainingClock
-from pipeline.pretrain import checkpoints, corrupt_records, distribution, heldout, starting_points
+from pipeline.pretrain import checkpoints, corrupt_records, distribution, heldout, peers, preemption, starting_points
 from pipeline.pretrain.input import pretraining_dataset
 from pipeline.pretrain.masking import masking_spec
 from pipeline.pretrain.optimizer import pretraining_optimizer
+from pipeline.pretrain.peers import PeerLost as PeerLost  # the CLI's to report
+from pipeline.pretrain.preemption import Preempted as Preempted  # the CLI's to report
+from pipeline.pretrain.preemption import SigtermStop
 from pipeline.pretrain.step import make_train_step
-from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit code
-from pipeline.pretrain.watchdog import Watchdog
+from pipeline.pretrain.watchdog import PREEMPTED_EXIT_CODE as PREEMPTED_EXIT_CODE  # the CLI's exit codes
+from pipeline.pretrain.watchdog import RESTART_EXIT_CODE as RESTART_EXIT_CODE
+from pipeline.pretrain.watchdog import STALLED_EXIT_CODE, Watchdog
 from pipeline.writer_lock import WriterLock
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
@@ -50,10 +59,6 @@ PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float
 
 class NonFiniteLoss(TrimbertError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class Preempted(Exception):
-    """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +101,33 @@ def run(config: Config, options: RunOptions, log: Callable[[str], None] = print)
 
     The chief holds the model directory's writer lock for the whole run (``pipeline.writer_lock``):
     a second run into the same directory is refused with the holder named.
+
+    Raises:
+        Preempted: SIGTERM; a checkpoint was saved (by every worker, at the same step).
+        PeerLost: under several workers, a peer stopped answering; restart every worker.
     """
-    if not distribution.is_chief_process():
-        return _run(config, options, log)
-    with WriterLock(options.model_dir, "pretrain", log):
-        return _run(config, options, log)
+    multi_worker = distribution.runs_multi_worker(options.strategy, options.tpu)
+    startup = _startup_watchdog(config, str(options.model_dir), multi_worker)
+    with peers.reported(str(options.model_dir), multi_worker), contextlib.ExitStack() as held:
+        if distribution.is_chief_process():
+            held.enter_context(WriterLock(options.model_dir, "pretrain", log))
+        with startup:
+            return _run(config, options, log, startup)
 
 
-def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dict:
+def _startup_watchdog(config: Config, model_dir: str, multi_worker: bool) -> Watchdog:
+    """The start-up's watchdog: the strategy, the model, the restore and the first phase's input.
+
+    Under several workers the strategy's constructor blocks until every task in TF_CONFIG has
+    joined, and building the model broadcasts the chief's initial weights (the first collectives):
+    a stall there names the peers and is restartable (exit 75); elsewhere a stall is an error (exit 2).
+    """
+    return Watchdog(0, "the start-up", config.pretrain.stall_timeout_seconds, config.pretrain.sigterm_grace_seconds,
+                    lambda: _describe_last_checkpoint(model_dir),
+                    startup_exit_code=RESTART_EXIT_CODE if multi_worker else STALLED_EXIT_CODE)
+
+
+def _run(config: Config, options: RunOptions, log: Callable[[str], None], startup: Watchdog) -> dict:
     # === 1. Setup ===
     starting_points.check_teacher_given(config)
     started_at = time.time()
@@ -112,7 +136,20 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     keras.utils.set_random_seed(config.pretrain.seed)  # same initial weights and dropout on every run
     if config.pretrain.deterministic:
         tf.config.experimental.enable_op_determinism()  # GPU kernels otherwise reduce in any order
+    multi_worker = distribution.runs_multi_worker(options.strategy, options.tpu)
+    peers_named = peers.others_named() if multi_worker else ""
+    if multi_worker:  # the strategy's constructor would wait for them where no watchdog can run
+        startup.unwatched(0, "the other workers to answer")  # wait_for_peers keeps its own deadline
+        peers.wait_for_peers(config.pretrain.stall_timeout_seconds, model_dir)
+    startup.step_done(0, f"the other workers to join the cluster: {peers_named}" if multi_worker else
+                      f"the tf.distribute strategy ({options.strategy}) to start")
     strategy = distribution.make_strategy(options.strategy, options.num_cpu_replicas, options.tpu)
+    if multi_worker:
+        preemption.remember_sigterm()  # TensorFlow's own handler would only record it
+    if options.verify_checksums:  # reads all the data: as long as it takes
+        startup.unwatched(0, "reading every shard to compare its CRC-32C")
+    else:
+        startup.step_done(0, "reading the data manifests")
     chief = distribution.is_chief(strategy)
     replicas = strategy.num_replicas_in_sync
     devices = clock_lib.strategy_devices(strategy)
@@ -120,6 +157,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     manifests = _phase_manifests(config, options.data_dirs, options.verify_checksums)
     for manifest in manifests:
         manifest.check_vocabulary(config.model.vocabulary_size)
+    startup.step_done(0, "checking the model directory")
     vocabulary_sha256 = manifests[0].vocabulary.sha256
     if len({m.vocabulary.sha256 for m in manifests}) > 1:
         raise TrimbertError("the phases' data folders were tokenized with different vocabularies")
@@ -136,6 +174,8 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         f"steps {last_step}" + (", op determinism on" if config.pretrain.deterministic else ""))
 
     # === 2. Model and optimizer ===
+    startup.step_done(0, "building the model and optimizer" + (
+        f" (their initial values are broadcast from the chief to {peers_named})" if multi_worker else ""))
     hidden_width = starting_points.teacher_hidden_width(config)
     with strategy.scope():
         encoder = models.build_encoder(config)
@@ -153,6 +193,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
     teacher = starting_points.load_teacher(config, strategy) if config.pretrain.distill.teacher else None
 
     # === 3. Checkpoint restore (the step first: it says which phase's input to rebuild) ===
+    startup.step_done(0, "choosing and reading the checkpoint to resume from")
     manager_options = dict(max_to_keep=config.pretrain.keep_checkpoints)
     # The newest checkpoint that reads whole; unreadable newer ones are moved aside (pipeline.pretrain.checkpoints).
     latest = checkpoints.newest_readable(storage.join(model_dir, model_dir_lib.CHECKPOINTS_DIR), chief, log)
@@ -169,6 +210,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
 
     while restored_step < last_step:
         phase = phases[phase_index]
+        startup.step_done(restored_step, f"phase {phase_index}'s input, restore and step function")
         # === 4. Input ===
         manifest = manifests[phase_index]
         if phase.batch_size % (replicas * accumulation):
@@ -214,7 +256,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         clock = TrainingClock(devices=devices.count, elapsed_before=float(phase_seconds[phase_index].numpy()))
         phase_end = min(boundaries[phase_index + 1], last_step)
         writer = tf.summary.create_file_writer(storage.join(write_dir, model_dir_lib.TENSORBOARD_DIR))
-        stop = _SigtermFlag()
+        stop = SigtermStop(strategy)
         window = _Window(time.perf_counter(), int(step.numpy()))
         watchdog = Watchdog(int(step.numpy()), f"the first step of phase {phase_index} (input start-up, tracing, "
                             f"compiling, the first batch)", config.pretrain.stall_timeout_seconds,
@@ -224,6 +266,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
         # read again to name the bad one after the watchdog and the SIGTERM flag have ended.
         corrupt = corrupt_records.reported(manifest, watchdog.completed_step, lambda: _describe_last_checkpoint(
             write_dir), log)
+        startup.stop()  # the phase's watchdog takes over (a no-op after the first phase)
         with corrupt, stop, watchdog:
             clock.start()  # every step counts, the first (tracing, compiling) included
             first_step_started = time.perf_counter()
@@ -235,6 +278,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
                     first_step_seconds[phase_index].assign(first_step_seconds[phase_index] + elapsed)
                     first_step_started = None
                 watchdog.step_done(current, f"step {current + 1} (an input batch or the replicas' collectives)")
+                stop.agree()  # SIGTERM to any worker stops every worker at this step
                 loss = float(metrics["loss"])
                 if not math.isfinite(loss):
                     raise NonFiniteLoss(
@@ -264,7 +308,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
                         phase_seconds[phase_index].assign(clock.seconds)
                         manager.save(checkpoint_number=current)
                 if stop.raised:
-                    log(f"SIGTERM: checkpoint saved at step {current}; rerun the same command to resume")
+                    log(stop.saved(current, storage.join(model_dir, model_dir_lib.CHECKPOINTS_DIR, f"ckpt-{current}")))
                     raise Preempted()
         clock.stop()
         phase_seconds[phase_index].assign(clock.seconds)
@@ -273,6 +317,7 @@ def _run(config: Config, options: RunOptions, log: Callable[[str], None]) -> dic
             phase_index += 1  # the model and optimizer carry over; the next phase gets its own input
 
     # === 7. Summary ===
+    startup.stop()  # a run already finished before has not stopped it yet
     summary = _summary(config, options, replicas, strategy, devices, phases, boundaries, phase_seconds,
                        first_step_seconds, step, vocabulary_sha256, started_at)
     summary.update(heldout.summary_fields(heldout_record))
@@ -306,31 +351,6 @@ class _Window:
 
     time: float
     step: int
-
-
-class _SigtermFlag:
-    """Turns SIGTERM into a flag the loop checks after each step (checkpoint, then exit)."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def _handle(self, signum, frame):
-        self.raised = True
-
-    def is_raised(self) -> bool:
-        return self.raised
 
 
 def _describe_last_checkpoint(write_dir: str) -> str:

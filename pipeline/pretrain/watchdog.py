@@ -5,7 +5,9 @@ main thread between bytecodes: while ``train_step`` waits inside TensorFlow for 
 a collective that never comes, neither happens. This thread does not depend on the main one:
 
 * no step completed for ``stall_timeout`` seconds: print what the run was waiting on and the last
-  completed step, exit 2 (the last checkpoint on disk stays the last good one);
+  completed step, exit 2 (the last checkpoint on disk stays the last good one); a watchdog over a
+  run's start-up (``startup_exit_code``: strategy, model build, restore, where a multi-worker run
+  first waits on its peers) names the stage and exits with that code, 75 when the run is restartable;
 * SIGTERM and no step boundary within ``grace`` seconds (or a second SIGTERM): exit 143 without
   a checkpoint, saying so. At a boundary the loop itself checkpoints and exits 143, as before.
 
@@ -16,6 +18,7 @@ the signal number to a socket immediately, even while the main thread is inside 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import select
 import signal
@@ -25,8 +28,10 @@ import threading
 import time
 from collections.abc import Callable
 
-STALLED_EXIT_CODE = 2  # the CLI's exit code for errors
+# The exit codes a supervisor (``trimbert launch``) acts on; every other module imports them from here.
+STALLED_EXIT_CODE = 2  # the CLI's exit code for errors: do not restart unchanged
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped, resume me"
+RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: a peer was lost or never came up; restart every worker to resume
 POLL_SECONDS = 0.5
 
 
@@ -50,12 +55,16 @@ class Watchdog:
         stall_timeout: seconds without a completed step before the run is stopped.
         grace: seconds after SIGTERM to reach a step boundary before exiting without a checkpoint.
         describe_checkpoint: returns the last checkpoint on disk, for the messages.
+        startup_exit_code: None for a phase's loop; for a start-up (no step yet, stages instead), the code
+            a stall exits with: :data:`RESTART_EXIT_CODE` where the stage waits on other workers,
+            else :data:`STALLED_EXIT_CODE`.
     """
 
     def __init__(self, step: int, waiting_on: str, stall_timeout: float, grace: float,
-                 describe_checkpoint: Callable[[], str]):
+                 describe_checkpoint: Callable[[], str], startup_exit_code: int | None = None):
         self._progress = _Progress(step, waiting_on, time.monotonic())
         self._stall_timeout = stall_timeout
+        self._startup_exit_code = startup_exit_code
         self._grace = grace
         self._describe_checkpoint = describe_checkpoint
         self._finished = threading.Event()
@@ -73,8 +82,15 @@ class Watchdog:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Ends the watch (what ``with`` does on leaving); a second call does nothing."""
+        if self._finished.is_set():
+            return
         self._finished.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         if self._previous_wakeup is not None:
             signal.set_wakeup_fd(self._previous_wakeup)
         self._receiver.close()
@@ -83,6 +99,11 @@ class Watchdog:
     def step_done(self, step: int, waiting_on: str) -> None:
         """A step boundary: resets the stall clock and ends any SIGTERM countdown (the loop saves now)."""
         self._progress = _Progress(step, waiting_on, time.monotonic())
+
+    def unwatched(self, step: int, doing: str) -> None:
+        """A stage that may take as long as it needs (reading all the data): no stall until the next
+        :meth:`step_done`."""
+        self._progress = _Progress(step, doing, math.inf)
 
     def completed_step(self) -> int:
         """The last step :meth:`step_done` reported (the phase's first step until then)."""
@@ -111,6 +132,13 @@ class Watchdog:
             self._exit(PREEMPTED_EXIT_CODE, f"pretrain: {reason}; exiting WITHOUT a checkpoint of this run's "
                        f"last steps (last completed step {progress.step}, waiting on {progress.waiting_on}); "
                        f"{self._describe_checkpoint()}; rerun the same command to resume from it")
+        if now - progress.since > self._stall_timeout and self._startup_exit_code is not None:
+            code = self._startup_exit_code
+            advice = "restart every worker once they can reach each other" if code == RESTART_EXIT_CODE else \
+                "the run did not start"
+            self._exit(code, f"trimbert pretrain: {'error: ' if code == STALLED_EXIT_CODE else ''}start-up made no "
+                       f"progress in {self._stall_timeout:g} s (pretrain.stall_timeout_seconds) while waiting on "
+                       f"{progress.waiting_on}; {self._describe_checkpoint()}; exit {code}: {advice}")
         if now - progress.since > self._stall_timeout:
             self._exit(STALLED_EXIT_CODE, f"trimbert pretrain: error: no optimizer step completed in "
                        f"{self._stall_timeout:g} s (pretrain.stall_timeout_seconds); last completed step "
