@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import os
 import platform
+import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -163,3 +164,16 @@ def measure_matmul_peak(size: int = 2048, repeats: int = 10, dtype: str = "float
         product(a, b).numpy()
         best = min(best, time.perf_counter() - started)
     return 2.0 * size**3 / best
+
+
+def median_call_seconds(call, repeats: int, warm_up: int) -> float:
+    """Median wall-clock seconds of ``repeats`` calls of ``call`` after ``warm_up`` untimed ones (tracing,
+    kernel selection, caches); ``call`` must return only once its result is ready (e.g. ``.numpy()``)."""
+    for _ in range(warm_up):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)

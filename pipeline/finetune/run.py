@@ -395,15 +395,9 @@ def measure_latency(classifier: keras.Model, encoded: data.EncodedExamples, seq_
     positions = np.resize(np.arange(len(encoded)), batch_size)
     batch = data.pad_batch(encoded, positions, regression=False, length=seq_len)
     classifier.predict_function = None  # retrace under this device scope, not reuse another device's graph
-    timings = []
     with tf.device(device):
-        for _ in range(2):  # trace, compile and warm the caches
-            classifier.predict_on_batch(batch.inputs)
-        for _ in range(repeats):
-            started = time.perf_counter()
-            classifier.predict_on_batch(batch.inputs)
-            timings.append(time.perf_counter() - started)
-    return 1000.0 * float(np.median(timings)) / batch_size
+        seconds = clock_lib.median_call_seconds(lambda: classifier.predict_on_batch(batch.inputs), repeats, 2)
+    return 1000.0 * seconds / batch_size
 
 
 def serving_latency(classifier: keras.Model, tokenizer: data.Tokenizer, seq_len: int, task: task_registry.Task,

@@ -9,13 +9,13 @@ so short and long texts cost the model the same; only tokenisation depends on th
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from configs.errors import TrimbertError
+from pipeline.clock import median_call_seconds
 from pipeline.serving.saved_model import SIGNATURE
 
 WARM_UP = 2  # untimed calls first: tracing, kernel selection, caches
@@ -64,16 +64,12 @@ def measure_latency(export, texts: Sequence[str], text_pairs: Sequence[str] | No
         inputs = {"text": tf.constant([texts[row] for row in rows])}
         if text_pairs is not None:
             inputs["text_pair"] = tf.constant([text_pairs[row] for row in rows])
-        timings = []
+        def call(inputs=inputs):
+            for value in serve(**inputs).values():
+                value.numpy()  # wait for the result
+
         with tf.device(device):
-            for call in range(WARM_UP + repeats):
-                started = time.perf_counter()
-                outputs = serve(**inputs)
-                for value in outputs.values():
-                    value.numpy()  # wait for the result
-                if call >= WARM_UP:
-                    timings.append(time.perf_counter() - started)
-        latencies[size] = 1000.0 * float(np.median(timings)) / size
+            latencies[size] = 1000.0 * median_call_seconds(call, repeats, WARM_UP) / size
     return latencies
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import statistics
-import time
 from collections.abc import Callable
 
 import storage
@@ -25,6 +23,7 @@ from configs.errors import TrimbertError
 from configs.schema import Config
 from models import params
 from pipeline import model_dir as model_dir_lib
+from pipeline.clock import median_call_seconds
 from pipeline.report import output
 from pipeline.studies import search_algorithm
 from pipeline.studies.search_space import Candidate, SearchSpace, candidate_config
@@ -76,13 +75,8 @@ def measure_latency(config: Config, batch_size: int, seq_len: int, repeats: int)
               "segment_ids": tf.zeros([batch_size, seq_len], tf.int32),
               "padding_mask": tf.ones([batch_size, seq_len], tf.int32)}
     forward = tf.function(lambda batch: encoder(batch, training=False))
-    tf.nest.map_structure(lambda tensor: tensor.numpy(), forward(inputs))
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        tf.nest.map_structure(lambda tensor: tensor.numpy(), forward(inputs))
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+    return median_call_seconds(lambda: tf.nest.map_structure(lambda tensor: tensor.numpy(), forward(inputs)),
+                               repeats, warm_up=1)
 
 
 def proxy_error(config: Config, data_dir: str, model_dir: str, steps: int, previous_steps: int) -> float:
