@@ -142,10 +142,7 @@ def makedirs(path: PathLike) -> str:
 
 def read_head(path: PathLike, size: int) -> bytes:
     """The first ``size`` bytes of a file (e.g. to recognise its format)."""
-    if is_url(path):
-        with _gfile().GFile(os.fspath(path), "rb") as handle:
-            return handle.read(size)
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         return handle.read(size)
 
 
@@ -169,10 +166,7 @@ def read_chunks(path: PathLike, chunk_bytes: int = 1 << 22):
 
 
 def read_bytes(path: PathLike) -> bytes:
-    if is_url(path):
-        with _gfile().GFile(os.fspath(path), "rb") as handle:
-            return handle.read()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         return handle.read()
 
 
